@@ -1,0 +1,162 @@
+"""Transaction IDs, retransmission schedule, ICE RTO, ID randomness (RFC 8489 §5, §6.2.1; RFC 8445 §14.3)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import string
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conformance.protocol.transactions import (
+    RTO_FLOOR,
+    TRANSACTION_ID_LENGTH,
+    ice_check_rto,
+    ice_gathering_rto,
+    new_transaction_id,
+    retransmission_schedule,
+    txid_randomness_problems,
+)
+
+
+def _random_ids(count: int, seed: int = 8489) -> list[bytes]:
+    rng = random.Random(seed)
+    return [rng.randbytes(TRANSACTION_ID_LENGTH) for _ in range(count)]
+
+
+def test_new_transaction_id_is_12_fresh_bytes() -> None:
+    ids = [new_transaction_id() for _ in range(256)]
+    assert all(len(txid) == 12 for txid in ids)
+    assert len(set(ids)) == len(ids)
+    assert txid_randomness_problems(ids) == []
+
+
+def test_retransmission_schedule_default_matches_rfc() -> None:
+    offsets, timeout = retransmission_schedule()
+    assert offsets == [0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
+    assert timeout == 39.5
+
+
+def test_retransmission_schedule_scales_with_rto() -> None:
+    offsets, timeout = retransmission_schedule(rto=1.0, rc=3, rm=4)
+    assert offsets == [0.0, 1.0, 3.0]
+    assert timeout == 7.0
+
+
+def test_retransmission_schedule_single_request_waits_rm_rto() -> None:
+    assert retransmission_schedule(rto=0.5, rc=1, rm=16) == ([0.0], 8.0)
+
+
+@given(
+    rto=st.floats(min_value=0.001, max_value=10, allow_nan=False),
+    rc=st.integers(min_value=1, max_value=12),
+    rm=st.integers(min_value=1, max_value=32),
+)
+def test_retransmission_schedule_gaps_double(rto: float, rc: int, rm: int) -> None:
+    offsets, timeout = retransmission_schedule(rto, rc, rm)
+    assert len(offsets) == rc
+    assert offsets[0] == 0
+    gaps = [b - a for a, b in itertools.pairwise(offsets)]
+    for i, gap in enumerate(gaps):
+        assert gap == pytest.approx(rto * 2**i)
+    assert timeout == pytest.approx(offsets[-1] + rm * rto)
+
+
+@pytest.mark.parametrize(("rto", "rc", "rm"), [(0, 7, 16), (-0.5, 7, 16), (0.5, 0, 16), (0.5, 7, 0)])
+def test_retransmission_schedule_rejects_bad_parameters(rto: float, rc: int, rm: int) -> None:
+    with pytest.raises(ValueError, match=r"RFC 8489 §6\.2\.1"):
+        retransmission_schedule(rto, rc, rm)
+
+
+def test_ice_check_rto_floor_is_500_ms() -> None:
+    assert RTO_FLOOR == 0.5
+    assert ice_check_rto(0.05, 1, 1, 0) == 0.5
+    assert ice_check_rto(0.05, 0, 0, 0) == 0.5
+
+
+def test_ice_check_rto_grows_with_checks() -> None:
+    assert ice_check_rto(0.05, 10, 3, 2) == pytest.approx(2.5)
+    assert ice_check_rto(0.05, 20, 3, 2) > ice_check_rto(0.05, 10, 3, 2)
+
+
+def test_ice_gathering_rto_follows_formula() -> None:
+    assert ice_gathering_rto(0.05, 2) == 0.5
+    assert ice_gathering_rto(0.05, 20) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("args", [(-0.05, 1, 1, 1), (0.05, -1, 1, 1), (0.05, 1, -1, 1), (0.05, 1, 1, -1)])
+def test_ice_check_rto_rejects_negative(args: tuple[float, int, int, int]) -> None:
+    with pytest.raises(ValueError, match=r"RFC 8445 §14\.3"):
+        ice_check_rto(*args)
+
+
+def test_ice_gathering_rto_rejects_negative() -> None:
+    with pytest.raises(ValueError, match=r"RFC 8445 §14\.3"):
+        ice_gathering_rto(0.05, -1)
+
+
+@pytest.mark.parametrize("count", [1, 5, 20, 40, 200, 1000])
+def test_txid_randomness_problems_accepts_random_ids(count: int) -> None:
+    assert txid_randomness_problems(_random_ids(count)) == []
+
+
+def test_txid_randomness_problems_flags_reuse_across_transactions() -> None:
+    ids = _random_ids(10)
+    ids.append(ids[3])
+    problems = txid_randomness_problems(ids)
+    assert problems == [
+        f"transaction ID {ids[3].hex()} is used by 2 different transactions; "
+        "each new transaction needs a new ID (RFC 8489 §5)"
+    ]
+
+
+def test_txid_randomness_problems_flags_wrong_length() -> None:
+    problems = txid_randomness_problems([b"\x01" * 16, *_random_ids(3)])
+    assert problems == [f"transaction ID #0 ({'01' * 16}) is 16 bytes, not 12 (RFC 8489 §5)"]
+
+
+@pytest.mark.parametrize("order", ["big", "little"])
+def test_txid_randomness_problems_flags_counter(order: str) -> None:
+    start = random.Random(1).getrandbits(90)
+    ids = [(start + 3 * i).to_bytes(12, order) for i in range(50)]  # type: ignore[arg-type]
+    problems = txid_randomness_problems(ids)
+    assert any(f"{order}-endian integers" in p and "counter" in p for p in problems), problems
+
+
+def test_txid_randomness_problems_flags_constant_byte() -> None:
+    ids = [b"\x00" + txid[1:] for txid in _random_ids(16)]
+    problems = txid_randomness_problems(ids)
+    assert problems == [
+        "byte 0 of the transaction ID is 0x00 in all 16 IDs; random IDs would vary (RFC 8489 §5)"
+    ]
+
+
+def test_txid_randomness_problems_flags_timestamp_prefix() -> None:
+    rng = random.Random(5)
+    ids = [(1_700_000_000 + i).to_bytes(4, "big") + rng.randbytes(8) for i in range(64)]
+    problems = txid_randomness_problems(ids)
+    assert any("byte 0" in p and "in all 64 IDs" in p for p in problems), problems
+
+
+def test_txid_randomness_problems_flags_low_entropy_positions() -> None:
+    rng = random.Random(7)
+    ids = [bytes([rng.choice(b"0123456789abcdef") for _ in range(12)]) for _ in range(64)]
+    problems = txid_randomness_problems(ids)
+    assert sum("distinct values" in p for p in problems) == 12, problems
+
+
+def test_txid_randomness_problems_flags_alphanumeric_ids_by_chi_square() -> None:
+    rng = random.Random(11)
+    alphabet = (string.ascii_letters + string.digits).encode()
+    ids = [bytes(rng.choice(alphabet) for _ in range(12)) for _ in range(200)]
+    problems = txid_randomness_problems(ids)
+    assert any("chi-square" in p for p in problems), problems
+
+
+def test_txid_randomness_problems_skips_statistics_below_sample_minimum() -> None:
+    rng = random.Random(11)
+    alphabet = (string.ascii_letters + string.digits).encode()
+    ids = [bytes(rng.choice(alphabet) for _ in range(12)) for _ in range(10)]
+    assert txid_randomness_problems(ids) == []
