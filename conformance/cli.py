@@ -1,13 +1,37 @@
-"""The ``ice-conformance`` command."""
+"""The ``ice-conformance`` command: ``run``, ``list``, ``vectors``.
+
+Exit codes of ``run``: 0 when every verdict is PASS, NON-STRICT, INFO or UNSUPPORTED, or matches the baseline;
+1 when a FAIL is not in the baseline (also a NON-STRICT with ``--strict``, an unexpected pass with
+``--strict-baseline``); 2 for an ERROR, a usage error, or a run that selected no case.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 from conformance import __version__
 
 __all__ = ["main"]
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+def _suites_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "suites"
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
 
 
 def _cmd_vectors(args: argparse.Namespace) -> int:
@@ -15,13 +39,138 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
 
     results = [verify_vector(v) for v in load_vectors()]
     for r in results:
-        sys.stdout.write(f"{'ok  ' if r.ok else 'FAIL'} {r.name:<32} {r.source}: {r.detail}\n")
+        _out(f"{'ok  ' if r.ok else 'FAIL'} {r.name:<32} {r.source}: {r.detail}")
     failed = sum(not r.ok for r in results)
-    sys.stdout.write(f"{len(results) - failed} passed, {failed} failed\n")
+    _out(f"{len(results) - failed} passed, {failed} failed")
     if not results:
-        sys.stderr.write("error: no vectors found\n")
-        return 2
-    return 1 if failed else 0
+        _err("error: no vectors found")
+        return EXIT_ERROR
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def _pytest_argv(args: argparse.Namespace, iut_args: list[str], out: Path) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(_suites_dir()),
+        "-v",
+        "-p",
+        "no:cacheprovider",
+        "--conformance-out",
+        str(out),
+        "--junitxml",
+        str(out / "junit.xml"),
+        "--alluredir",
+        str(out / "allure-results"),
+        "--clean-alluredir",
+        *iut_args,
+    ]
+    if args.k:
+        argv += ["-k", args.k]
+    if args.n:
+        argv += ["-n", str(args.n)]
+    if args.slow:
+        argv.append("--slow")
+    if args.case_budget:
+        argv += ["--case-budget", str(args.case_budget)]
+    return argv
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from conformance.adapters.registry import UnknownIut, get_iut
+    from conformance.baseline import BaselineError, compare, load_baseline
+
+    if args.iut and args.iut_cmd:
+        _err("error: --iut and --iut-cmd are exclusive")
+        return EXIT_ERROR
+    if args.iut:
+        try:
+            get_iut(args.iut)
+        except UnknownIut as exc:
+            _err(f"error: {exc}")
+            return EXIT_ERROR
+    baseline = None
+    if args.baseline:
+        try:
+            baseline = load_baseline(args.baseline)
+        except BaselineError as exc:
+            _err(f"error: {exc}")
+            return EXIT_ERROR
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary_file = out / "summary.json"
+    if summary_file.exists():
+        summary_file.unlink()
+    iut_args = ["--iut-cmd", args.iut_cmd] if args.iut_cmd else ["--iut", args.iut or "aioice"]
+    argv = _pytest_argv(args, iut_args, out)
+    env = dict(os.environ)
+    proc = subprocess.run(argv, env=env, check=False)
+    if not summary_file.exists():
+        _err(f"error: pytest exited {proc.returncode} without writing {summary_file}")
+        return EXIT_ERROR
+    summary = json.loads(summary_file.read_text())
+    records: list[dict[str, Any]] = summary["records"]
+    for r in records:
+        r["case_id"] = r["nodeid"].removeprefix("suites/")
+    summary_file.write_text(json.dumps(summary, indent=2))
+    from conformance.report.html import write_report
+
+    report = write_report([out], out / "report")
+    comparison = compare(records, baseline)
+    counts = summary["counts"]
+    _out("verdicts: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    for r in comparison.expected:
+        if r["verdict"] != "PASS":
+            _out(f"  expected by the baseline: {r['verdict']} {r['case_id']}")
+    for label, rows in (
+        ("FAIL not in the baseline", comparison.new_failures),
+        ("ERROR", comparison.errors),
+        ("NON-STRICT", comparison.new_non_strict),
+        ("unexpected pass (remove it from the baseline)", comparison.unexpected_passes),
+    ):
+        for r in rows:
+            _out(f"  {label}: {r['case_id']}: {r['message'].splitlines()[0] if r['message'] else ''}")
+    _out(f"report: {report}")
+    if not records:
+        _err("error: the run selected no case")
+        return EXIT_ERROR
+    if comparison.errors:
+        return EXIT_ERROR
+    if comparison.new_failures or (args.strict and comparison.new_non_strict):
+        return EXIT_FAIL
+    if args.strict_baseline and comparison.unexpected_passes:
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    import pytest
+
+    from conformance.adapters.registry import get_iut, known_iuts
+
+    _out("IUTs:")
+    for name in known_iuts():
+        spec = get_iut(name)
+        caps = spec.declared_capabilities()
+        _out(f"  {name:<14} {spec.description}")
+        _out(f"  {'':<14} capabilities: {', '.join(sorted(caps)) if caps else '(declared at initialize)'}")
+
+    class _Lister:
+        def __init__(self) -> None:
+            self.rows: list[tuple[str, str]] = []
+
+        def pytest_collection_finish(self, session: pytest.Session) -> None:
+            for item in session.items:
+                marker = item.get_closest_marker("requirement")
+                self.rows.append((item.nodeid.removeprefix("suites/"), " ".join(marker.args) if marker else ""))
+
+    lister = _Lister()
+    code = pytest.main([str(_suites_dir()), "--collect-only", "-q", "-p", "no:cacheprovider", "--slow"], plugins=[lister])
+    _out("cases:")
+    for case, reqs in lister.rows:
+        _out(f"  {case}  [{reqs}]")
+    return EXIT_OK if code == 0 else EXIT_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,13 +178,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ice-conformance", description="ICE, STUN and TURN conformance harness")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("vectors", help="verify the RFC test vectors with the codec")
-    p.set_defaults(func=_cmd_vectors)
+    run = sub.add_parser("run", help="run the suites against an IUT and write junit, allure, summary and HTML")
+    run.add_argument("--iut", help="IUT name (default aioice); see `ice-conformance list`")
+    run.add_argument("--iut-cmd", help='any program speaking the stdio contract, e.g. "node shim.js"')
+    run.add_argument("--out", default="reports/latest", help="output folder (default reports/latest)")
+    run.add_argument("-k", help="select cases by keyword expression (as pytest -k)")
+    run.add_argument("-n", help="parallel workers (as pytest-xdist -n)")
+    run.add_argument("--slow", action="store_true", help="include the slow tier")
+    run.add_argument("--case-budget", type=float, help="seconds per case")
+    run.add_argument("--baseline", help="TOML file of expected verdicts with reasons")
+    run.add_argument("--strict", action="store_true", help="a NON-STRICT not in the baseline fails the run")
+    run.add_argument("--strict-baseline", action="store_true", help="an unexpected pass fails the run")
+    run.set_defaults(func=_cmd_run)
+    lst = sub.add_parser("list", help="known IUTs with their capabilities; cases with their requirement IDs")
+    lst.set_defaults(func=_cmd_list)
+    vec = sub.add_parser("vectors", help="verify the RFC test vectors with the codec")
+    vec.set_defaults(func=_cmd_vectors)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
+    """Entry point; returns the exit code (argparse usage errors exit 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     code: int = args.func(args)

@@ -1,12 +1,444 @@
-"""The pytest plugin of ice-conformance (registered through the ``pytest11`` entry point)."""
+"""The pytest plugin of ice-conformance (``pytest11`` entry point ``ice_conformance``).
+
+Theory of operation: options pick the IUT (``--iut NAME`` from the registry, or ``--iut-cmd "CMD ARGS"`` for any stdio
+shim). Each worker runs one asyncio loop; the IUT's adapter lives for the worker's session and is restarted when it
+died. A case is an ``async def`` test taking the ``harness`` fixture; the plugin runs it on the loop within its time
+budget and grades the outcome: findings recorded through ``harness.findings`` carry the catalog level (MUST → FAIL,
+SHOULD → NON-STRICT), :class:`UnsupportedFeature` and the adapter's :class:`Unsupported` give UNSUPPORTED, and every
+other exception (adapter failures, timeouts with no requirement, budgets) gives ERROR. Verdicts map onto pytest
+outcomes (PASS passed; FAIL and ERROR failed; NON-STRICT, INFO and UNSUPPORTED skipped with the verdict first in the
+reason) and travel in ``user_properties`` to JUnit, the controller's ``summary.json`` and allure.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-__all__: list[str] = []
+from conformance.adapters.base import Adapter, AdapterError, IutInfo, Unsupported
+from conformance.catalog import SEVERITY, load_catalog
+from conformance.tester.capture import Capture
+from conformance.tester.harness import Harness
+from conformance.verdict import (
+    VERDICT_ORDER,
+    CaseEnded,
+    Findings,
+    HarnessError,
+    UnsupportedFeature,
+    Verdict,
+    Violation,
+)
+
+__all__ = ["IutHandle"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_IUT = "aioice"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ice-conformance", "ICE/STUN/TURN conformance")
+    group.addoption("--iut", action="store", default=None, help="IUT name from the registry (default: aioice)")
+    group.addoption("--iut-cmd", action="store", default=None, help='command of a stdio shim, e.g. "node shim.js"')
+    group.addoption("--case-budget", action="store", type=float, default=None, help="seconds per case (default 60)")
+    group.addoption("--slow", action="store_true", default=False, help="also run cases marked slow")
+    group.addoption("--conformance-out", action="store", default=None, help="folder for summary.json and artifacts")
+    parser.addini("iut", "default IUT name", default=DEFAULT_IUT)
+    parser.addini("case_budget", "default seconds per case", default="60")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "requirement(*ids, clause=None): catalog requirement IDs a case checks")
-    config.addinivalue_line("markers", "slow: needs a long protocol timer; run with --slow")
+    config.addinivalue_line("markers", "requirement(*ids): catalog requirement IDs the case checks")
+    config.addinivalue_line("markers", "needs(*capabilities): IUT capabilities the case needs (else UNSUPPORTED)")
+    config.addinivalue_line("markers", "budget(seconds): time budget of the case")
+    config.addinivalue_line("markers", "slow: needs a long protocol timer; runs only with --slow")
+    config.addinivalue_line("markers", "node: needs Node.js")
+    if config.getoption("iut") and config.getoption("iut_cmd"):
+        raise pytest.UsageError("--iut and --iut-cmd are exclusive: name a registered IUT or give a shim command")
+    budget = config.getoption("case_budget")
+    if budget is not None and budget <= 0:
+        raise pytest.UsageError(f"--case-budget must be positive, got {budget}")
+    name = config.getoption("iut")
+    if name:
+        from conformance.adapters.registry import UnknownIut, get_iut
+
+        try:
+            get_iut(name)
+        except UnknownIut as exc:
+            raise pytest.UsageError(str(exc)) from exc
+    config.pluginmanager.register(_Collector(config), "ice-conformance-collector")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("slow"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"ice-conformance: IUT {_iut_label(config)}"
+
+
+def _iut_label(config: pytest.Config) -> str:
+    cmd = config.getoption("iut_cmd")
+    return f"command {cmd!r}" if cmd else str(config.getoption("iut") or config.getini("iut"))
+
+
+# -- the IUT for the worker's session ----------------------------------------------------------------------------
+
+
+class IutHandle:
+    """The worker's adapter: started on first use, restarted after it died, shut down at the end."""
+
+    def __init__(self, config: pytest.Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.loop = loop
+        self.adapter: Adapter | None = None
+        self.info: IutInfo | None = None
+        self.failure: str | None = None
+
+    def _make(self) -> Adapter:
+        from conformance.adapters.registry import make_adapter
+
+        cmd = self.config.getoption("iut_cmd")
+        if cmd:
+            return make_adapter(cmd=cmd)
+        return make_adapter(str(self.config.getoption("iut") or self.config.getini("iut")))
+
+    def _dead(self) -> bool:
+        adapter = self.adapter
+        returncode = getattr(adapter, "returncode", None)
+        broken = getattr(adapter, "broken", None)
+        return returncode is not None or bool(broken)
+
+    def get(self) -> tuple[Adapter, IutInfo]:
+        """A live, initialized adapter, or HarnessError naming why there is none."""
+        if self.adapter is not None and self._dead():
+            logger.warning("IUT adapter died; starting a new one")
+            self.shutdown()
+        if self.adapter is None:
+            try:
+                self.adapter = self._make()
+                self.info = self.loop.run_until_complete(asyncio.wait_for(self.adapter.initialize(), 30))
+            except (AdapterError, OSError, TimeoutError) as exc:
+                diagnostics = self.adapter.diagnostics() if self.adapter is not None else ""
+                self.shutdown()
+                raise HarnessError(f"IUT {_iut_label(self.config)} failed to initialize: {exc}\n{diagnostics}") from exc
+        assert self.info is not None
+        return self.adapter, self.info
+
+    def shutdown(self) -> None:
+        """Stop the adapter (never raises)."""
+        adapter, self.adapter, self.info = self.adapter, None, None
+        if adapter is not None:
+            try:
+                self.loop.run_until_complete(asyncio.wait_for(adapter.shutdown(), 10))
+            except Exception as exc:
+                logger.info("IUT shutdown: %s", exc)
+
+
+@pytest.fixture(scope="session")
+def conformance_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The worker's event loop: adapters and endpoints of every case live on it."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
+@pytest.fixture(scope="session")
+def iut_handle(pytestconfig: pytest.Config, conformance_loop: asyncio.AbstractEventLoop) -> Iterator[IutHandle]:
+    """The worker's IUT adapter."""
+    handle = IutHandle(pytestconfig, conformance_loop)
+    yield handle
+    handle.shutdown()
+
+
+def _worker_index(config: pytest.Config) -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    match = re.search(r"(\d+)$", worker)
+    return int(match.group(1)) if match else 0
+
+
+@pytest.fixture
+def findings(request: pytest.FixtureRequest) -> Findings:
+    """The case's findings, bound to the requirement IDs of its marker."""
+    marker = request.node.get_closest_marker("requirement")
+    ids = tuple(marker.args) if marker else ()
+    catalog = load_catalog()
+    for rid in ids:
+        if rid not in catalog:
+            raise pytest.UsageError(f"{request.node.nodeid}: unknown requirement {rid!r}")
+    f = Findings(requirements=ids, catalog=catalog)
+    request.node._conformance_findings = f
+    return f
+
+
+@pytest.fixture
+def harness(
+    request: pytest.FixtureRequest,
+    iut_handle: IutHandle,
+    findings: Findings,
+    conformance_loop: asyncio.AbstractEventLoop,
+) -> Iterator[Harness]:
+    """The case's harness: IUT, capture, endpoints, sessions; closed and archived after the case."""
+    node = request.node
+    _allure_labels(findings)
+    adapter, info = iut_handle.get()
+    node._conformance_iut = info
+    marker = node.get_closest_marker("needs")
+    if marker is not None:
+        missing = [c for c in marker.args if c not in info.capabilities]
+        if missing:
+            raise UnsupportedFeature(f"{info.name} does not declare {', '.join(missing)}")
+    capture = Capture()
+    h = Harness(adapter, info, findings, capture, "127.0.0.1")
+    node._conformance_harness = h
+    yield h
+    try:
+        conformance_loop.run_until_complete(asyncio.wait_for(h.aclose(), 15))
+    except Exception as exc:
+        logger.warning("clean-up of %s: %s", node.nodeid, exc)
+    _archive(node, h)
+
+
+# -- running async cases ---------------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    loop: asyncio.AbstractEventLoop = pyfuncitem._request.getfixturevalue("conformance_loop")
+    marker = pyfuncitem.get_closest_marker("budget")
+    budget = float(
+        marker.args[0]
+        if marker
+        else pyfuncitem.config.getoption("case_budget") or float(pyfuncitem.config.getini("case_budget"))
+    )
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    start = time.monotonic()
+    try:
+        loop.run_until_complete(asyncio.wait_for(pyfuncitem.obj(**kwargs), budget))
+    except TimeoutError as exc:
+        if time.monotonic() - start >= budget * 0.99:
+            raise HarnessError(f"case exceeded its budget of {budget:g} s") from exc
+        raise
+    return True
+
+
+# -- grading -------------------------------------------------------------------------------------------------------
+
+
+def grade(findings: Findings | None, excinfo: pytest.ExceptionInfo[BaseException] | None) -> tuple[Verdict, str]:
+    """The verdict and its message from a case's findings and the exception that ended it (if any)."""
+    base = findings.worst() if findings is not None else Verdict.PASS
+    message = findings.summary() if findings is not None else ""
+    if excinfo is None:
+        return base, message
+    exc = excinfo.value
+    if isinstance(exc, Violation):
+        return Verdict.FAIL, findings.summary() if findings is not None else str(exc)
+    if isinstance(exc, CaseEnded):
+        return base, message
+    if isinstance(exc, UnsupportedFeature | Unsupported):
+        return Verdict.UNSUPPORTED, str(exc)
+    if isinstance(exc, pytest.skip.Exception):
+        text = str(exc.msg) if hasattr(exc, "msg") else str(exc)
+        return Verdict.UNSUPPORTED, text
+    kind = type(exc).__name__
+    detail = f"{kind}: {exc}" if not isinstance(exc, HarnessError | AdapterError) else str(exc)
+    return Verdict.ERROR, (message + "\n" if message else "") + detail
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    findings: Findings | None = getattr(item, "_conformance_findings", None)
+    marker = item.get_closest_marker("requirement")
+    if marker is None:
+        return  # a self-test of the harness, not a conformance case
+    if report.when == "teardown" or (report.when == "setup" and report.passed):
+        return
+    verdict, message = grade(findings, call.excinfo)
+    _annotate(item, report, verdict, message)
+    if verdict is Verdict.PASS:
+        report.outcome = "passed"
+        report.longrepr = None
+    elif verdict in (Verdict.FAIL, Verdict.ERROR):
+        report.outcome = "failed"
+        report.longrepr = f"{verdict.value}: {message}"
+    else:
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"{verdict.value}: {message}")
+
+
+def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, message: str) -> None:
+    marker = item.get_closest_marker("requirement")
+    ids = list(marker.args) if marker else []
+    catalog = load_catalog()
+    levels = [catalog[r].level for r in ids if r in catalog]
+    level = min(levels, key=["MUST", "SHOULD", "MAY", "INFO"].index) if levels else ""
+    info: IutInfo | None = getattr(item, "_conformance_iut", None)
+    artifacts = getattr(item, "_conformance_artifacts", {})
+    props = {
+        "verdict": verdict.value,
+        "requirements": " ".join(ids),
+        "level": level,
+        "message": message,
+        "iut": info.name if info else _iut_label(item.config),
+        "iut_version": info.version if info else "",
+        "artifacts": json.dumps(artifacts),
+    }
+    report.user_properties = [p for p in report.user_properties if p[0] not in props]
+    report.user_properties.extend(props.items())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    props = dict(report.user_properties)
+    verdict = props.get("verdict")
+    if verdict is None or report.when == "teardown":
+        return None
+    letter = {"PASS": ".", "FAIL": "F", "ERROR": "E", "NON-STRICT": "N", "INFO": "i", "UNSUPPORTED": "u"}[verdict]
+    category = {"PASS": "passed", "FAIL": "failed", "ERROR": "error"}.get(verdict, verdict.lower())
+    return category, letter, verdict
+
+
+# -- allure and artifacts ----------------------------------------------------------------------------------------
+
+
+def _allure_labels(findings: Findings) -> None:
+    try:
+        import allure
+    except ImportError:
+        return
+    catalog = findings.catalog
+    levels = []
+    for rid in findings.requirements:
+        req = catalog[rid]
+        allure.dynamic.epic(req.rfc_name)
+        allure.dynamic.feature(f"{req.rfc_name} §{req.section}" if req.section else req.rfc_name)
+        allure.dynamic.story(rid)
+        if req.url:
+            allure.dynamic.link(req.url, name=f"{req.rfc_name} §{req.section}")
+        levels.append(req.level)
+    if levels:
+        strongest = min(levels, key=["MUST", "SHOULD", "MAY", "INFO"].index)
+        allure.dynamic.severity(getattr(allure.severity_level, SEVERITY[strongest].upper()))
+
+
+def _safe(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
+
+
+def _archive(node: Any, h: Harness) -> None:
+    """Write the case's pcap, ladder diagram and IUT diagnostics; attach them to allure."""
+    from conformance.tester.capture import write_pcap
+    from conformance.tester.ladder import render_ladder
+
+    out = node.config.getoption("conformance_out")
+    base = Path(out) / "artifacts" / _safe(node.nodeid) if out else None
+    files: dict[str, str] = {}
+    diagnostics = ""
+    try:
+        diagnostics = h.iut.diagnostics()
+    except Exception as exc:
+        diagnostics = f"(no diagnostics: {exc})"
+    svg = render_ladder(h.capture, title=node.nodeid) if len(h.capture) else ""
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+        if len(h.capture):
+            write_pcap(h.capture, base / "capture.pcap")
+            (base / "ladder.svg").write_text(svg)
+            files["pcap"] = str((base / "capture.pcap").relative_to(out))
+            files["ladder"] = str((base / "ladder.svg").relative_to(out))
+        (base / "iut.log").write_text(diagnostics)
+        files["stderr"] = str((base / "iut.log").relative_to(out))
+    node._conformance_artifacts = files
+    try:
+        import allure
+
+        if svg:
+            allure.attach(svg, name="ladder diagram", attachment_type=allure.attachment_type.SVG)
+        if base is not None and "pcap" in files:
+            allure.attach.file(str(base / "capture.pcap"), name="capture.pcap", extension="pcap")
+        if diagnostics:
+            allure.attach(diagnostics, name="IUT stderr", attachment_type=allure.attachment_type.TEXT)
+    except Exception as exc:
+        logger.debug("allure attachments: %s", exc)
+
+
+# -- the controller's summary ----------------------------------------------------------------------------------------
+
+
+class _Collector:
+    """Collects one record per case (on the controller, also under xdist) and writes ``summary.json``."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.records: list[dict[str, Any]] = []
+        self.started = time.time()
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        if "verdict" not in props or report.when == "teardown":
+            return
+        if any(r["nodeid"] == report.nodeid for r in self.records):
+            return
+        self.records.append(
+            {
+                "case_id": report.nodeid.split("::", 1)[-1],
+                "nodeid": report.nodeid,
+                "requirements": str(props["requirements"]).split(),
+                "level": props["level"],
+                "verdict": props["verdict"],
+                "duration": round(report.duration, 3),
+                "message": props["message"],
+                "iut": props["iut"],
+                "iut_version": props["iut_version"],
+                "artifacts": json.loads(str(props.get("artifacts") or "{}")),
+            }
+        )
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if hasattr(self.config, "workerinput"):
+            return  # a worker: the controller writes the summary
+        out = self.config.getoption("conformance_out")
+        if not out:
+            return
+        Path(out).mkdir(parents=True, exist_ok=True)
+        counts = {v.value: sum(r["verdict"] == v.value for r in self.records) for v in VERDICT_ORDER}
+        summary = {
+            "harness_version": _harness_version(),
+            "started": self.started,
+            "finished": time.time(),
+            "iut": _iut_label(self.config),
+            "counts": counts,
+            "records": sorted(self.records, key=lambda r: r["nodeid"]),
+        }
+        (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def _harness_version() -> str:
+    from conformance import __version__
+
+    return __version__
+

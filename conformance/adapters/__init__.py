@@ -1,0 +1,57 @@
+"""Adapters: how the harness reaches an IUT, in process or through a stdio JSON-RPC shim (design.md)."""
+
+from __future__ import annotations
+
+from .base import (
+    CAPABILITIES,
+    CONTRACT_VERSION,
+    Adapter,
+    AdapterError,
+    AdapterTimeout,
+    AgentConfig,
+    Credentials,
+    ErrorCode,
+    IutInfo,
+    LocalDescription,
+    Notification,
+    RemoteError,
+    TurnServer,
+    Unsupported,
+)
+from .registry import (
+    DEFAULT_IUT,
+    IutSpec,
+    StdioCommand,
+    UnknownIut,
+    get_iut,
+    known_iuts,
+    make_adapter,
+    register,
+)
+from .stdio import StdioAdapter
+
+__all__ = [
+    "CAPABILITIES",
+    "CONTRACT_VERSION",
+    "DEFAULT_IUT",
+    "Adapter",
+    "AdapterError",
+    "AdapterTimeout",
+    "AgentConfig",
+    "Credentials",
+    "ErrorCode",
+    "IutInfo",
+    "IutSpec",
+    "LocalDescription",
+    "Notification",
+    "RemoteError",
+    "StdioAdapter",
+    "StdioCommand",
+    "TurnServer",
+    "UnknownIut",
+    "Unsupported",
+    "get_iut",
+    "known_iuts",
+    "make_adapter",
+    "register",
+]

@@ -1,0 +1,7 @@
+"""aioice (Python, in process) as an IUT; ``python -m conformance.adapters.aioice`` is its stdio shim."""
+
+from __future__ import annotations
+
+from .adapter import CAPABILITIES_FILE, AioiceAdapter, declared_capabilities
+
+__all__ = ["CAPABILITIES_FILE", "AioiceAdapter", "declared_capabilities"]

@@ -1,0 +1,242 @@
+"""The adapter contract: how the harness drives an implementation under test (IUT).
+
+Theory of operation: every IUT is reached through one set of asynchronous operations (the table in
+``docs/adapter-contract.md``). An in-process adapter implements :class:`Adapter` directly in Python; an
+out-of-process shim speaks the same operations as JSON-RPC 2.0 over its stdin and stdout and is wrapped by
+:class:`conformance.adapters.stdio.StdioAdapter`, which implements :class:`Adapter` too. Everything above this
+layer (fixtures, suites) sees only :class:`Adapter`, so both routes give the same verdicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "CAPABILITIES",
+    "CONTRACT_VERSION",
+    "Adapter",
+    "AdapterError",
+    "AdapterTimeout",
+    "AgentConfig",
+    "Credentials",
+    "ErrorCode",
+    "IutInfo",
+    "LocalDescription",
+    "Notification",
+    "RemoteError",
+    "TurnServer",
+    "Unsupported",
+]
+
+#: Version of the adapter contract. Minor bumps only add optional params, methods and notifications.
+CONTRACT_VERSION = "1.0"
+
+#: Every capability an IUT may declare (PICS); see docs/adapter-contract.md.
+CAPABILITIES = frozenset(
+    {
+        "controlling",
+        "controlled",
+        "set_credentials",
+        "trickle",
+        "ipv6",
+        "turn_client",
+        "turn_server",
+        "stun_server",
+        "consent",
+        "restart",
+        "lite",
+        "aggressive_nomination",
+        "multi_component",
+        "tcp",
+    }
+)
+
+
+class ErrorCode(enum.IntEnum):
+    """JSON-RPC 2.0 error codes of the contract (docs/adapter-contract.md, "Errors")."""
+
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601  # read by the harness as "unsupported"
+    INVALID_PARAMS = -32602
+    INTERNAL_ERROR = -32603
+    INVALID_STATE = -32000  # the operation is not valid in the agent's current state
+    UNKNOWN_AGENT = -32001  # no agent (or server) with that id
+
+
+class AdapterError(Exception):
+    """The adapter, the shim or the environment failed: graded ERROR, never the IUT's FAIL."""
+
+
+class AdapterTimeout(AdapterError):
+    """A request to the adapter did not complete within its deadline."""
+
+
+class RemoteError(AdapterError):
+    """The shim answered a request with a JSON-RPC error object."""
+
+    def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{method}: error {code}: {message}")
+        self.method = method
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class Unsupported(AdapterError):
+    """The IUT does not implement the operation (JSON-RPC -32601): graded UNSUPPORTED."""
+
+
+@dataclass(frozen=True)
+class IutInfo:
+    """The result of ``initialize``: who the IUT is and what it declares."""
+
+    name: str
+    version: str
+    capabilities: frozenset[str]
+    contract: str = CONTRACT_VERSION
+
+
+@dataclass(frozen=True)
+class TurnServer:
+    """A TURN server the IUT should use as a client."""
+
+    uri: str
+    username: str
+    password: str
+
+
+@dataclass
+class AgentConfig:
+    """Parameters of ``create_agent``."""
+
+    role: str  # "controlling" or "controlled"
+    components: int = 1
+    ufrag: str | None = None
+    pwd: str | None = None
+    stun_servers: list[str] = field(default_factory=list)
+    turn_servers: list[TurnServer] = field(default_factory=list)
+    relay_only: bool = False
+    interfaces: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    trickle: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``create_agent`` params object."""
+        out: dict[str, Any] = {
+            "role": self.role,
+            "components": self.components,
+            "stun_servers": list(self.stun_servers),
+            "turn_servers": [{"uri": t.uri, "username": t.username, "password": t.password} for t in self.turn_servers],
+            "relay_only": self.relay_only,
+            "interfaces": list(self.interfaces),
+            "trickle": self.trickle,
+            "options": dict(self.options),
+        }
+        if self.ufrag is not None:
+            out["ufrag"] = self.ufrag
+        if self.pwd is not None:
+            out["pwd"] = self.pwd
+        return out
+
+    @classmethod
+    def from_json(cls, params: dict[str, Any]) -> AgentConfig:
+        """Parse a ``create_agent`` params object (the shim side)."""
+        return cls(
+            role=str(params.get("role", "controlling")),
+            components=int(params.get("components", 1)),
+            ufrag=params.get("ufrag"),
+            pwd=params.get("pwd"),
+            stun_servers=[str(s) for s in params.get("stun_servers", [])],
+            turn_servers=[
+                TurnServer(str(t["uri"]), str(t["username"]), str(t["password"]))
+                for t in params.get("turn_servers", [])
+            ],
+            relay_only=bool(params.get("relay_only", False)),
+            interfaces=[str(i) for i in params.get("interfaces", ["127.0.0.1"])],
+            trickle=bool(params.get("trickle", False)),
+            options=dict(params.get("options", {})),
+        )
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """ICE credentials (RFC 8445 §5.3)."""
+
+    ufrag: str
+    pwd: str
+
+
+@dataclass(frozen=True)
+class LocalDescription:
+    """The result of ``gather``: credentials and RFC 8839 candidate attribute values."""
+
+    ufrag: str
+    pwd: str
+    candidates: list[str]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A notification from the IUT: ``candidate``, ``state``, ``selected_pair`` or ``data``."""
+
+    method: str
+    params: dict[str, Any]
+    time: float = 0.0
+
+    def payload(self) -> bytes:
+        """The ``data`` field decoded from base64 (params stay in their JSON form on both routes)."""
+        return base64.b64decode(self.params["data"], validate=True)
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """One IUT, in process or behind a stdio shim (docs/adapter-contract.md).
+
+    Every method raises :class:`AdapterError` (or a subclass) when the adapter itself fails, and
+    :class:`Unsupported` for an operation the IUT does not implement.
+    """
+
+    #: Notifications from the IUT, in arrival order.
+    notifications: asyncio.Queue[Notification]
+
+    async def initialize(self) -> IutInfo: ...
+
+    async def create_agent(self, config: AgentConfig) -> str: ...
+
+    async def gather(self, agent: str) -> LocalDescription: ...
+
+    async def set_remote(self, agent: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False) -> None: ...
+
+    async def add_remote_candidate(self, agent: str, candidate: str | None) -> None: ...
+
+    async def connect(self, agent: str) -> None: ...
+
+    async def send(self, agent: str, component: int, data: bytes) -> None: ...
+
+    async def restart(self, agent: str) -> Credentials: ...
+
+    async def close(self, agent: str) -> None: ...
+
+    async def start_server(
+        self,
+        kind: str,
+        listen: str,
+        realm: str | None = None,
+        users: dict[str, str] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[str, str]:
+        """Start a STUN or TURN server IUT; returns (server id, "host:port")."""
+        ...
+
+    async def stop_server(self, server: str) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+    def diagnostics(self) -> str:
+        """Free text to attach to a case: the shim's stderr, the server's log."""
+        ...

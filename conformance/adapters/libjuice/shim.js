@@ -1,0 +1,467 @@
+#!/usr/bin/env node
+// ice-conformance stdio shim for libjuice, through node-datachannel 0.33.4 (libdatachannel), adapter contract 1.0.
+//
+// Theory of operation: JSON-RPC 2.0, one object per line, requests on stdin, responses and
+// notifications on stdout; everything else goes to stderr. libdatachannel exposes ICE only through
+// SDP offer/answer, so each agent is one `PeerConnection` (auto-negotiation off, one data channel so
+// that there is an m=application section) and the harness side becomes a hand-written remote SDP:
+//   * controlling = the offerer: `gather` creates the local offer (chosen ice-ufrag/ice-pwd through
+//     setLocalDescription's init), `set_remote` stores the harness side, and `connect` applies it as
+//     the remote ANSWER (a=setup:active, dummy fingerprint), which starts the checks.
+//   * controlled = the answerer: `set_remote` must come BEFORE `gather` (the answer needs the offer);
+//     `gather` applies the harness side as the remote OFFER (a=setup:active, so libdatachannel answers
+//     passive and never sends DTLS first) and creates the local answer; libjuice starts checking at
+//     once, `connect` only marks the point.
+// Not available through libdatachannel and therefore refused: `send` (ICE-level datagrams are not
+// exposed; a data channel would need DTLS+SCTP with the peer, which the harness peer does not speak),
+// `restart` (no ICE restart), more than one component, and end-of-candidates after the remote
+// description has been applied (it can only travel inside the SDP).
+// Loopback only: libjuice binds the single loopback `interfaces` address (bindAddress), server
+// addresses and remote candidates must be loopback literals (others are refused or dropped and logged).
+"use strict";
+
+for (const m of ["log", "info", "debug", "trace", "dir"]) {
+  console[m] = (...args) => console.error(...args);
+}
+
+const net = require("net");
+const readline = require("readline");
+const ndc = require("node-datachannel");
+
+// The version of an installed package (its package.json may be hidden behind "exports").
+function packageVersion(name) {
+  for (const base of require.resolve.paths(name) || []) {
+    try {
+      return JSON.parse(require("fs").readFileSync(require("path").join(base, name, "package.json"), "utf8")).version;
+    } catch (e) {
+      // not in this folder
+    }
+  }
+  return "unknown";
+}
+
+const NAME = "libjuice";
+const VERSION = `node-datachannel ${packageVersion("node-datachannel")}`;
+const CONTRACT = "1.0";
+const CAPABILITIES = require("./capabilities.json").capabilities;
+
+ndc.initLogger(process.env.ICE_SHIM_LOG_LEVEL || "Warning", (level, message) =>
+  console.error(`[libdatachannel ${level}] ${message}`),
+);
+
+// ---------------------------------------------------------------- JSON-RPC plumbing
+
+class RpcError extends Error {
+  constructor(code, message, data) {
+    super(message);
+    this.code = code;
+    this.data = data;
+  }
+}
+const invalidParams = (msg) => new RpcError(-32602, msg);
+
+function write(obj) {
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+function notify(method, params) {
+  write({ jsonrpc: "2.0", method, params });
+}
+function log(...args) {
+  console.error(`[${NAME}-shim]`, ...args);
+}
+
+// ---------------------------------------------------------------- loopback guard
+
+const LOOPBACK = new net.BlockList();
+LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
+LOOPBACK.addAddress("::1", "ipv6");
+
+function isLoopback(addr) {
+  const fam = net.isIP(addr);
+  if (fam === 4) return LOOPBACK.check(addr, "ipv4");
+  if (fam === 6) return LOOPBACK.check(addr, "ipv6");
+  return false;
+}
+
+function requireLoopback(addr, what) {
+  if (!isLoopback(addr)) throw invalidParams(`${what} ${addr} is not a loopback address literal`);
+  return addr;
+}
+
+// "host:port", "[v6]:port"
+function parseHostPort(s, what) {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) || /^([^:]+):(\d+)$/.exec(s);
+  if (!m) throw invalidParams(`${what} ${JSON.stringify(s)} is not host:port`);
+  return [requireLoopback(m[1], what), Number(m[2])];
+}
+
+// "turn:host:port?transport=udp", "turns:[::1]:5349"
+function parseTurnUri(uri) {
+  const m = /^(turns?):(\[[^\]]+\]|[^:?]+)(?::(\d+))?(?:\?transport=(udp|tcp))?$/i.exec(uri);
+  if (!m) throw invalidParams(`TURN uri ${JSON.stringify(uri)} not understood`);
+  const secure = m[1].toLowerCase() === "turns";
+  const host = requireLoopback(m[2].replace(/^\[|\]$/g, ""), "TURN server");
+  const port = m[3] ? Number(m[3]) : secure ? 5349 : 3478;
+  const transport = secure ? "tls" : (m[4] || "udp").toLowerCase();
+  return { host, port, transport };
+}
+
+function stripCandidate(s) {
+  return String(s).replace(/^a=/, "").replace(/^candidate:/, "");
+}
+
+
+// ---------------------------------------------------------------- agents
+
+const agents = new Map();
+let nextAgent = 1;
+const MID = "0";
+const DUMMY_FINGERPRINT = Array(32).fill("AB").join(":");
+
+function getAgent(params) {
+  const a = agents.get(params && params.agent);
+  if (!a) throw new RpcError(-32001, `unknown agent ${JSON.stringify(params && params.agent)}`);
+  return a;
+}
+
+function emitState(a, state) {
+  if (a.lastState === state) return;
+  a.lastState = state;
+  notify("state", { agent: a.id, state });
+}
+
+function candidateValue(c) {
+  // libdatachannel hands out "a=candidate:..." lines; the contract wants attribute values.
+  return "candidate:" + stripCandidate(c);
+}
+
+function emitSelectedPair(a) {
+  let pair = null;
+  try {
+    pair = a.pc.getSelectedCandidatePair();
+  } catch (e) {
+    log("getSelectedCandidatePair failed", e);
+  }
+  if (!pair || !pair.local || !pair.remote) return;
+  const local = candidateValue(pair.local.candidate);
+  const remote = candidateValue(pair.remote.candidate);
+  const key = local + "|" + remote;
+  if (a.lastPair === key) return;
+  a.lastPair = key;
+  notify("selected_pair", { agent: a.id, component: 1, local, remote });
+}
+
+function iceServerUrl(t) {
+  const { host, port, transport } = parseTurnUri(t.uri);
+  const relayType = transport === "tls" ? "TurnTls" : transport === "tcp" ? "TurnTcp" : "TurnUdp";
+  return { hostname: host, port, username: String(t.username), password: String(t.password), relayType };
+}
+
+function createAgent(p) {
+  const role = p.role;
+  if (role !== "controlling" && role !== "controlled") throw invalidParams(`bad role ${JSON.stringify(role)}`);
+  const components = p.components === undefined ? 1 : Number(p.components);
+  if (components !== 1) throw invalidParams("libdatachannel bundles everything on one component");
+  const options = p.options || {};
+  const interfaces = (p.interfaces && p.interfaces.length ? p.interfaces : ["127.0.0.1"]).map((i) =>
+    requireLoopback(i, "interface"),
+  );
+  if (interfaces.length !== 1) throw invalidParams("libjuice binds exactly one address (bindAddress)");
+  const iceServers = [];
+  for (const s of p.stun_servers || []) {
+    const [hostname, port] = parseHostPort(s, "STUN server");
+    iceServers.push({ hostname, port });
+  }
+  for (const t of p.turn_servers || []) iceServers.push(iceServerUrl(t));
+  if (p.relay_only && !(p.turn_servers || []).length) throw invalidParams("relay_only needs a TURN server");
+  const config = {
+    iceServers,
+    bindAddress: interfaces[0],
+    disableAutoNegotiation: true,
+    iceTransportPolicy: p.relay_only ? "relay" : "all",
+    enableIceTcp: false,
+  };
+  if (Array.isArray(options.port_range)) {
+    config.portRangeBegin = Number(options.port_range[0]);
+    config.portRangeEnd = Number(options.port_range[1]);
+  }
+  const id = `a${nextAgent++}`;
+  const pc = new ndc.PeerConnection(id, config);
+  const a = {
+    id,
+    pc,
+    role,
+    trickle: Boolean(p.trickle),
+    ufrag: p.ufrag === undefined ? undefined : String(p.ufrag),
+    pwd: p.pwd === undefined ? undefined : String(p.pwd),
+    remote: null, // {ufrag, pwd, lite, candidates: [], ended}
+    remoteApplied: false,
+    localSet: false,
+    gatherDone: null,
+    connected: false,
+    lastState: "new",
+    lastPair: null,
+  };
+  let gatherResolve;
+  a.gatherDone = new Promise((r) => (gatherResolve = r));
+  pc.onLocalCandidate((c) => {
+    if (a.trickle && agents.has(id)) notify("candidate", { agent: id, candidate: candidateValue(c) });
+  });
+  pc.onGatheringStateChange((s) => {
+    if (s === "complete") {
+      gatherResolve();
+      if (a.trickle && agents.has(id)) notify("candidate", { agent: id, candidate: null });
+    }
+  });
+  pc.onIceStateChange((s) => {
+    if (!agents.has(id)) return;
+    if (s === "new") return;
+    if (s === "connected" || s === "completed") emitSelectedPair(a);
+    emitState(a, s);
+  });
+  // The one data channel only makes libdatachannel put an m=application section in the SDP.
+  a.dc = pc.createDataChannel("ice-conformance");
+  agents.set(id, a);
+  return { agent: id };
+}
+
+function parseLocal(a) {
+  const desc = a.pc.localDescription();
+  const sdp = (desc && desc.sdp) || "";
+  const lines = sdp.split(/\r?\n/);
+  const get = (k) => {
+    const l = lines.find((x) => x.startsWith(`a=${k}:`));
+    return l ? l.slice(k.length + 3).trim() : "";
+  };
+  return {
+    ufrag: get("ice-ufrag"),
+    pwd: get("ice-pwd"),
+    candidates: lines.filter((l) => l.startsWith("a=candidate:")).map(candidateValue),
+  };
+}
+
+function remoteSdp(a) {
+  const r = a.remote;
+  const out = [
+    "v=0",
+    "o=- 1 1 IN IP4 127.0.0.1",
+    "s=-",
+    "t=0 0",
+    "a=group:BUNDLE 0",
+    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+    "c=IN IP4 0.0.0.0",
+    `a=mid:${MID}`,
+    `a=ice-ufrag:${r.ufrag}`,
+    `a=ice-pwd:${r.pwd}`,
+  ];
+  if (r.lite) out.splice(4, 0, "a=ice-lite");
+  if (a.trickle) out.push("a=ice-options:trickle");
+  out.push(`a=fingerprint:sha-256 ${DUMMY_FINGERPRINT}`);
+  // Offer or answer, the harness side takes the DTLS client role, so libdatachannel (server) never
+  // sends DTLS on its own.
+  out.push("a=setup:active", "a=sctp-port:5000", "a=max-message-size:262144");
+  for (const c of r.candidates) out.push("a=" + c);
+  if (r.ended) out.push("a=end-of-candidates");
+  return out.join("\r\n") + "\r\n";
+}
+
+function acceptRemoteCandidate(cand) {
+  const value = "candidate:" + stripCandidate(cand);
+  const parts = value.split(/\s+/);
+  if (parts.length < 8) throw invalidParams(`bad candidate ${JSON.stringify(cand)}`);
+  if (!isLoopback(parts[4])) {
+    log("dropping non-loopback remote candidate (shim is loopback-only):", cand);
+    return null;
+  }
+  return value;
+}
+
+function applyRemote(a, type) {
+  a.pc.setRemoteDescription(remoteSdp(a), type);
+  a.remoteApplied = true;
+}
+
+async function waitGathered(a) {
+  if (!a.trickle) await a.gatherDone;
+}
+
+async function gather(p) {
+  const a = getAgent(p);
+  if (!a.localSet) {
+    const init = {};
+    if (a.ufrag !== undefined) init.iceUfrag = a.ufrag;
+    if (a.pwd !== undefined) init.icePwd = a.pwd;
+    if (a.role === "controlling") {
+      a.pc.setLocalDescription("offer", init);
+    } else {
+      if (!a.remote) {
+        throw new RpcError(
+          -32000,
+          "libjuice (controlled) is the SDP answerer: call set_remote before gather",
+        );
+      }
+      applyRemote(a, "offer");
+      a.pc.setLocalDescription("answer", init);
+    }
+    a.localSet = true;
+  }
+  await waitGathered(a);
+  const local = parseLocal(a);
+  if (a.trickle) local.candidates = [];
+  return local;
+}
+
+async function setRemote(p) {
+  const a = getAgent(p);
+  if (typeof p.ufrag !== "string" || typeof p.pwd !== "string") throw invalidParams("ufrag and pwd are required");
+  if (a.remoteApplied) throw new RpcError(-32000, "the remote description is already applied; libdatachannel has no ICE restart");
+  const candidates = [];
+  for (const c of p.candidates || []) {
+    const v = acceptRemoteCandidate(c);
+    if (v) candidates.push(v);
+  }
+  // A non-trickle agent gets the complete list at once (vanilla ICE): end-of-candidates goes in the SDP.
+  a.remote = { ufrag: p.ufrag, pwd: p.pwd, lite: Boolean(p.lite), candidates, ended: !a.trickle };
+  return {};
+}
+
+async function addRemoteCandidate(p) {
+  const a = getAgent(p);
+  if (!a.remote) throw new RpcError(-32000, "set_remote first");
+  if (p.candidate === null || p.candidate === undefined || p.candidate === "") {
+    if (a.remoteApplied) {
+      throw new RpcError(
+        -32601,
+        "node-datachannel has no API for end-of-candidates once the remote description is applied",
+      );
+    }
+    a.remote.ended = true;
+    return {};
+  }
+  const v = acceptRemoteCandidate(p.candidate);
+  if (!v) return {};
+  if (a.remoteApplied) a.pc.addRemoteCandidate(v, MID);
+  else a.remote.candidates.push(v);
+  return {};
+}
+
+async function connect(p) {
+  const a = getAgent(p);
+  if (!a.localSet) throw new RpcError(-32000, "gather first");
+  if (!a.remote) throw new RpcError(-32000, "set_remote first");
+  if (!a.remoteApplied) applyRemote(a, "answer"); // controlling: the checks start here
+  if (a.lastState === "new") emitState(a, "checking");
+  const s = a.pc.iceState();
+  if (s === "connected" || s === "completed") {
+    emitSelectedPair(a);
+    emitState(a, s);
+  }
+  return {};
+}
+
+function closeOne(a) {
+  try {
+    if (a.dc) a.dc.close();
+    a.pc.close();
+  } catch (e) {
+    log("close failed", e);
+  }
+}
+
+async function closeAgent(p) {
+  const a = getAgent(p);
+  closeOne(a);
+  emitState(a, "closed");
+  agents.delete(a.id);
+  return {};
+}
+
+async function closeAll() {
+  for (const a of [...agents.values()]) {
+    closeOne(a);
+    agents.delete(a.id);
+  }
+  ndc.cleanup();
+}
+
+const METHODS = {
+  initialize: async () => ({ name: NAME, version: VERSION, capabilities: CAPABILITIES, contract: CONTRACT }),
+  create_agent: async (p) => createAgent(p),
+  gather,
+  set_remote: setRemote,
+  add_remote_candidate: addRemoteCandidate,
+  connect,
+  close: closeAgent,
+  shutdown: async () => {
+    await closeAll();
+    return {};
+  },
+  // send / restart / start_server / stop_server: not in the table, so -32601 (unsupported).
+};
+
+// ---------------------------------------------------------------- main loop
+
+function reply(id, result, error) {
+  if (id === undefined) return; // a notification from the harness: no reply
+  if (error) write({ jsonrpc: "2.0", id, error });
+  else write({ jsonrpc: "2.0", id, result });
+}
+
+async function handle(line) {
+  if (!line.trim()) return;
+  let msg;
+  try {
+    msg = JSON.parse(line);
+  } catch (e) {
+    write({ jsonrpc: "2.0", id: null, error: { code: -32700, message: `parse error: ${e.message}` } });
+    return;
+  }
+  if (msg === null || typeof msg !== "object" || Array.isArray(msg) || typeof msg.method !== "string") {
+    const id = msg && typeof msg === "object" && "id" in msg ? msg.id : null;
+    write({ jsonrpc: "2.0", id, error: { code: -32600, message: "invalid request" } });
+    return;
+  }
+  const fn = Object.prototype.hasOwnProperty.call(METHODS, msg.method) ? METHODS[msg.method] : null;
+  if (!fn) {
+    reply(msg.id, null, { code: -32601, message: `method not found: ${msg.method}` });
+    return;
+  }
+  try {
+    const result = await fn(msg.params || {});
+    if (msg.method === "shutdown") {
+      if (msg.id !== undefined) {
+        process.stdout.write(JSON.stringify({ jsonrpc: "2.0", id: msg.id, result }) + "\n", () =>
+          process.exit(0),
+        );
+      } else {
+        process.exit(0);
+      }
+      return;
+    }
+    reply(msg.id, result);
+  } catch (e) {
+    if (e instanceof RpcError) {
+      reply(msg.id, null, { code: e.code, message: e.message, data: e.data });
+    } else {
+      log(`${msg.method} failed:`, e);
+      reply(msg.id, null, { code: -32603, message: String((e && e.message) || e) });
+    }
+  }
+}
+
+process.on("unhandledRejection", (e) => log("unhandled rejection:", e));
+process.on("uncaughtException", (e) => log("uncaught exception:", e));
+
+// Requests run one after another in arrival order (one FIFO for the whole shim), so a client that
+// pipelines requests sees the same effects as one that waits for each answer. Only `connect`
+// starts work that outlives its request; its outcome arrives as notifications.
+let tail = Promise.resolve();
+const rl = readline.createInterface({ input: process.stdin, terminal: false });
+rl.on("line", (line) => {
+  tail = tail.then(() => handle(line));
+});
+rl.on("close", () => {
+  // stdin closed (the harness went away): finish what was asked, then clean up and leave.
+  tail.then(closeAll).finally(() => process.exit(0));
+});
+log(`ready (${VERSION}, libdatachannel ${ndc.getLibraryVersion ? ndc.getLibraryVersion() : "?"}, node ${process.version})`);

@@ -1,0 +1,311 @@
+"""Node.js stdio shims: werift-ice, libjuice (node-datachannel) and libwebrtc (@roamhq/wrtc).
+
+Theory of operation: each shim is a folder next to this module (``werift/``, ``libjuice/``, ``libwebrtc/``)
+holding ``shim.js`` (the adapter contract over JSON-RPC lines), an exactly pinned ``package.json`` with its
+``package-lock.json``, and ``capabilities.json``. The npm dependencies never go into the source tree: they are
+installed with ``npm ci`` into a per-user cache folder keyed by the sha256 of the lock file, so a changed lock
+gets a fresh install and two pytest-xdist workers racing on the same install are safe (each installs into a
+private temporary folder and renames it into place; the loser discards its copy). ``shim.js`` runs from the
+repository and finds its packages through ``NODE_PATH``.
+
+Typical use::
+
+    argv, env = launch("werift")            # installs on first use
+    adapter = StdioAdapter(netns_wrap(argv), env=env)
+
+Every shim restricts itself to loopback (interfaces, server addresses and remote candidates must be loopback
+literals); :func:`netns_wrap` additionally runs it in a private network namespace that holds only ``lo`` when
+that is possible (root and a working ``unshare -n``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from conformance.adapters.base import AdapterError
+
+__all__ = [
+    "HERE",
+    "SPECS",
+    "NodeShimMissing",
+    "NodeShimSpec",
+    "cache_root",
+    "capabilities",
+    "ensure_installed",
+    "installed_version",
+    "launch",
+    "lock_hash",
+    "loopback_netns",
+    "netns_available",
+    "netns_wrap",
+    "node_available",
+    "shim_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The folder holding the shim folders.
+HERE = Path(__file__).resolve().parent
+
+#: How long one ``npm ci`` may take before it is abandoned.
+NPM_TIMEOUT = 600.0
+
+
+class NodeShimMissing(AdapterError):
+    """Node.js or npm is missing, or installing a shim's packages failed."""
+
+
+@dataclass(frozen=True)
+class NodeShimSpec:
+    """One Node shim, as the IUT registry needs it."""
+
+    name: str  #: IUT name (``--iut NAME``) and the shim's folder name
+    package: str  #: the npm package the shim drives
+    description: str
+    install_hint: str
+    capabilities_file: Path
+
+    @property
+    def folder(self) -> Path:
+        return self.capabilities_file.parent
+
+
+_NODE_HINT = (
+    "needs Node.js >= 18 and npm on PATH (Debian: apt-get install nodejs npm); the npm registry must be "
+    "reachable the first time, then the packages are cached under $XDG_CACHE_HOME/ice-conformance/node"
+)
+
+SPECS: dict[str, NodeShimSpec] = {
+    "werift": NodeShimSpec(
+        name="werift",
+        package="werift-ice",
+        description="werift-ice 0.2.3 (TypeScript ICE agent), driven through its bare Connection API",
+        install_hint=f"werift shim {_NODE_HINT}; it installs werift-ice@0.2.3 with npm ci",
+        capabilities_file=HERE / "werift" / "capabilities.json",
+    ),
+    "libjuice": NodeShimSpec(
+        name="libjuice",
+        package="node-datachannel",
+        description=(
+            "libjuice inside libdatachannel, through node-datachannel 0.33.4 (SDP-driven: the harness side "
+            "becomes a hand-written remote description)"
+        ),
+        install_hint=(
+            f"libjuice shim {_NODE_HINT}; it installs node-datachannel@0.33.4, whose prebuilt binary comes "
+            "from the npm package @node-datachannel/linux-x64-gnu"
+        ),
+        capabilities_file=HERE / "libjuice" / "capabilities.json",
+    ),
+    "libwebrtc": NodeShimSpec(
+        name="libwebrtc",
+        package="@roamhq/wrtc",
+        description=(
+            "libwebrtc's ICE (cricket::P2PTransportChannel) through @roamhq/wrtc 0.10.0 (SDP-driven; DTLS "
+            "never completes against the harness, by design)"
+        ),
+        install_hint=(
+            f"libwebrtc shim {_NODE_HINT}; it installs @roamhq/wrtc@0.10.0, whose prebuilt libwebrtc comes "
+            "from the npm package @roamhq/wrtc-linux-x64 (about 26 MB)"
+        ),
+        capabilities_file=HERE / "libwebrtc" / "capabilities.json",
+    ),
+}
+
+
+def _spec(name: str) -> NodeShimSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise NodeShimMissing(f"unknown Node shim {name!r}; known: {', '.join(sorted(SPECS))}") from None
+
+
+def shim_dir(name: str) -> Path:
+    """The shim's source folder in the repository."""
+    return _spec(name).folder
+
+
+def capabilities(name: str) -> frozenset[str]:
+    """The capabilities the shim declares (read from its ``capabilities.json``)."""
+    data = json.loads(_spec(name).capabilities_file.read_text(encoding="utf-8"))
+    return frozenset(str(c) for c in data["capabilities"])
+
+
+def lock_hash(name: str) -> str:
+    """sha256 of the shim's ``package-lock.json`` (hex)."""
+    return hashlib.sha256((shim_dir(name) / "package-lock.json").read_bytes()).hexdigest()
+
+
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/ice-conformance/node`` (``~/.cache`` when the variable is unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ice-conformance" / "node"
+
+
+def _install_dir(name: str) -> Path:
+    return cache_root() / f"{name}-{lock_hash(name)[:16]}"
+
+
+def node_available() -> bool:
+    """Whether ``node`` is on PATH."""
+    return shutil.which("node") is not None
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def ensure_installed(name: str) -> Path:
+    """Install the shim's npm packages (once per lock file) and return the install folder.
+
+    The folder holds ``package.json``, ``package-lock.json`` and ``node_modules``. Raises
+    :class:`NodeShimMissing` when node or npm is missing or ``npm ci`` fails.
+    """
+    spec = _spec(name)
+    target = _install_dir(name)
+    if (target / "node_modules").is_dir() and (target / ".complete").is_file():
+        return target
+    if not node_available():
+        raise NodeShimMissing(f"node not found on PATH: {spec.install_hint}")
+    npm = shutil.which("npm")
+    if npm is None:
+        raise NodeShimMissing(f"npm not found on PATH: {spec.install_hint}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        for f in ("package.json", "package-lock.json"):
+            shutil.copyfile(spec.folder / f, work / f)
+        cmd = [npm, "ci", "--omit=dev", "--no-audit", "--no-fund", "--ignore-scripts"]
+        logger.info("installing Node shim %s: %s (in %s)", name, " ".join(cmd), work)
+        try:
+            proc = subprocess.run(
+                cmd,
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=NPM_TIMEOUT,
+                check=False,
+                env={**os.environ, "npm_config_update_notifier": "false"},
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise NodeShimMissing(f"npm ci for {name} took longer than {NPM_TIMEOUT:.0f} s") from exc
+        if proc.returncode != 0:
+            raise NodeShimMissing(
+                f"npm ci for {name} failed (exit {proc.returncode}): {spec.install_hint}\n"
+                f"npm stderr (tail):\n{_tail(proc.stderr)}"
+            )
+        (work / ".complete").write_text(lock_hash(name) + "\n", encoding="utf-8")
+        try:
+            work.rename(target)
+        except OSError:
+            # Another worker won the race (the target exists now), or a crashed run left a broken folder.
+            if not (target / ".complete").is_file():
+                shutil.rmtree(target, ignore_errors=True)
+                try:
+                    work.rename(target)
+                except OSError as exc:
+                    if not (target / ".complete").is_file():
+                        raise NodeShimMissing(f"cannot move the {name} install into {target}: {exc}") from exc
+        installed_version.cache_clear()
+        return target
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def launch(name: str) -> tuple[list[str], dict[str, str]]:
+    """``(argv, env)`` to start the shim: ``node <repo>/.../shim.js`` with ``NODE_PATH`` set.
+
+    Installs the packages first when needed (see :func:`ensure_installed`).
+    """
+    install = ensure_installed(name)
+    node = shutil.which("node")
+    if node is None:  # pragma: no cover - ensure_installed checked it
+        raise NodeShimMissing(f"node not found on PATH: {_spec(name).install_hint}")
+    env = dict(os.environ)
+    paths = [str(install / "node_modules")]
+    if env.get("NODE_PATH"):
+        paths.append(env["NODE_PATH"])
+    env["NODE_PATH"] = os.pathsep.join(paths)
+    return [node, str(shim_dir(name) / "shim.js")], env
+
+
+@functools.cache
+def installed_version(name: str) -> str | None:
+    """The version of the shim's npm package in the cache, or None when it is not installed."""
+    spec = _spec(name)
+    pkg = _install_dir(name) / "node_modules" / spec.package / "package.json"
+    try:
+        return str(json.loads(pkg.read_text(encoding="utf-8"))["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@functools.cache
+def netns_available() -> bool:
+    """Whether ``unshare -n`` works here (root, and the kernel allows new network namespaces)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    try:
+        proc = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def netns_wrap(argv: list[str], join: str | None = None) -> list[str]:
+    """Run ``argv`` in a private network namespace holding only ``lo`` (brought up), when possible.
+
+    Without ``join`` every call makes a NEW namespace, so the wrapped program can reach nothing outside it:
+    not the harness's sockets, not another wrapped shim. To put several programs on one shared loopback,
+    pass ``join``, the path of a namespace from :func:`loopback_netns` (``nsenter --net=PATH``).
+    Falls back to ``argv`` unchanged (and logs it) when not root or ``unshare -n`` fails; the shims
+    then rely on their own loopback-only restrictions.
+    """
+    if join is not None:
+        return ["nsenter", f"--net={join}", "--", *argv]
+    if netns_available():
+        return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *argv]
+    logger.info(
+        "no private network namespace available (needs root and unshare -n); %s restricts itself to loopback",
+        argv[-1] if argv else "the adapter",
+    )
+    return list(argv)
+
+
+@contextlib.contextmanager
+def loopback_netns() -> Iterator[str | None]:
+    """A private network namespace holding only ``lo`` (up), kept alive for the ``with`` block.
+
+    Yields the path to pass as ``netns_wrap(argv, join=path)`` so that several shims share one loopback,
+    or None when namespaces are not available here. (The harness's own Python sockets stay outside it.)
+    """
+    if not netns_available() or shutil.which("nsenter") is None:
+        yield None
+        return
+    holder = subprocess.Popen(
+        ["unshare", "-n", "sh", "-c", "ip link set lo up && echo ready && exec sleep 1000000"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert holder.stdout is not None
+        if holder.stdout.readline().strip() != b"ready":
+            raise NodeShimMissing("could not create a loopback-only network namespace (unshare -n)")
+        yield f"/proc/{holder.pid}/ns/net"
+    finally:
+        holder.kill()
+        holder.wait()

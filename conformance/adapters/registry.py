@@ -1,0 +1,169 @@
+"""The known IUTs, as data: how to make each one's adapter, what it declares, how to install it.
+
+``--iut NAME`` picks an entry; ``--iut-cmd "CMD ARGS"`` bypasses the registry and drives any stdio shim. Other
+modules add entries with :func:`register` (docs/adapter-contract.md, "Plugging an IUT in").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .base import CAPABILITIES, Adapter
+from .stdio import StdioAdapter
+
+__all__ = [
+    "DEFAULT_IUT",
+    "REGISTRY",
+    "IutSpec",
+    "StdioCommand",
+    "UnknownIut",
+    "get_iut",
+    "known_iuts",
+    "make_adapter",
+    "register",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The IUT used when neither ``--iut`` nor ``--iut-cmd`` is given.
+DEFAULT_IUT = "aioice"
+
+_HERE = Path(__file__).resolve().parent
+
+
+class UnknownIut(LookupError):
+    """No IUT of that name is registered (a usage error, reported before any case runs)."""
+
+
+@dataclass(frozen=True)
+class StdioCommand:
+    """How to start a shim: its command line, and optionally its environment and working folder."""
+
+    argv: list[str]
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class IutSpec:
+    """One known IUT: an in-process adapter factory, or a command that starts a stdio shim."""
+
+    name: str
+    kind: Literal["inprocess", "stdio"]
+    description: str
+    #: In process: builds the adapter (called once per adapter, inside the event loop).
+    factory: Callable[[], Adapter] | None = None
+    #: Stdio: builds the command line (may install or compile the shim first; may raise AdapterError).
+    command: Callable[[], StdioCommand] | None = None
+    #: The IUT's capability declaration (``{"capabilities": [...]}``), read without starting the IUT.
+    capabilities_file: Path | None = None
+    #: What to install when the IUT is missing, shown in the ERROR message.
+    install_hint: str = ""
+    #: Extra keyword arguments for :class:`StdioAdapter` (deadlines, for example).
+    stdio_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind == "inprocess" and self.factory is None:
+            raise ValueError(f"IUT {self.name!r}: an in-process IUT needs a factory")
+        if self.kind == "stdio" and self.command is None:
+            raise ValueError(f"IUT {self.name!r}: a stdio IUT needs a command")
+        if self.kind not in ("inprocess", "stdio"):
+            raise ValueError(f"IUT {self.name!r}: kind must be 'inprocess' or 'stdio', not {self.kind!r}")
+
+    def make(self, **stdio_options: Any) -> Adapter:
+        """A new, not yet initialized adapter for this IUT."""
+        if self.kind == "inprocess":
+            assert self.factory is not None
+            return self.factory()
+        assert self.command is not None
+        cmd = self.command()
+        options = {**self.stdio_options, **stdio_options}
+        return StdioAdapter(cmd.argv, env=cmd.env, cwd=cmd.cwd, name=self.name, **options)
+
+    def declared_capabilities(self) -> frozenset[str] | None:
+        """The capabilities from :attr:`capabilities_file`, or None when there is none."""
+        if self.capabilities_file is None:
+            return None
+        data = json.loads(self.capabilities_file.read_text(encoding="utf-8"))
+        caps = frozenset(str(c) for c in data["capabilities"])
+        unknown = caps - CAPABILITIES
+        if unknown:
+            raise ValueError(f"{self.capabilities_file}: unknown capabilities {sorted(unknown)}")
+        return caps
+
+
+#: Every registered IUT by name; add to it with :func:`register`.
+REGISTRY: dict[str, IutSpec] = {}
+
+
+def register(spec: IutSpec, *, replace: bool = False) -> IutSpec:
+    """Add an IUT to the registry; a second entry of the same name needs ``replace=True``."""
+    if spec.name in REGISTRY and not replace and REGISTRY[spec.name] != spec:
+        raise ValueError(f"IUT {spec.name!r} is already registered")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def known_iuts() -> list[str]:
+    """The registered IUT names, sorted."""
+    return sorted(REGISTRY)
+
+
+def get_iut(name: str) -> IutSpec:
+    """The registered IUT of that name; :class:`UnknownIut` lists the known names."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownIut(f"unknown IUT {name!r}; known IUTs: {', '.join(known_iuts())}") from None
+
+
+def make_adapter(name: str | None = None, cmd: str | None = None, **stdio_options: Any) -> Adapter:
+    """The adapter for ``--iut NAME`` or, when ``cmd`` is given, for the shim command line ``--iut-cmd``."""
+    if cmd is not None:
+        argv = shlex.split(cmd)
+        if not argv:
+            raise ValueError("the shim command line is empty")
+        return StdioAdapter(argv, name=name or Path(argv[0]).name, **stdio_options)
+    return get_iut(name or DEFAULT_IUT).make(**stdio_options)
+
+
+def _aioice_factory() -> Adapter:
+    from .aioice import AioiceAdapter  # imported late: aioice is loaded only when it is the IUT
+
+    return AioiceAdapter()
+
+
+def _aioice_stdio() -> StdioCommand:
+    return StdioCommand([sys.executable, "-m", "conformance.adapters.aioice"])
+
+
+_AIOICE_CAPS = _HERE / "aioice" / "capabilities.json"
+_AIOICE_HINT = "pip install 'aioice>=0.13' (a dependency of ice-conformance)"
+
+register(
+    IutSpec(
+        name="aioice",
+        kind="inprocess",
+        description="aioice (Python asyncio ICE agent), driven in process",
+        factory=_aioice_factory,
+        capabilities_file=_AIOICE_CAPS,
+        install_hint=_AIOICE_HINT,
+    )
+)
+register(
+    IutSpec(
+        name="aioice-stdio",
+        kind="stdio",
+        description="aioice through its stdio JSON-RPC shim (python -m conformance.adapters.aioice)",
+        command=_aioice_stdio,
+        capabilities_file=_AIOICE_CAPS,
+        install_hint=_AIOICE_HINT,
+    )
+)

@@ -1,0 +1,388 @@
+"""The shim side of the contract: serve any in-process :class:`Adapter` as JSON-RPC 2.0 over stdin/stdout.
+
+Theory of operation: :func:`serve` reads one JSON object per line, validates and converts its params, and
+runs the requests against the adapter one at a time, in order (so a pipelined ``create_agent`` then
+``gather`` is never reordered), writing each response when it completes. A second task forwards the
+adapter's notifications as JSON-RPC notifications, with ``bytes`` values base64-encoded. Exceptions map to
+error objects: :class:`Unsupported` to -32601, bad params to -32602, :class:`RemoteError` to its own code,
+anything else to -32603 with the exception text (docs/adapter-contract.md, "Errors"). ``shutdown`` or EOF on
+stdin shuts the adapter down and ends the loop. Logging goes to stderr; stdout carries only the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from .base import (
+    CONTRACT_VERSION,
+    Adapter,
+    AdapterError,
+    AgentConfig,
+    ErrorCode,
+    RemoteError,
+    Unsupported,
+)
+
+__all__ = ["LineReader", "LineWriter", "main_for", "serve"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_LINE = 1 << 20
+
+
+class LineReader(Protocol):
+    """Where requests come from (an :class:`asyncio.StreamReader` fits)."""
+
+    async def readline(self) -> bytes: ...
+
+
+class LineWriter(Protocol):
+    """Where responses and notifications go (an :class:`asyncio.StreamWriter` fits)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
+class _BadParams(Exception):
+    """Internal: the request's params do not fit the method (-32602)."""
+
+
+class _ThreadReader:
+    """Line reader over a blocking file (stdin redirected from a regular file)."""
+
+    def __init__(self, fileobj: Any) -> None:
+        self._file = fileobj
+
+    async def readline(self) -> bytes:
+        line: bytes = await asyncio.to_thread(self._file.readline, _MAX_LINE + 1)
+        return line
+
+
+class _BlockingWriter:
+    """Line writer over a blocking file (stdout redirected to a regular file)."""
+
+    def __init__(self, fileobj: Any) -> None:
+        self._file = fileobj
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    async def drain(self) -> None:
+        self._file.flush()
+
+
+async def _stdio() -> tuple[LineReader, LineWriter]:
+    """Async reader and writer over this process's stdin and stdout."""
+    loop = asyncio.get_running_loop()
+    reader: LineReader
+    writer: LineWriter
+    try:
+        sreader = asyncio.StreamReader(limit=_MAX_LINE)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(sreader), sys.stdin.buffer)
+        reader = sreader
+    except (ValueError, OSError):  # a regular file: no non-blocking pipe transport
+        reader = _ThreadReader(sys.stdin.buffer)
+    try:
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+        )
+        writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    except (ValueError, OSError):
+        writer = _BlockingWriter(sys.stdout.buffer)
+    return reader, writer
+
+
+def _obj(params: dict[str, Any], key: str, kind: type, *, default: Any = ..., nullable: bool = False) -> Any:
+    """One param, type-checked; raises _BadParams naming it."""
+    if key not in params:
+        if default is ...:
+            raise _BadParams(f"missing param {key!r}")
+        return default
+    value = params[key]
+    if value is None and nullable:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _BadParams(f"param {key!r} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _b64(params: dict[str, Any], key: str) -> bytes:
+    try:
+        return base64.b64decode(_obj(params, key, str), validate=True)
+    except ValueError as exc:
+        raise _BadParams(f"param {key!r} is not base64: {exc}") from None
+
+
+def _jsonable(value: Any) -> Any:
+    """Notification params in JSON form: bytes become base64 text."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _bind(adapter: Adapter, method: str, params: dict[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """Validate params and return the call to make (docs/adapter-contract.md, "Methods")."""
+    a = adapter
+    if method == "initialize":
+
+        async def initialize() -> dict[str, Any]:
+            info = await a.initialize()
+            return {
+                "name": info.name,
+                "version": info.version,
+                "capabilities": sorted(info.capabilities),
+                "contract": CONTRACT_VERSION,
+            }
+
+        theirs = params.get("contract")
+        if isinstance(theirs, str) and theirs.split(".")[0] != CONTRACT_VERSION.split(".")[0]:
+            logger.warning("the harness speaks contract %s, this shim %s", theirs, CONTRACT_VERSION)
+        return initialize
+    if method == "create_agent":
+        try:
+            config = AgentConfig.from_json(params)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _BadParams(f"create_agent: {type(exc).__name__}: {exc}") from None
+
+        async def create_agent() -> dict[str, Any]:
+            return {"agent": await a.create_agent(config)}
+
+        return create_agent
+    if method == "shutdown":
+
+        async def shutdown() -> dict[str, Any]:
+            await a.shutdown()
+            return {}
+
+        return shutdown
+    if method in ("start_server", "stop_server"):
+        if method == "stop_server":
+            server = _obj(params, "server", str)
+
+            async def stop_server() -> dict[str, Any]:
+                await a.stop_server(server)
+                return {}
+
+            return stop_server
+        kind = _obj(params, "kind", str)
+        listen = _obj(params, "listen", str)
+        realm = _obj(params, "realm", str, default=None, nullable=True)
+        users = _obj(params, "users", dict, default=None, nullable=True)
+        options = _obj(params, "options", dict, default=None, nullable=True)
+
+        async def start_server() -> dict[str, Any]:
+            server_id, address = await a.start_server(kind, listen, realm, users, options)
+            return {"server": server_id, "address": address}
+
+        return start_server
+    agent_methods = {
+        "gather",
+        "set_remote",
+        "add_remote_candidate",
+        "connect",
+        "send",
+        "restart",
+        "close",
+    }
+    if method not in agent_methods:
+        raise Unsupported(f"unknown method {method!r}")
+    agent = _obj(params, "agent", str)
+    if method == "gather":
+
+        async def gather() -> dict[str, Any]:
+            desc = await a.gather(agent)
+            return {"ufrag": desc.ufrag, "pwd": desc.pwd, "candidates": list(desc.candidates)}
+
+        return gather
+    if method == "set_remote":
+        ufrag = _obj(params, "ufrag", str)
+        pwd = _obj(params, "pwd", str)
+        cands = _obj(params, "candidates", list, default=[])
+        if not all(isinstance(c, str) for c in cands):
+            raise _BadParams("param 'candidates' must be a list of strings")
+        lite = _obj(params, "lite", bool, default=False)
+
+        async def set_remote() -> dict[str, Any]:
+            await a.set_remote(agent, ufrag, pwd, cands, lite)
+            return {}
+
+        return set_remote
+    if method == "add_remote_candidate":
+        cand = _obj(params, "candidate", str, nullable=True)
+
+        async def add_remote_candidate() -> dict[str, Any]:
+            await a.add_remote_candidate(agent, cand)
+            return {}
+
+        return add_remote_candidate
+    if method == "send":
+        component = _obj(params, "component", int, default=1)
+        data = _b64(params, "data")
+
+        async def send() -> dict[str, Any]:
+            await a.send(agent, component, data)
+            return {}
+
+        return send
+    if method == "restart":
+
+        async def restart() -> dict[str, Any]:
+            creds = await a.restart(agent)
+            return {"ufrag": creds.ufrag, "pwd": creds.pwd}
+
+        return restart
+
+    call = {"connect": a.connect, "close": a.close}[method]
+
+    async def simple() -> dict[str, Any]:
+        await call(agent)
+        return {}
+
+    return simple
+
+
+def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": int(code), "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "id": rid, "error": err}
+
+
+async def serve(
+    adapter: Adapter,
+    reader: LineReader | None = None,
+    writer: LineWriter | None = None,
+) -> None:
+    """Serve ``adapter`` over JSON-RPC 2.0 lines until ``shutdown`` or EOF (docs/adapter-contract.md)."""
+    if reader is None or writer is None:
+        std_reader, std_writer = await _stdio()
+        reader = reader or std_reader
+        writer = writer or std_writer
+    out = writer
+    write_lock = asyncio.Lock()
+    done = asyncio.Event()
+
+    async def emit(obj: dict[str, Any]) -> None:
+        line = json.dumps(obj, separators=(",", ":")) + "\n"
+        async with write_lock:
+            out.write(line.encode("utf-8"))
+            await out.drain()
+
+    async def forward_notifications() -> None:
+        while True:
+            note = await adapter.notifications.get()
+            params = _jsonable(note.params)
+            await emit({"jsonrpc": "2.0", "method": note.method, "params": params})
+
+    async def handle(rid: Any, method: str, call: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        try:
+            result = await call()
+            response: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "result": result}
+        except Unsupported as exc:
+            response = _error(rid, ErrorCode.METHOD_NOT_FOUND, str(exc))
+        except RemoteError as exc:
+            response = _error(rid, exc.code, exc.message, exc.data)
+        except AdapterError as exc:
+            response = _error(rid, ErrorCode.INTERNAL_ERROR, str(exc))
+        except Exception as exc:
+            logger.exception("%s failed", method)
+            response = _error(rid, ErrorCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+        try:
+            await emit(response)
+        except (ConnectionError, RuntimeError) as exc:
+            logger.warning("could not write the response to %s: %s", method, exc)
+            done.set()
+        if method == "shutdown":
+            done.set()
+
+    forwarder = asyncio.create_task(forward_notifications(), name="notifications")
+
+    async def read_loop() -> None:
+        while True:
+            try:
+                line = await reader.readline()
+            except ValueError:
+                await emit(_error(None, ErrorCode.PARSE_ERROR, f"line longer than {_MAX_LINE} bytes"))
+                continue
+            if not line:
+                logger.info("EOF on stdin")
+                return
+            if not line.strip():
+                continue
+            try:
+                msg = json.loads(line)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                await emit(_error(None, ErrorCode.PARSE_ERROR, f"not JSON: {exc}"))
+                continue
+            rid = msg.get("id") if isinstance(msg, dict) else None
+            if (
+                not isinstance(msg, dict)
+                or msg.get("jsonrpc") != "2.0"
+                or not isinstance(msg.get("method"), str)
+                or not isinstance(msg.get("params", {}), dict)
+            ):
+                await emit(_error(rid, ErrorCode.INVALID_REQUEST, "not a JSON-RPC 2.0 request object"))
+                continue
+            method: str = msg["method"]
+            if "id" not in msg:
+                logger.warning("ignoring notification %r from the harness", method)
+                continue
+            try:
+                call = _bind(adapter, method, msg.get("params", {}))
+            except Unsupported as exc:
+                await emit(_error(rid, ErrorCode.METHOD_NOT_FOUND, str(exc)))
+                continue
+            except _BadParams as exc:
+                await emit(_error(rid, ErrorCode.INVALID_PARAMS, f"{method}: {exc}"))
+                continue
+            await handle(rid, method, call)
+            if method == "shutdown":
+                return
+
+    reading = asyncio.create_task(read_loop(), name="read-loop")
+    waiting = asyncio.create_task(done.wait(), name="done")
+    try:
+        await asyncio.wait({reading, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        reading.cancel()
+        waiting.cancel()
+        # EOF without shutdown: still release the IUT's sockets.
+        if not done.is_set():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(adapter.shutdown(), 5.0)
+        forwarder.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.gather(reading, waiting, forwarder, return_exceptions=True)
+        # Flush what the adapter emitted last (e.g. "closed" states), within a bound.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                while not adapter.notifications.empty():
+                    note = adapter.notifications.get_nowait()
+                    await emit({"jsonrpc": "2.0", "method": note.method, "params": _jsonable(note.params)})
+
+
+def main_for(factory: Callable[[], Adapter], *, log_level: int | None = None) -> None:
+    """Run ``factory()``'s adapter as a stdio shim: ``python -m ...`` entry points call this."""
+    level = log_level
+    if level is None:
+        level = getattr(logging, os.environ.get("CONFORMANCE_SHIM_LOG", "INFO").upper(), logging.INFO)
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def run() -> None:
+        await serve(factory())
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())

@@ -1,0 +1,86 @@
+"""Baselines: the verdicts a run expects per IUT and case, each with a written reason (design.md, "Reports")."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Baseline", "BaselineError", "Comparison", "Expected", "compare", "load_baseline"]
+
+GATING = {"FAIL", "ERROR"}
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be used; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One expected verdict."""
+
+    iut: str
+    case: str
+    verdict: str
+    reason: str
+
+
+@dataclass
+class Baseline:
+    """Expected verdicts keyed by (IUT, case ID)."""
+
+    entries: dict[tuple[str, str], Expected]
+
+    def get(self, iut: str, case: str) -> Expected | None:
+        """The expectation for this IUT and case, if any."""
+        return self.entries.get((iut, case))
+
+
+def load_baseline(path: str | Path) -> Baseline:
+    """Read a TOML baseline: ``[[expected]]`` tables with iut, case, verdict and a non-empty reason."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError as exc:
+        raise BaselineError(f"baseline {p} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise BaselineError(f"baseline {p} is not valid TOML: {exc}") from exc
+    entries: dict[tuple[str, str], Expected] = {}
+    for i, row in enumerate(data.get("expected", []), start=1):
+        missing = [k for k in ("iut", "case", "verdict", "reason") if not str(row.get(k, "")).strip()]
+        if missing:
+            raise BaselineError(f"baseline {p}, entry {i}: missing {', '.join(missing)}")
+        e = Expected(str(row["iut"]), str(row["case"]), str(row["verdict"]), str(row["reason"]).strip())
+        entries[(e.iut, e.case)] = e
+    return Baseline(entries)
+
+
+@dataclass
+class Comparison:
+    """A run's records against a baseline."""
+
+    new_failures: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+    new_non_strict: list[dict[str, Any]]
+    unexpected_passes: list[dict[str, Any]]
+    expected: list[dict[str, Any]]
+
+
+def compare(records: list[dict[str, Any]], baseline: Baseline | None) -> Comparison:
+    """Sort each record: matches its expectation, a new FAIL, an ERROR, a new NON-STRICT, or an unexpected pass."""
+    out = Comparison([], [], [], [], [])
+    for r in records:
+        exp = baseline.get(r["iut"], r["case_id"]) if baseline is not None else None
+        verdict = r["verdict"]
+        if exp is not None and exp.verdict == verdict:
+            out.expected.append(r)
+        elif exp is not None and verdict == "PASS":
+            out.unexpected_passes.append(r)
+        elif verdict == "ERROR":
+            out.errors.append(r)
+        elif verdict == "FAIL":
+            out.new_failures.append(r)
+        elif verdict == "NON-STRICT":
+            out.new_non_strict.append(r)
+    return out

@@ -1,0 +1,1 @@
+"""Reports built from run folders: the self-contained HTML conformance report."""

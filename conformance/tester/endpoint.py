@@ -1,0 +1,236 @@
+"""Harness endpoints on real UDP sockets, with the expectation API (design.md, "The data flow of one case").
+
+Theory of operation: an :class:`Endpoint` owns one asyncio datagram socket. Every datagram in or out is recorded in
+the case's :class:`~conformance.tester.capture.Capture` and kept in the endpoint's history as a :class:`Received`.
+:meth:`Endpoint.expect` returns the first datagram of the history (from a start time, not yet taken by an earlier
+expectation) that matches a predicate, waiting on arrivals with a deadline; :meth:`Endpoint.expect_silence` watches a
+window and returns the first matching datagram, if any. Handlers registered with :meth:`Endpoint.on_datagram` see every
+arrival first (auto-responders live there). Nothing here sleeps: every wait is a future with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from conformance.packets import STUN, StunParseError, parse
+from conformance.packets.fast import StunIndex, index
+from conformance.tester.capture import Capture
+from conformance.verdict import CaseEnded, Findings, HarnessError
+
+__all__ = ["Address", "Endpoint", "Predicate", "Received"]
+
+logger = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+
+@dataclass(eq=False)
+class Received:
+    """A datagram the endpoint received: bytes, addresses, loop time, and lazy STUN views."""
+
+    data: bytes
+    src: Address
+    dst: Address
+    time: float
+    taken: bool = field(default=False, repr=False)
+
+    @cached_property
+    def index(self) -> StunIndex | None:
+        """The fast header/attribute index, or None when not well-formed STUN."""
+        return index(self.data)
+
+    @cached_property
+    def msg(self) -> STUN | None:
+        """The strictly parsed STUN message, or None."""
+        if self.index is None:
+            return None
+        try:
+            return parse(self.data)
+        except StunParseError:
+            return None
+
+    @property
+    def is_stun(self) -> bool:
+        """Whether this is a well-formed STUN message."""
+        return self.index is not None
+
+    def is_type(self, method: int, cls: int) -> bool:
+        """Whether this is STUN with that method and class (RFC 8489 §5)."""
+        i = self.index
+        return i is not None and i.method == method and i.msg_class == cls
+
+    @property
+    def transaction_id(self) -> bytes:
+        """The transaction ID (empty for non-STUN)."""
+        return self.index.transaction_id if self.index is not None else b""
+
+    def describe(self) -> str:
+        """A one-line description quoting the message's fields, for failure messages."""
+        if self.msg is not None:
+            fields = []
+            for a in self.msg.attributes:
+                name = a.attribute_name
+                if name in ("USERNAME", "SOFTWARE", "REALM", "NONCE"):
+                    fields.append(f"{name}={bytes(getattr(a, name.lower(), b'') or b'')!r}")
+                elif name == "PRIORITY":
+                    fields.append(f"PRIORITY={a.priority}")
+                elif name in ("ICE-CONTROLLING", "ICE-CONTROLLED"):
+                    fields.append(f"{name}=0x{a.tiebreaker:016x}")
+                elif name == "ERROR-CODE":
+                    fields.append(f"ERROR-CODE={a.code}")
+                elif name in ("XOR-MAPPED-ADDRESS", "XOR-PEER-ADDRESS", "XOR-RELAYED-ADDRESS"):
+                    fields.append(f"{name}={a.address}:{a.port}")
+                else:
+                    fields.append(name)
+            txid = self.transaction_id.hex()
+            return f"{self.msg.type_name} txid={txid} from {self.src[0]}:{self.src[1]} [{', '.join(fields)}]"
+        return f"{len(self.data)}-byte datagram 0x{self.data[:8].hex()}… from {self.src[0]}:{self.src[1]}"
+
+
+Predicate = Callable[[Received], bool]
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.endpoint._arrived(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("%s: socket error %s", self.endpoint.label, exc)
+
+
+class Endpoint:
+    """One harness UDP socket with capture, history and expectations."""
+
+    def __init__(self, capture: Capture, label: str) -> None:
+        self.capture = capture
+        self.label = label
+        self.history: list[Received] = []
+        self._transport: asyncio.DatagramTransport | None = None
+        self._address: Address = ("", 0)
+        self._waiters: list[tuple[Predicate, float, asyncio.Future[Received]]] = []
+        self._handlers: list[Callable[[Received], None]] = []
+        self._loop = asyncio.get_running_loop()
+
+    @classmethod
+    async def open(cls, capture: Capture, host: str = "127.0.0.1", port: int = 0, label: str = "harness") -> Endpoint:
+        """Bind a UDP socket on a loopback address."""
+        ep = cls(capture, label)
+        transport, _ = await ep._loop.create_datagram_endpoint(lambda: _Protocol(ep), local_addr=(host, port))
+        ep._transport = transport
+        sock = transport.get_extra_info("sockname")
+        ep._address = (str(sock[0]), int(sock[1]))
+        capture.label(ep._address, label)
+        return ep
+
+    @property
+    def address(self) -> Address:
+        """The bound (host, port)."""
+        return self._address
+
+    def now(self) -> float:
+        """The loop clock the history's times use."""
+        return self._loop.time()
+
+    def send(self, data: bytes, to: Address, note: str = "") -> None:
+        """Send one datagram (recorded in the capture; ``note`` marks crafted ones)."""
+        if self._transport is None:
+            raise HarnessError(f"endpoint {self.label} is closed")
+        self._transport.sendto(data, to)
+        self.capture.record(self._address, to, data, "out", note=note, endpoint=self.label)
+
+    def on_datagram(self, handler: Callable[[Received], None]) -> Callable[[], None]:
+        """Call ``handler`` on every arrival (before expectations); returns a function that removes it."""
+        self._handlers.append(handler)
+        return lambda: self._handlers.remove(handler) if handler in self._handlers else None
+
+    def _arrived(self, data: bytes, src: Address) -> None:
+        rec = Received(data, src, self._address, self._loop.time())
+        self.capture.record(src, self._address, data, "in", endpoint=self.label)
+        self.history.append(rec)
+        for handler in list(self._handlers):
+            try:
+                handler(rec)
+            except Exception:
+                logger.exception("%s: handler failed", self.label)
+        for waiter in list(self._waiters):
+            predicate, since, future = waiter
+            if not future.done() and rec.time >= since and predicate(rec):
+                rec.taken = True
+                future.set_result(rec)
+                self._waiters.remove(waiter)
+                break
+
+    def find(self, predicate: Predicate, since: float = 0.0) -> list[Received]:
+        """Every received datagram since ``since`` matching ``predicate`` (taken or not)."""
+        return [r for r in self.history if r.time >= since and predicate(r)]
+
+    async def expect(
+        self,
+        predicate: Predicate,
+        timeout: float,
+        *,
+        since: float | None = None,
+        what: str = "a matching message",
+        findings: Findings | None = None,
+        requirement: str | None = None,
+        clause: str | None = None,
+    ) -> Received:
+        """The first untaken datagram since ``since`` (default: the endpoint's start) matching ``predicate``.
+
+        On timeout: with ``requirement`` (and ``findings``) the absence is that requirement's violation; without, it
+        is a :class:`HarnessError` (ERROR), since nothing said the IUT had to send it.
+        """
+        start = 0.0 if since is None else since
+        for rec in self.history:
+            if not rec.taken and rec.time >= start and predicate(rec):
+                rec.taken = True
+                return rec
+        future: asyncio.Future[Received] = self._loop.create_future()
+        waiter = (predicate, start, future)
+        self._waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            message = f"no {what} arrived at {self.label} {self._address[0]}:{self._address[1]} within {timeout:g} s"
+            if requirement is not None and findings is not None:
+                findings.violation(requirement, message, clause)
+                raise CaseEnded(message) from None
+            raise HarnessError(message) from None
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    async def expect_silence(self, predicate: Predicate, window: float) -> Received | None:
+        """Watch ``window`` seconds from now; the first matching datagram, or None if all was quiet."""
+        start = self._loop.time()
+        future: asyncio.Future[Received] = self._loop.create_future()
+        waiter = (predicate, start, future)
+        self._waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(future, window)
+        except TimeoutError:
+            return None
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def close(self) -> None:
+        """Close the socket; pending expectations fail."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        for _, _, future in self._waiters:
+            if not future.done():
+                future.set_exception(HarnessError(f"endpoint {self.label} closed"))
+        self._waiters.clear()
+        with contextlib.suppress(Exception):
+            self._handlers.clear()

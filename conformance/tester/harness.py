@@ -1,0 +1,85 @@
+"""The per-case harness: the IUT, the capture, endpoints and ICE sessions, and their clean-up.
+
+A case receives one :class:`Harness` (the ``harness`` fixture). Everything it opens through it is closed when the
+case ends, and the capture becomes the case's pcap and ladder diagram.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from conformance.adapters.base import Adapter, IutInfo
+from conformance.tester.capture import Capture
+from conformance.tester.endpoint import Endpoint
+from conformance.tester.ice import IcePeer, IceSession, NotificationLog
+from conformance.verdict import Findings, UnsupportedFeature
+
+__all__ = ["Harness"]
+
+logger = logging.getLogger(__name__)
+
+
+class Harness:
+    """What a case works with: ``iut`` (the adapter), ``info``, ``findings``, ``capture``, and factories."""
+
+    def __init__(self, adapter: Adapter, info: IutInfo, findings: Findings, capture: Capture, host: str) -> None:
+        self.iut = adapter
+        self.info = info
+        self.findings = findings
+        self.capture = capture
+        self.host = host
+        self._peers: list[IcePeer] = []
+        self._endpoints: list[Endpoint] = []
+        self._sessions: list[IceSession] = []
+        self._log: NotificationLog | None = None
+
+    def require(self, *capabilities: str) -> None:
+        """Raise UNSUPPORTED unless the IUT declares every capability."""
+        missing = [c for c in capabilities if c not in self.info.capabilities]
+        if missing:
+            raise UnsupportedFeature(f"{self.info.name} does not declare {', '.join(missing)}")
+
+    @property
+    def log(self) -> NotificationLog:
+        """The IUT's notifications for this case."""
+        if self._log is None:
+            self._log = NotificationLog(self.iut)
+        return self._log
+
+    async def endpoint(self, label: str = "harness", host: str | None = None) -> Endpoint:
+        """A plain UDP endpoint on loopback."""
+        ep = await Endpoint.open(self.capture, host or self.host, 0, label)
+        self._endpoints.append(ep)
+        return ep
+
+    async def peer(self, components: int = 1, label: str = "harness peer") -> IcePeer:
+        """A scripted ICE peer with fresh credentials."""
+        p = await IcePeer.open(self.capture, self.host, components, label)
+        self._peers.append(p)
+        return p
+
+    async def session(self, role: str, peer: IcePeer | None = None, **kwargs: Any) -> IceSession:
+        """An IUT agent in ``role`` wired to ``peer`` (a new one by default), checks started."""
+        self.require(role)
+        if kwargs.get("ufrag") is not None or kwargs.get("pwd") is not None:
+            self.require("set_credentials")
+        if kwargs.get("components", 1) > 1:
+            self.require("multi_component")
+        peer = peer or await self.peer(kwargs.get("components", 1))
+        s = await IceSession.open(self.iut, peer, role, self.log, **kwargs)
+        self._sessions.append(s)
+        for i, c in enumerate(s.candidates):
+            self.capture.label((c.address, c.port), f"IUT {c.kind} {i + 1}")
+        return s
+
+    async def aclose(self) -> None:
+        """Close sessions, peers, endpoints and the notification log."""
+        for s in self._sessions:
+            await s.close()
+        for p in self._peers:
+            p.close()
+        for ep in self._endpoints:
+            ep.close()
+        if self._log is not None:
+            await self._log.close()

@@ -1,0 +1,332 @@
+"""The scripted ICE peer and the session that wires it to an IUT agent (RFC 8445 §6, §7, §8).
+
+Theory of operation: :class:`IcePeer` is the harness's side of an ICE session on one :class:`Endpoint` per component.
+It knows both sets of credentials, crafts checks and responses with the Scapy layers (integrity and fingerprint
+computed unless the case overrides them), and can run an auto-responder that answers the IUT's valid checks as a
+conforming agent would (§7.3). :class:`IceSession` creates the IUT agent through its adapter, exchanges credentials
+and candidates, starts the checks and records every notification, so a case reads as a send/expect script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from conformance.adapters.base import Adapter, AgentConfig, LocalDescription, Notification
+from conformance.packets import STUN, ErrorCode, attr, check_integrity
+from conformance.protocol.candidate import Candidate, parse_candidate
+from conformance.protocol.keys import short_term_key
+from conformance.protocol.priority import candidate_priority
+from conformance.tester.capture import Capture
+from conformance.tester.endpoint import Address, Endpoint, Received
+from conformance.verdict import HarnessError
+
+__all__ = ["IcePeer", "IceSession", "NotificationLog", "random_credentials"]
+
+logger = logging.getLogger(__name__)
+
+BINDING = 0x001
+REQUEST, INDICATION, SUCCESS, ERROR = 0, 1, 2, 3
+_ICE_CHARS = string.ascii_letters + string.digits + "+/"
+
+
+def random_credentials(ufrag_len: int = 8, pwd_len: int = 24) -> tuple[str, str]:
+    """A random ufrag and pwd of ice-chars (RFC 8445 §5.3, RFC 8839 §5.4)."""
+    pick = lambda n: "".join(secrets.choice(_ICE_CHARS) for _ in range(n))  # noqa: E731
+    return pick(ufrag_len), pick(pwd_len)
+
+
+class IcePeer:
+    """The harness's ICE agent: endpoints per component, credentials, crafted checks, auto-responder."""
+
+    def __init__(self, endpoints: list[Endpoint], ufrag: str, pwd: str, tiebreaker: int) -> None:
+        self.endpoints = endpoints
+        self.ufrag = ufrag
+        self.pwd = pwd
+        self.tiebreaker = tiebreaker
+        self.role = "controlled"
+        self.remote_ufrag = ""
+        self.remote_pwd = ""
+        self.auto_respond = True
+        #: Overrides for auto-responses: a function (request) -> bytes | None; None means "answer normally".
+        self.responder: Callable[[Received], bytes | None] | None = None
+        self._unhook = [ep.on_datagram(self._on_datagram) for ep in endpoints]
+
+    @classmethod
+    async def open(
+        cls, capture: Capture, host: str = "127.0.0.1", components: int = 1, label: str = "harness peer"
+    ) -> IcePeer:
+        """Bind one endpoint per component with fresh credentials."""
+        eps = [
+            await Endpoint.open(capture, host, 0, f"{label}" if components == 1 else f"{label} c{c}")
+            for c in range(1, components + 1)
+        ]
+        ufrag, pwd = random_credentials()
+        return cls(eps, ufrag, pwd, secrets.randbits(64))
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The component-1 endpoint."""
+        return self.endpoints[0]
+
+    def candidates(self, priority_offset: int = 0) -> list[str]:
+        """The harness's host candidates, one per component, priority by the RFC 8445 §5.1.2.1 formula."""
+        out = []
+        for i, ep in enumerate(self.endpoints, start=1):
+            prio = candidate_priority(126, 65535, i) - priority_offset
+            out.append(f"candidate:H{i} {i} udp {prio} {ep.address[0]} {ep.address[1]} typ host")
+        return out
+
+    @property
+    def local_key(self) -> bytes:
+        """Key for responses the harness sends and requests it receives (RFC 8445 §7.3)."""
+        return short_term_key(self.pwd)
+
+    @property
+    def remote_key(self) -> bytes:
+        """Key for checks the harness sends to the IUT (RFC 8445 §7.2.2)."""
+        return short_term_key(self.remote_pwd)
+
+    # -- crafting --------------------------------------------------------------------------------------------
+
+    def check(
+        self,
+        *,
+        use_candidate: bool = False,
+        role: str | None = None,
+        tiebreaker: int | None = None,
+        priority: int | None = None,
+        username: bytes | None = None,
+        key: bytes | None = None,
+        extra: list[Any] | None = None,
+        integrity: bool = True,
+        fingerprint: bool = True,
+        transaction_id: bytes | None = None,
+    ) -> STUN:
+        """A connectivity check to the IUT (RFC 8445 §7.2.2); every field overridable."""
+        role = role or self.role
+        tb = self.tiebreaker if tiebreaker is None else tiebreaker
+        attributes: list[Any] = [
+            attr.Username(username=username if username is not None else f"{self.remote_ufrag}:{self.ufrag}".encode()),
+            attr.Priority(priority=priority if priority is not None else candidate_priority(110, 65535, 1)),
+            attr.IceControlling(tiebreaker=tb) if role == "controlling" else attr.IceControlled(tiebreaker=tb),
+        ]
+        if use_candidate:
+            attributes.append(attr.UseCandidate())
+        attributes += extra or []
+        if integrity:
+            attributes.append(attr.MessageIntegrity())
+        if fingerprint:
+            attributes.append(attr.Fingerprint())
+        kwargs: dict[str, Any] = {} if transaction_id is None else {"transaction_id": transaction_id}
+        return STUN(type=0x0001, key=key or self.remote_key, attributes=attributes, **kwargs)
+
+    def success(self, request: Received, *, key: bytes | None = None, mapped: Address | None = None) -> STUN:
+        """The success response a conforming agent sends (RFC 8445 §7.3, RFC 8489 §14.2)."""
+        host, port = mapped or request.src
+        family = 2 if ":" in host else 1
+        return STUN(
+            type=0x0101,
+            transaction_id=request.transaction_id,
+            key=key or self.local_key,
+            attributes=[
+                attr.XorMappedAddress(family=family, address=host, port=port),
+                attr.MessageIntegrity(),
+                attr.Fingerprint(),
+            ],
+        )
+
+    def error(self, request: Received, code: int, *, integrity: bool = True, key: bytes | None = None) -> STUN:
+        """An error response, integrity-protected unless told otherwise (RFC 8489 §6.3.1.1)."""
+        attributes: list[Any] = [ErrorCode(code)]
+        if integrity:
+            attributes.append(attr.MessageIntegrity())
+        attributes.append(attr.Fingerprint())
+        return STUN(
+            type=0x0111, transaction_id=request.transaction_id, key=key or self.local_key, attributes=attributes
+        )
+
+    # -- auto-responder ---------------------------------------------------------------------------------------
+
+    def is_valid_check(self, rec: Received) -> bool:
+        """A Binding request to us with our ufrag and a MESSAGE-INTEGRITY valid under our pwd (RFC 8445 §7.3)."""
+        if not rec.is_type(BINDING, REQUEST) or rec.index is None:
+            return False
+        username = rec.index.value(0x0006) or b""
+        return username.startswith(self.ufrag.encode() + b":") and check_integrity(rec.data, self.local_key) is None
+
+    def _on_datagram(self, rec: Received) -> None:
+        if not self.auto_respond or not self.is_valid_check(rec):
+            return
+        ep = next(e for e in self.endpoints if e.address == rec.dst)
+        custom = self.responder(rec) if self.responder is not None else None
+        ep.send(custom if custom is not None else bytes(self.success(rec)), rec.src)
+
+    async def transact(
+        self, message: STUN, to: Address, timeout: float = 5.0, component: int = 1, note: str = ""
+    ) -> Received | None:
+        """Send a request, retransmitting at 0.5 s doubling (RFC 8489 §6.2.1), until its response or ``timeout``."""
+        ep = self.endpoints[component - 1]
+        data = bytes(message)
+        txid = data[8:20]
+        since = ep.now()
+        ep.send(data, to, note)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        rto = 0.5
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                return await ep.expect(
+                    lambda r: r.is_stun and r.transaction_id == txid and (r.index.msg_class in (SUCCESS, ERROR)),  # type: ignore[union-attr]
+                    min(rto, remaining),
+                    since=since,
+                )
+            except HarnessError:
+                if loop.time() >= deadline:
+                    return None
+                ep.send(data, to, note + " (retransmit)" if note else "retransmit")
+                rto *= 2
+
+    def close(self) -> None:
+        """Close every endpoint."""
+        for unhook in self._unhook:
+            unhook()
+        for ep in self.endpoints:
+            ep.close()
+
+
+class NotificationLog:
+    """Every notification from the IUT for one agent, with waiting on predicates."""
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+        self.items: list[Notification] = []
+        self._agents: set[str] = set()
+        self._changed = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    def watch(self, agent: str) -> None:
+        """Keep notifications of this agent (others, e.g. of an earlier case, are dropped)."""
+        self._agents.add(agent)
+
+    async def _drain(self) -> None:
+        while True:
+            note = await self.adapter.notifications.get()
+            if str(note.params.get("agent")) in self._agents:
+                self.items.append(note)
+                self._changed.set()
+
+    async def wait(self, method: str, predicate: Callable[[Notification], bool] | None = None,
+                   timeout: float = 10.0) -> Notification | None:
+        """The first notification of ``method`` (matching ``predicate``), or None after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for n in self.items:
+                if n.method == method and (predicate is None or predicate(n)):
+                    return n
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return None
+
+    def of(self, method: str) -> list[Notification]:
+        """Every notification of ``method`` so far."""
+        return [n for n in self.items if n.method == method]
+
+    async def close(self) -> None:
+        """Stop draining."""
+        self._task.cancel()
+        try:
+            await self._task
+        except (asyncio.CancelledError, Exception):
+            pass
+
+
+@dataclass
+class IceSession:
+    """One IUT agent wired to the harness's :class:`IcePeer` (RFC 8445 §5, §6)."""
+
+    adapter: Adapter
+    peer: IcePeer
+    role: str
+    agent: str = ""
+    local: LocalDescription | None = None
+    log: NotificationLog | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @classmethod
+    async def open(
+        cls,
+        adapter: Adapter,
+        peer: IcePeer,
+        role: str,
+        log: NotificationLog,
+        *,
+        ufrag: str | None = None,
+        pwd: str | None = None,
+        components: int = 1,
+        remote_candidates: list[str] | None = None,
+        connect: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> IceSession:
+        """Create the IUT agent in ``role``, gather, give it the harness's description, and start checks."""
+        config = AgentConfig(
+            role=role, components=components, ufrag=ufrag, pwd=pwd, interfaces=["127.0.0.1"], options=options or {}
+        )
+        session = cls(adapter, peer, role, log=log)
+        session.agent = await adapter.create_agent(config)
+        log.watch(session.agent)
+        peer.role = "controlled" if role == "controlling" else "controlling"
+        cands = peer.candidates() if remote_candidates is None else remote_candidates
+        # Offer/answer order: the controlling IUT offers (gathers first); the controlled IUT answers, so it learns
+        # the harness's description before gathering (SDP-driven stacks need that order).
+        if role == "controlled":
+            await adapter.set_remote(session.agent, peer.ufrag, peer.pwd, cands)
+        session.local = await adapter.gather(session.agent)
+        session.candidates = [parse_candidate(c) for c in session.local.candidates]
+        peer.remote_ufrag, peer.remote_pwd = session.local.ufrag, session.local.pwd
+        if role == "controlling":
+            await adapter.set_remote(session.agent, peer.ufrag, peer.pwd, cands)
+        if connect:
+            await adapter.connect(session.agent)
+        return session
+
+    def iut_addresses(self, component: int = 1) -> list[Address]:
+        """The transport addresses of the IUT's UDP host candidates for a component."""
+        return [
+            (c.address, c.port)
+            for c in self.candidates
+            if c.component == component and c.kind == "host" and c.protocol.lower() == "udp"
+        ]
+
+    @property
+    def iut_address(self) -> Address:
+        """The first IPv4 UDP host candidate of component 1."""
+        addrs = [a for a in self.iut_addresses() if ":" not in a[0]]
+        if not addrs:
+            raise HarnessError(f"the IUT offered no IPv4 UDP host candidate: {self.local}")
+        return addrs[0]
+
+    def is_check_from_iut(self, rec: Received) -> bool:
+        """A Binding request sent by the IUT to the harness."""
+        return rec.is_type(BINDING, REQUEST)
+
+    async def close(self) -> None:
+        """Close the IUT agent (errors are logged: the session is over)."""
+        try:
+            await asyncio.wait_for(self.adapter.close(self.agent), 5)
+        except Exception as exc:
+            logger.info("closing agent %s: %s", self.agent, exc)

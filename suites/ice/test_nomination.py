@@ -1,0 +1,54 @@
+"""A full exchange of connectivity checks up to a nominated pair, in each role (RFC 8445 §7.1.2, §7.3.1.5, §8.1.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.exchange import run_exchange
+from conformance.tester.harness import Harness
+from conformance.tester.ice import BINDING, SUCCESS
+
+
+@pytest.mark.requirement("ICE-NOM-02")
+async def test_controlling_iut_nominates_one_valid_pair(harness: Harness) -> None:
+    """ICE-NOM-02 (RFC 8445 §8.1.1): the controlling agent repeats a check that succeeded, now with USE-CANDIDATE."""
+    x = await run_exchange(harness, "controlling")
+    f = harness.findings
+    if not x.nominations:
+        f.violation("ICE-NOM-02", f"no check with USE-CANDIDATE among the IUT's {len(x.iut_checks)} checks")
+        return
+    nomination = x.nominations[0]
+    ep = x.session.peer.endpoint
+    earlier_success = [
+        r
+        for r in x.iut_checks
+        if r.time < nomination.time and r.src == nomination.src and r is not nomination
+        and any(o.is_type(BINDING, SUCCESS) for o in [])  # responses are sent by us; see below
+    ]
+    del earlier_success
+    answered = {d.data[8:20] for d in ep.capture.datagrams if d.direction == "out" and d.data[:2] == b"\x01\x01"}
+    prior = [r for r in x.iut_checks if r.time < nomination.time and r.src == nomination.src
+             and r.transaction_id in answered and not (r.index and r.index.has(0x0025))]
+    f.check(
+        bool(prior),
+        "ICE-NOM-02",
+        f"the first USE-CANDIDATE check ({nomination.describe()}) was sent on a pair that had not yet succeeded "
+        "(RFC 8445 nominates only valid pairs; nominating in the first check is RFC 5245 aggressive nomination)",
+    )
+    pairs = {(r.src, r.dst) for r in x.nominations}
+    f.check(len(pairs) == 1, "ICE-NOM-02", f"{len(pairs)} pairs nominated for component 1: {sorted(pairs)}")
+    f.check(x.selected is not None, "ICE-NOM-02", "the IUT reported no selected pair after nominating")
+
+
+@pytest.mark.requirement("ICE-NOM-01", "ICE-NOM-05")
+async def test_controlled_iut_accepts_the_nomination(harness: Harness) -> None:
+    """ICE-NOM-01, ICE-NOM-05 (RFC 8445 §7.1.2, §7.3.1.5): no USE-CANDIDATE from the controlled side; it selects our pair."""
+    x = await run_exchange(harness, "controlled")
+    f = harness.findings
+    for rec in x.nominations:
+        f.violation("ICE-NOM-01", f"the controlled IUT sent USE-CANDIDATE: {rec.describe()}")
+    f.check(x.selected is not None, "ICE-NOM-05", "the IUT reported no selected pair after the harness nominated")
+    if x.selected is not None:
+        remote = str(x.selected.params.get("remote", ""))
+        port = str(x.session.peer.endpoint.address[1])
+        f.check(port in remote.split(), "ICE-NOM-05", f"selected remote {remote!r} is not the nominated harness port {port}")

@@ -1,0 +1,172 @@
+"""STUN message format and short-term authentication of an ICE agent (RFC 8489 §5, §9.1, §14; RFC 8445 §7.2, §7.3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.exchange import run_exchange
+from conformance.packets import STUN, attr, check_fingerprint, check_header, check_integrity
+from conformance.tester.endpoint import Received
+from conformance.tester.harness import Harness
+from conformance.tester.ice import BINDING, ERROR, REQUEST, SUCCESS
+from conformance.vectors import load_vectors
+
+ROLES = ["controlling", "controlled"]
+
+
+def _stun_from_iut(h: Harness) -> list[Received]:
+    eps = [ep for p in h._peers for ep in p.endpoints]
+    return [r for ep in eps for r in ep.history if r.data and r.data[0] < 4]
+
+
+@pytest.mark.requirement("STUN-MSG-01")
+@pytest.mark.parametrize("role", ROLES)
+async def test_every_message_has_a_sound_header(harness: Harness, role: str) -> None:
+    """STUN-MSG-01 (RFC 8489 §5): top bits 00, magic cookie, length a multiple of 4 equal to the datagram."""
+    await run_exchange(harness, role)
+    received = _stun_from_iut(harness)
+    harness.findings.info(f"{len(received)} STUN messages from the IUT inspected")
+    for rec in received:
+        reason = check_header(rec.data)
+        harness.findings.check(reason is None, "STUN-MSG-01", f"{reason}: {rec.data[:20].hex()}")
+
+
+@pytest.mark.requirement("STUN-FP-01")
+@pytest.mark.parametrize("role", ROLES)
+async def test_checks_and_responses_carry_a_correct_fingerprint(harness: Harness, role: str) -> None:
+    """STUN-FP-01 (RFC 8489 §14.7, RFC 8445 §7.2.4): every check and response carries FINGERPRINT, last and correct."""
+    x = await run_exchange(harness, role)
+    received = [r for r in _stun_from_iut(harness) if r.is_stun and r.index and r.index.method == BINDING]
+    received = [r for r in received if r.index and r.index.msg_class in (REQUEST, SUCCESS, ERROR)]
+    harness.findings.check(bool(received), "STUN-FP-01", "the IUT sent no Binding request or response")
+    for rec in received:
+        reason = check_fingerprint(rec.data)
+        harness.findings.check(reason is None, "STUN-FP-01", f"{reason} in {rec.describe()}")
+    assert x.session.agent
+
+
+@pytest.mark.requirement("STUN-MI-01")
+@pytest.mark.parametrize("role", ROLES)
+async def test_message_integrity_is_correct(harness: Harness, role: str) -> None:
+    """STUN-MI-01 (RFC 8489 §14.5): MI is an HMAC-SHA1 over the message up to it (checks: harness pwd; responses: IUT pwd)."""
+    x = await run_exchange(harness, role)
+    peer = x.session.peer
+    for rec in _stun_from_iut(harness):
+        if rec.index is None or rec.index.method != BINDING or not rec.index.has(0x0008):
+            continue
+        key = peer.local_key if rec.index.msg_class == REQUEST else peer.remote_key
+        reason = check_integrity(rec.data, key)
+        harness.findings.check(reason is None, "STUN-MI-01", f"{reason} in {rec.describe()}")
+
+
+@pytest.mark.requirement("STUN-AUTH-01")
+@pytest.mark.parametrize("role", ROLES)
+async def test_checks_use_the_peers_short_term_credentials(harness: Harness, role: str) -> None:
+    """STUN-AUTH-01 (RFC 8445 §7.2.2): USERNAME is '<harness ufrag>:<IUT ufrag>' and MI is keyed with the harness pwd."""
+    x = await run_exchange(harness, role)
+    peer = x.session.peer
+    expected = f"{peer.ufrag}:{peer.remote_ufrag}".encode()
+    harness.findings.check(bool(x.iut_checks), "STUN-AUTH-01", "the IUT sent no connectivity check")
+    for rec in x.iut_checks:
+        username = rec.index.value(0x0006) if rec.index else None
+        harness.findings.check(
+            username == expected, "STUN-AUTH-01", f"USERNAME {username!r}, expected {expected!r} in {rec.describe()}"
+        )
+        reason = check_integrity(rec.data, peer.local_key, "sha1")
+        harness.findings.check(reason is None, "STUN-AUTH-01", f"{reason} (key: harness pwd) in {rec.describe()}")
+
+
+def _no_auth_attributes(harness: Harness, rec: Received) -> None:
+    for code, name in ((0x0008, "MESSAGE-INTEGRITY"), (0x001C, "MESSAGE-INTEGRITY-SHA256"), (0x0006, "USERNAME")):
+        has = rec.index is not None and rec.index.has(code)
+        harness.findings.check(not has, "STUN-AUTH-02", f"the error carries {name}: {rec.describe()}", "no_integrity")
+
+
+@pytest.mark.requirement("STUN-AUTH-02")
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [("no-integrity", 400), ("unknown-ufrag", 401), ("bad-integrity", 401)],
+)
+async def test_failed_short_term_authentication_gets_the_right_error(
+    harness: Harness, variant: str, expected: int
+) -> None:
+    """STUN-AUTH-02 (RFC 8489 §9.1.3): 400 without MI, 401 for an unknown ufrag or a wrong MI, no MI/USERNAME in it."""
+    s = await harness.session("controlling")
+    peer = s.peer
+    if variant == "no-integrity":
+        data = bytes(peer.check(integrity=False))
+    elif variant == "unknown-ufrag":
+        data = bytes(peer.check(username=f"zzzz:{peer.ufrag}".encode()))
+    else:
+        msg = peer.check(fingerprint=False)
+        raw = bytearray(bytes(msg))
+        raw[-1] ^= 0x01  # flip one byte of MESSAGE-INTEGRITY, then add a correct FINGERPRINT
+        again = STUN(bytes(raw))
+        again.length = None
+        again.attributes = [*again.attributes, attr.Fingerprint()]
+        data = bytes(again)
+    ep = peer.endpoint
+    since = ep.now()
+    ep.send(data, s.iut_address, note=variant)
+    txid = data[8:20]
+    reply = await ep.expect(
+        lambda r: r.is_stun and r.transaction_id == txid,
+        3.0,
+        since=since,
+        what=f"error response to the {variant} check",
+        findings=harness.findings,
+        requirement="STUN-AUTH-02",
+        clause="error_code",
+    )
+    code = reply.msg.error_code if reply.msg is not None else None
+    harness.findings.check(
+        reply.is_type(BINDING, ERROR) and code == expected,
+        "STUN-AUTH-02",
+        f"expected a {expected} error, got {reply.describe()}",
+        "error_code",
+    )
+    if reply.is_type(BINDING, ERROR):
+        _no_auth_attributes(harness, reply)
+
+
+@pytest.mark.requirement("STUN-AUTH-03")
+@pytest.mark.parametrize("role", ROLES)
+async def test_response_is_keyed_with_the_iuts_password(harness: Harness, role: str) -> None:
+    """STUN-AUTH-03 (RFC 8489 §9.1.3, RFC 8445 §7.3): the success response's MI validates with the IUT pwd; no USERNAME."""
+    s = await harness.session(role)
+    peer = s.peer
+    reply = await peer.transact(peer.check(), s.iut_address, timeout=5)
+    if reply is None:
+        harness.findings.violation("STUN-AUTH-03", f"no response to a valid check sent to {s.iut_address}")
+        return
+    harness.findings.check(reply.is_type(BINDING, SUCCESS), "STUN-AUTH-03", f"expected success, got {reply.describe()}")
+    reason = check_integrity(reply.data, peer.remote_key)
+    harness.findings.check(reason is None, "STUN-AUTH-03", f"{reason} (key: IUT pwd) in {reply.describe()}")
+    has_username = reply.index is not None and reply.index.has(0x0006)
+    harness.findings.check(not has_username, "STUN-AUTH-03", f"the response carries USERNAME: {reply.describe()}")
+
+
+@pytest.mark.requirement("STUN-MSG-08", "STUN-AUTH-03")
+async def test_rfc5769_sample_request_is_answered(harness: Harness) -> None:
+    """RFC 5769 §2.1 replayed with matching credentials: space padding ignored (RFC 8489 §14), a valid response."""
+    vector = next(v for v in load_vectors() if v.name == "rfc5769-sample-request")
+    iut_ufrag, harness_ufrag = "evtj", "h6vY"
+    peer = await harness.peer()
+    peer.ufrag = harness_ufrag
+    s = await harness.session("controlling", peer=peer, ufrag=iut_ufrag, pwd=str(vector.meta["password"]))
+    ep = peer.endpoint
+    since = ep.now()
+    ep.send(vector.data, s.iut_address, note="RFC 5769 §2.1 sample request")
+    reply = await ep.expect(
+        lambda r: r.is_stun and r.transaction_id == vector.data[8:20],
+        3.0,
+        since=since,
+        what="response to the RFC 5769 sample request",
+        findings=harness.findings,
+        requirement="STUN-MSG-08",
+    )
+    harness.findings.check(
+        reply.is_type(BINDING, SUCCESS), "STUN-MSG-08", f"the space-padded request was refused: {reply.describe()}"
+    )
+    reason = check_integrity(reply.data, vector.key())
+    harness.findings.check(reason is None, "STUN-AUTH-03", f"{reason} (key: RFC 5769 password) in {reply.describe()}")

@@ -1,0 +1,1 @@
+"""Tiny misbehaving stdio shims for the StdioAdapter's self-tests (each is a standalone script)."""
