@@ -8,6 +8,8 @@ Exit codes of ``run``: 0 when every verdict is PASS, NON-STRICT, INFO or UNSUPPO
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -166,7 +168,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 self.rows.append((item.nodeid.removeprefix("suites/"), " ".join(marker.args) if marker else ""))
 
     lister = _Lister()
-    code = pytest.main([str(_suites_dir()), "--collect-only", "-q", "-p", "no:cacheprovider", "--slow"], plugins=[lister])
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = pytest.main(
+            [str(_suites_dir()), "--collect-only", "-q", "-p", "no:cacheprovider", "--slow"], plugins=[lister]
+        )
     _out("cases:")
     for case, reqs in lister.rows:
         _out(f"  {case}  [{reqs}]")

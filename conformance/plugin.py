@@ -44,6 +44,7 @@ __all__ = ["IutHandle"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_IUT = "aioice"
+INIT_TIMEOUT = 15.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -121,7 +122,7 @@ class IutHandle:
     def _dead(self) -> bool:
         adapter = self.adapter
         returncode = getattr(adapter, "returncode", None)
-        broken = getattr(adapter, "broken", None)
+        broken = getattr(adapter, "_broken", None)
         return returncode is not None or bool(broken)
 
     def get(self) -> tuple[Adapter, IutInfo]:
@@ -129,14 +130,20 @@ class IutHandle:
         if self.adapter is not None and self._dead():
             logger.warning("IUT adapter died; starting a new one")
             self.shutdown()
+        if self.failure is not None:
+            raise HarnessError(f"IUT {_iut_label(self.config)} is unusable: {self.failure}")
         if self.adapter is None:
             try:
                 self.adapter = self._make()
-                self.info = self.loop.run_until_complete(asyncio.wait_for(self.adapter.initialize(), 30))
-            except (AdapterError, OSError, TimeoutError) as exc:
+                self.info = self.loop.run_until_complete(asyncio.wait_for(self.adapter.initialize(), INIT_TIMEOUT))
+            except (AdapterError, OSError, TimeoutError, ValueError) as exc:
                 diagnostics = self.adapter.diagnostics() if self.adapter is not None else ""
                 self.shutdown()
-                raise HarnessError(f"IUT {_iut_label(self.config)} failed to initialize: {exc}\n{diagnostics}") from exc
+                reason = str(exc) or type(exc).__name__
+                # A shim that cannot initialize will not on the next case either: fail the rest fast (ERROR).
+                self.failure = f"initialize failed: {reason}"
+                tail = "\n".join(diagnostics.splitlines()[-20:])
+                raise HarnessError(f"IUT {_iut_label(self.config)} failed to initialize: {reason}\n{tail}") from exc
         assert self.info is not None
         return self.adapter, self.info
 
@@ -311,7 +318,7 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
-    props = dict(report.user_properties)
+    props = {str(k): str(v) for k, v in report.user_properties}
     verdict = props.get("verdict")
     if verdict is None or report.when == "teardown":
         return None
@@ -328,19 +335,20 @@ def _allure_labels(findings: Findings) -> None:
         import allure
     except ImportError:
         return
+    dynamic: Any = allure.dynamic
     catalog = findings.catalog
     levels = []
     for rid in findings.requirements:
         req = catalog[rid]
-        allure.dynamic.epic(req.rfc_name)
-        allure.dynamic.feature(f"{req.rfc_name} §{req.section}" if req.section else req.rfc_name)
-        allure.dynamic.story(rid)
+        dynamic.epic(req.rfc_name)
+        dynamic.feature(f"{req.rfc_name} §{req.section}" if req.section else req.rfc_name)
+        dynamic.story(rid)
         if req.url:
-            allure.dynamic.link(req.url, name=f"{req.rfc_name} §{req.section}")
+            dynamic.link(req.url, name=f"{req.rfc_name} §{req.section}")
         levels.append(req.level)
     if levels:
         strongest = min(levels, key=["MUST", "SHOULD", "MAY", "INFO"].index)
-        allure.dynamic.severity(getattr(allure.severity_level, SEVERITY[strongest].upper()))
+        dynamic.severity(getattr(allure.severity_level, SEVERITY[strongest].upper()))
 
 
 def _safe(nodeid: str) -> str:
@@ -374,12 +382,13 @@ def _archive(node: Any, h: Harness) -> None:
     try:
         import allure
 
+        attach: Any = allure.attach
         if svg:
-            allure.attach(svg, name="ladder diagram", attachment_type=allure.attachment_type.SVG)
+            attach(svg, name="ladder diagram", attachment_type=allure.attachment_type.SVG)
         if base is not None and "pcap" in files:
-            allure.attach.file(str(base / "capture.pcap"), name="capture.pcap", extension="pcap")
+            attach.file(str(base / "capture.pcap"), name="capture.pcap", extension="pcap")
         if diagnostics:
-            allure.attach(diagnostics, name="IUT stderr", attachment_type=allure.attachment_type.TEXT)
+            attach(diagnostics, name="IUT stderr", attachment_type=allure.attachment_type.TEXT)
     except Exception as exc:
         logger.debug("allure attachments: %s", exc)
 
@@ -441,4 +450,3 @@ def _harness_version() -> str:
     from conformance import __version__
 
     return __version__
-

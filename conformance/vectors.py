@@ -10,7 +10,7 @@ from typing import Any
 from conformance.packets import StunParseError, check_fingerprint, check_integrity, parse
 from conformance.protocol.keys import PasswordAlgorithm, long_term_key, saslprep, short_term_key
 
-__all__ = ["Vector", "VectorResult", "load_vectors", "verify_vector", "vectors_dir"]
+__all__ = ["Vector", "VectorResult", "load_vectors", "vectors_dir", "verify_vector"]
 
 
 def vectors_dir() -> Path:

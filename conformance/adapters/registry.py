@@ -167,3 +167,62 @@ register(
         install_hint=_AIOICE_HINT,
     )
 )
+
+
+def _libnice_stdio() -> StdioCommand:
+    from . import libnice
+
+    return StdioCommand(libnice.argv())
+
+
+def _node_stdio(name: str) -> Callable[[], StdioCommand]:
+    def command() -> StdioCommand:
+        from . import node
+
+        argv, env = node.launch(name)
+        return StdioCommand(argv, env=env)
+
+    return command
+
+
+def _reference_stdio() -> StdioCommand:
+    return StdioCommand([sys.executable, "-m", "conformance.reference"])
+
+
+def _register_shims() -> None:
+    from . import libnice, node
+
+    register(
+        IutSpec(
+            name="libnice",
+            kind="stdio",
+            description=libnice.SPEC.description,
+            command=_libnice_stdio,
+            capabilities_file=libnice.SPEC.capabilities_file,
+            install_hint=libnice.SPEC.install_hint,
+        )
+    )
+    for name, spec in sorted(node.SPECS.items()):
+        register(
+            IutSpec(
+                name=name,
+                kind="stdio",
+                description=spec.description,
+                command=_node_stdio(name),
+                capabilities_file=spec.capabilities_file,
+                install_hint=spec.install_hint,
+                stdio_options={"request_timeout": 20.0},
+            )
+        )
+    register(
+        IutSpec(
+            name="reference",
+            kind="stdio",
+            description="the in-repo reference peer with switchable faults (harness self-tests only, not an IUT claim)",
+            command=_reference_stdio,
+            install_hint="part of ice-conformance",
+        )
+    )
+
+
+_register_shims()

@@ -34,7 +34,9 @@ def write_report(folders: list[Path], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     env = Environment(loader=PackageLoader("conformance.report", "templates"), autoescape=select_autoescape())
     iuts = sorted({r["iut"] for r in records})
-    counts = {iut: {v: sum(1 for r in records if r["iut"] == iut and r["verdict"] == v) for v in VERDICTS} for iut in iuts}
+    counts = {
+        iut: {v: sum(1 for r in records if r["iut"] == iut and r["verdict"] == v) for v in VERDICTS} for iut in iuts
+    }
     matrix: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for i, r in enumerate(records):
         r["page"] = f"case-{i}.html"

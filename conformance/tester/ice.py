@@ -10,6 +10,7 @@ and candidates, starts the checks and records every notification, so a case read
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import string
@@ -37,7 +38,10 @@ _ICE_CHARS = string.ascii_letters + string.digits + "+/"
 
 def random_credentials(ufrag_len: int = 8, pwd_len: int = 24) -> tuple[str, str]:
     """A random ufrag and pwd of ice-chars (RFC 8445 §5.3, RFC 8839 §5.4)."""
-    pick = lambda n: "".join(secrets.choice(_ICE_CHARS) for _ in range(n))  # noqa: E731
+
+    def pick(n: int) -> str:
+        return "".join(secrets.choice(_ICE_CHARS) for _ in range(n))
+
     return pick(ufrag_len), pick(pwd_len)
 
 
@@ -224,8 +228,9 @@ class NotificationLog:
                 self.items.append(note)
                 self._changed.set()
 
-    async def wait(self, method: str, predicate: Callable[[Notification], bool] | None = None,
-                   timeout: float = 10.0) -> Notification | None:
+    async def wait(
+        self, method: str, predicate: Callable[[Notification], bool] | None = None, timeout: float = 10.0
+    ) -> Notification | None:
         """The first notification of ``method`` (matching ``predicate``), or None after ``timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -249,10 +254,8 @@ class NotificationLog:
     async def close(self) -> None:
         """Stop draining."""
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
-        except (asyncio.CancelledError, Exception):
-            pass
 
 
 @dataclass

@@ -15,7 +15,7 @@ MAX_PRIORITY = 2**31 - 1
 
 @pytest.mark.requirement("ICE-PRIO-01")
 async def test_candidate_priorities_are_unique_in_range_and_follow_the_formula(harness: Harness) -> None:
-    """ICE-PRIO-01 (RFC 8445 §5.1.2): unique, in [1, 2^31-1] (MUST); 2^24·type + 2^8·local + (256 − component) (SHOULD)."""
+    """ICE-PRIO-01 (RFC 8445 §5.1.2): unique, in [1, 2^31-1] (MUST); the formula (SHOULD)."""
     s = await harness.session("controlling", connect=False)
     f = harness.findings
     f.check(bool(s.candidates), "ICE-PRIO-01", "the IUT gathered no candidate", "range")
@@ -23,35 +23,50 @@ async def test_candidate_priorities_are_unique_in_range_and_follow_the_formula(h
     for c in s.candidates:
         line = f"candidate:{c.foundation} {c.component} {c.transport} {c.priority} {c.address} {c.port} typ {c.kind}"
         f.check(1 <= c.priority <= MAX_PRIORITY, "ICE-PRIO-01", f"priority {c.priority} out of range: {line}", "range")
-        f.check(c.priority not in seen, "ICE-PRIO-01", f"priority {c.priority} repeats: {seen.get(c.priority)} and {line}",
-                "range")
+        f.check(
+            c.priority not in seen,
+            "ICE-PRIO-01",
+            f"priority {c.priority} repeats: {seen.get(c.priority)} and {line}",
+            "range",
+        )
         seen[c.priority] = line
         low = c.priority & 0xFF
-        f.check(low == 256 - c.component, "ICE-PRIO-01",
-                f"low byte {low} of {c.priority}, the formula gives 256 - {c.component} = {256 - c.component}: {line}",
-                "formula")
+        f.check(
+            low == 256 - c.component,
+            "ICE-PRIO-01",
+            f"low byte {low} of {c.priority}, the formula gives 256 - {c.component} = {256 - c.component}: {line}",
+            "formula",
+        )
 
 
 @pytest.mark.requirement("ICE-PRIO-02")
 async def test_type_preference_is_consistent_per_type(harness: Harness) -> None:
-    """ICE-PRIO-02 (RFC 8445 §5.1.2.1-2): one type preference per type, different across types; 126/110/100/0 recommended."""
+    """ICE-PRIO-02 (RFC 8445 §5.1.2.1-2): one type preference per type, distinct across types."""
     s = await harness.session("controlling", connect=False)
     by_type: dict[str, set[int]] = defaultdict(set)
     for c in s.candidates:
         by_type[c.kind].add(decompose_priority(c.priority)[0])
     for kind, prefs in by_type.items():
-        harness.findings.check(len(prefs) == 1, "ICE-PRIO-02", f"{kind} candidates use type preferences {sorted(prefs)}",
-                               "type_pref")
+        harness.findings.check(
+            len(prefs) == 1, "ICE-PRIO-02", f"{kind} candidates use type preferences {sorted(prefs)}", "type_pref"
+        )
         pref = next(iter(prefs))
         harness.findings.check(pref <= 126, "ICE-PRIO-02", f"{kind} type preference {pref} above 126", "type_pref")
         if kind in TYPE_PREFERENCE:
-            harness.findings.check(pref == TYPE_PREFERENCE[kind], "ICE-PRIO-02",
-                                   f"{kind} type preference {pref}, recommended {TYPE_PREFERENCE[kind]}",
-                                   "recommended_values")
+            harness.findings.check(
+                pref == TYPE_PREFERENCE[kind],
+                "ICE-PRIO-02",
+                f"{kind} type preference {pref}, recommended {TYPE_PREFERENCE[kind]}",
+                "recommended_values",
+            )
     firsts = {kind: next(iter(p)) for kind, p in by_type.items() if len(p) == 1}
     values = list(firsts.values())
-    harness.findings.check(len(values) == len(set(values)), "ICE-PRIO-02",
-                           f"two candidate types share a type preference: {firsts}", "type_pref")
+    harness.findings.check(
+        len(values) == len(set(values)),
+        "ICE-PRIO-02",
+        f"two candidate types share a type preference: {firsts}",
+        "type_pref",
+    )
 
 
 @pytest.mark.requirement("ICE-PRIO-03")
@@ -62,23 +77,35 @@ async def test_local_preference_and_component_ids(harness: Harness) -> None:
     seen: dict[tuple[str, int, int], str] = {}
     addresses = {c.address for c in s.candidates if c.kind == "host"}
     components = sorted({c.component for c in s.candidates})
-    f.check(components == list(range(1, len(components) + 1)), "ICE-PRIO-03",
-            f"component IDs {components} do not start at 1 and increase by 1", "component_id")
+    f.check(
+        components == list(range(1, len(components) + 1)),
+        "ICE-PRIO-03",
+        f"component IDs {components} do not start at 1 and increase by 1",
+        "component_id",
+    )
     for c in s.candidates:
         _, local, _ = decompose_priority(c.priority)
         key = (c.kind, c.component, local)
-        f.check(key not in seen, "ICE-PRIO-03",
-                f"local preference {local} repeats among {c.kind} candidates of component {c.component}", "local_pref")
+        f.check(
+            key not in seen,
+            "ICE-PRIO-03",
+            f"local preference {local} repeats among {c.kind} candidates of component {c.component}",
+            "local_pref",
+        )
         seen[key] = c.address
         if len(addresses) == 1 and c.kind == "host":
-            f.check(local == 65535, "ICE-PRIO-03", f"one host address, but local preference {local} (65535 expected)",
-                    "single_ip")
+            f.check(
+                local == 65535,
+                "ICE-PRIO-03",
+                f"one host address, but local preference {local} (65535 expected)",
+                "single_ip",
+            )
 
 
 @pytest.mark.requirement("ICE-PRIO-04")
 @pytest.mark.parametrize("role", ["controlling", "controlled"])
 async def test_priority_attribute_uses_the_prflx_type_preference(harness: Harness, role: str) -> None:
-    """ICE-PRIO-04 (RFC 8445 §7.1.1): PRIORITY = the base's priority with the prflx type preference (110 recommended)."""
+    """ICE-PRIO-04 (RFC 8445 §7.1.1): PRIORITY = the base's priority with the prflx preference."""
     x = await run_exchange(harness, role)
     host = {(c.address, c.port): c for c in x.session.candidates if c.kind == "host"}
     prflx_prefs = set()
@@ -107,4 +134,6 @@ async def test_priority_attribute_uses_the_prflx_type_preference(harness: Harnes
             f"PRIORITY {prio} (0x{prio:08x}) differs from the base's priority {base.priority} (0x{base.priority:08x}) "
             "below the type preference",
         )
-    harness.findings.check(len(prflx_prefs) <= 1, "ICE-PRIO-04", f"PRIORITY type preferences vary: {sorted(prflx_prefs)}")
+    harness.findings.check(
+        len(prflx_prefs) <= 1, "ICE-PRIO-04", f"PRIORITY type preferences vary: {sorted(prflx_prefs)}"
+    )

@@ -48,7 +48,7 @@ async def test_checks_and_responses_carry_a_correct_fingerprint(harness: Harness
 @pytest.mark.requirement("STUN-MI-01")
 @pytest.mark.parametrize("role", ROLES)
 async def test_message_integrity_is_correct(harness: Harness, role: str) -> None:
-    """STUN-MI-01 (RFC 8489 §14.5): MI is an HMAC-SHA1 over the message up to it (checks: harness pwd; responses: IUT pwd)."""
+    """STUN-MI-01 (RFC 8489 §14.5): MI is an HMAC-SHA1 over the message up to it."""
     x = await run_exchange(harness, role)
     peer = x.session.peer
     for rec in _stun_from_iut(harness):
@@ -62,7 +62,7 @@ async def test_message_integrity_is_correct(harness: Harness, role: str) -> None
 @pytest.mark.requirement("STUN-AUTH-01")
 @pytest.mark.parametrize("role", ROLES)
 async def test_checks_use_the_peers_short_term_credentials(harness: Harness, role: str) -> None:
-    """STUN-AUTH-01 (RFC 8445 §7.2.2): USERNAME is '<harness ufrag>:<IUT ufrag>' and MI is keyed with the harness pwd."""
+    """STUN-AUTH-01 (RFC 8445 §7.2.2): USERNAME '<harness ufrag>:<IUT ufrag>', MI keyed with our pwd."""
     x = await run_exchange(harness, role)
     peer = x.session.peer
     expected = f"{peer.ufrag}:{peer.remote_ufrag}".encode()
@@ -132,7 +132,7 @@ async def test_failed_short_term_authentication_gets_the_right_error(
 @pytest.mark.requirement("STUN-AUTH-03")
 @pytest.mark.parametrize("role", ROLES)
 async def test_response_is_keyed_with_the_iuts_password(harness: Harness, role: str) -> None:
-    """STUN-AUTH-03 (RFC 8489 §9.1.3, RFC 8445 §7.3): the success response's MI validates with the IUT pwd; no USERNAME."""
+    """STUN-AUTH-03 (RFC 8489 §9.1.3, RFC 8445 §7.3): response MI keyed with the IUT pwd; no USERNAME."""
     s = await harness.session(role)
     peer = s.peer
     reply = await peer.transact(peer.check(), s.iut_address, timeout=5)

@@ -189,6 +189,7 @@ class AioiceAdapter:
         self._log_level = log_level
         self._capture = _LogCapture(self, log_lines)
         self._capture_on = False
+        self._saved_level = logging.NOTSET
         _install_interfaces_patch()
 
     # -- helpers -------------------------------------------------------------------------------------------
@@ -219,6 +220,7 @@ class AioiceAdapter:
     def _start_capture(self) -> None:
         if not self._capture_on:
             log = logging.getLogger("aioice")
+            self._saved_level = log.level
             if log.getEffectiveLevel() > self._log_level:
                 log.setLevel(self._log_level)
             log.addHandler(self._capture)
@@ -226,7 +228,10 @@ class AioiceAdapter:
 
     def _stop_capture(self) -> None:
         if self._capture_on:
-            logging.getLogger("aioice").removeHandler(self._capture)
+            log = logging.getLogger("aioice")
+            log.removeHandler(self._capture)
+            if not any(isinstance(h, _LogCapture) for h in log.handlers):
+                log.setLevel(self._saved_level)
             self._capture_on = False
 
     def _spawn(self, agent: _Agent, coro: Any, name: str) -> asyncio.Task[None]:

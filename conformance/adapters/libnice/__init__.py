@@ -1,0 +1,218 @@
+"""libnice (C) as an IUT: a stdio JSON-RPC shim compiled against the system libnice.
+
+Theory of operation: ``shim.c`` is compiled on first use with gcc against ``pkg-config nice json-glib-1.0``
+into ``$XDG_CACHE_HOME/ice-conformance/libnice/<key>/shim`` (``~/.cache`` when the variable is unset). The key
+is the sha256 of everything that goes into the binary (the C source, ``capabilities.json``, the libnice
+version and the compiler flags), so an edited source or an upgraded libnice gets a fresh build and an old one
+is never reused. The build writes to a private temporary file and renames it into place, so two pytest-xdist
+workers building at once both end up with a complete binary. The libnice version reported by ``initialize``
+is ``pkg-config --modversion nice`` at build time; the capabilities are those of ``capabilities.json``.
+
+How the shim maps the adapter contract onto libnice (all verified by ``tests/test_libnice_shim.py``):
+
+- ``create_agent``: local credentials are checked against the RFC 8839 grammar (-32602 otherwise), and an
+  empty ``interfaces`` list is refused (libnice would gather on every interface). Then
+  ``nice_agent_new_full`` with RFC 5245 compatibility, regular nomination (RFC 8445; ``options:
+  {"nomination": "aggressive"}`` for the old mode), consent freshness (RFC 7675; ``options:
+  {"consent_freshness": false}`` turns it off), lite mode with ``options: {"lite": true}``, and trickle when
+  asked; ``upnp`` and ``ice-tcp`` off; the ``interfaces`` (default 127.0.0.1) through
+  ``nice_agent_add_local_address``; the first STUN server only (libnice takes one, as an IP literal); TURN
+  servers (``turn:IP:PORT``, ``?transport=tcp``, ``turns:``) through ``nice_agent_set_relay_info``;
+  ``relay_only`` as ``force-relay``.
+- ``gather`` waits for ``candidate-gathering-done``. With trickle it returns at once with no candidates: every
+  local candidate arrives as a ``candidate`` notification, then ``candidate: null``.
+- ``set_remote`` sets the remote credentials at once (so checks arriving early are answered, RFC 8445
+  section 7.3) and buffers the candidates; ``connect`` hands them to libnice, which is what starts the
+  checks. After ``connect``, ``add_remote_candidate`` goes straight to libnice. A candidate libnice cannot
+  parse is refused with -32602 (nothing of that request is applied); TCP and mDNS (``.local``) candidates,
+  which this agent cannot use, are skipped with a stderr line.
+- ``state`` notifications are the agent's aggregate over its components (``failed`` if any failed, else the
+  least advanced), with ``component`` and ``native`` (the libnice state) of the change that caused them.
+- ``restart`` accepts optional ``ufrag``/``pwd`` (chosen new credentials); remote candidates buffer again
+  until the next ``connect``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from conformance.adapters.base import AdapterError
+
+__all__ = [
+    "CAPABILITIES_FILE",
+    "INSTALL_HINT",
+    "PINNED_VERSION",
+    "SOURCE",
+    "SPEC",
+    "LibniceMissing",
+    "LibniceSpec",
+    "argv",
+    "build_key",
+    "cache_root",
+    "capabilities",
+    "ensure_built",
+    "libnice_version",
+]
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+#: The shim's C source.
+SOURCE = HERE / "shim.c"
+#: The declaration of what the shim implements, and the pinned libnice version.
+CAPABILITIES_FILE = HERE / "capabilities.json"
+#: What to install when the build prerequisites are missing (Debian package names).
+INSTALL_HINT = "apt-get install -y libnice-dev libjson-glib-dev pkg-config gcc"
+#: The libnice version the capabilities were verified against.
+PINNED_VERSION = str(json.loads(CAPABILITIES_FILE.read_text(encoding="utf-8"))["version"])
+
+_PKGS = ("nice", "json-glib-1.0")
+_CFLAGS = ("-O1", "-Wall", "-Wextra")
+_BUILD_TIMEOUT = 120.0
+
+
+class LibniceMissing(AdapterError):
+    """libnice, json-glib, pkg-config or gcc is missing, or the shim failed to compile."""
+
+
+@dataclass(frozen=True)
+class LibniceSpec:
+    """The libnice IUT, as the IUT registry needs it."""
+
+    name: str
+    description: str
+    install_hint: str
+    capabilities_file: Path
+    pinned_version: str
+
+
+SPEC = LibniceSpec(
+    name="libnice",
+    description=(
+        f"libnice {PINNED_VERSION} (GLib ICE library, RFC 5245/8445 with trickle and RFC 7675 consent), "
+        "driven through a C stdio shim compiled against the system library"
+    ),
+    install_hint=INSTALL_HINT,
+    capabilities_file=CAPABILITIES_FILE,
+    pinned_version=PINNED_VERSION,
+)
+
+
+def capabilities() -> frozenset[str]:
+    """The capabilities the shim declares (from ``capabilities.json``)."""
+    data = json.loads(CAPABILITIES_FILE.read_text(encoding="utf-8"))
+    return frozenset(str(c) for c in data["capabilities"])
+
+
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/ice-conformance/libnice`` (``~/.cache`` when the variable is unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ice-conformance" / "libnice"
+
+
+def _pkg_config(*args: str) -> str:
+    """Run pkg-config; raises :class:`LibniceMissing` when it is absent or fails."""
+    exe = shutil.which("pkg-config")
+    if exe is None:
+        raise LibniceMissing(f"pkg-config not found on PATH; install the build prerequisites: {INSTALL_HINT}")
+    proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=30, check=False)
+    if proc.returncode != 0:
+        raise LibniceMissing(
+            f"pkg-config {' '.join(args)} failed ({proc.stderr.strip() or 'exit ' + str(proc.returncode)}); "
+            f"install the build prerequisites: {INSTALL_HINT}"
+        )
+    return proc.stdout.strip()
+
+
+def libnice_version() -> str:
+    """``pkg-config --modversion nice``; raises :class:`LibniceMissing` when libnice-dev is absent."""
+    for pkg in _PKGS:
+        _pkg_config("--exists", "--print-errors", pkg)
+    return _pkg_config("--modversion", "nice")
+
+
+def _compile_command(version: str, out: Path) -> list[str]:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise LibniceMissing(f"gcc not found on PATH; install the build prerequisites: {INSTALL_HINT}")
+    caps = sorted(capabilities())
+    return [
+        gcc,
+        *_CFLAGS,
+        # Both are C string literals; json.dumps of ASCII text is one.
+        f"-DSHIM_LIBNICE_VERSION={json.dumps(version)}",
+        f"-DSHIM_CAPABILITIES_JSON={json.dumps(json.dumps(caps, separators=(',', ':')))}",
+        "-o",
+        str(out),
+        str(SOURCE),
+        *_pkg_config("--cflags", "--libs", *_PKGS).split(),
+    ]
+
+
+def build_key(version: str) -> str:
+    """sha256 (hex) of what goes into the binary: source, capabilities, libnice version, compiler flags."""
+    h = hashlib.sha256()
+    for part in (
+        SOURCE.read_bytes(),
+        CAPABILITIES_FILE.read_bytes(),
+        version.encode(),
+        " ".join(_CFLAGS).encode(),
+    ):
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def _compile(cmd: list[str]) -> None:
+    """Run the compiler; raises :class:`LibniceMissing` with gcc's output when it fails."""
+    logger.info("building the libnice shim: %s", " ".join(cmd))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_BUILD_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise LibniceMissing(f"compiling the libnice shim took longer than {_BUILD_TIMEOUT:.0f} s") from exc
+    if proc.returncode != 0:
+        raise LibniceMissing(
+            f"compiling the libnice shim failed (exit {proc.returncode}); prerequisites: {INSTALL_HINT}\n"
+            f"{proc.stderr.strip()}"
+        )
+    if proc.stderr.strip():
+        logger.warning("compiler warnings for the libnice shim:\n%s", proc.stderr.strip())
+
+
+def ensure_built() -> Path:
+    """Compile ``shim.c`` once per build key and return the path of the binary.
+
+    Raises :class:`LibniceMissing` when libnice, json-glib, pkg-config or gcc is missing or the build fails.
+    """
+    version = libnice_version()
+    if version != PINNED_VERSION:
+        logger.warning("libnice %s is installed; capabilities.json was verified against %s", version, PINNED_VERSION)
+    folder = cache_root() / build_key(version)
+    target = folder / "shim"
+    if target.is_file() and os.access(target, os.X_OK):
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".shim.", dir=folder)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _compile(_compile_command(version, tmp))
+        tmp.chmod(0o755)
+        os.replace(tmp, target)  # atomic: a concurrent builder's identical binary is simply replaced
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.info("libnice shim built: %s", target)
+    return target
+
+
+def argv() -> list[str]:
+    """The command line that starts the shim (building it first when needed)."""
+    return [str(ensure_built())]
