@@ -7,6 +7,7 @@ case ends, and the capture becomes the case's pcap and ladder diagram.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from conformance.adapters.base import Adapter, IutInfo
@@ -33,6 +34,7 @@ class Harness:
         self._endpoints: list[Endpoint] = []
         self._sessions: list[IceSession] = []
         self._log: NotificationLog | None = None
+        self._deferred: list[Callable[[], Awaitable[object]]] = []
 
     def require(self, *capabilities: str) -> None:
         """Raise UNSUPPORTED unless the IUT declares every capability."""
@@ -73,8 +75,17 @@ class Harness:
             self.capture.label((c.address, c.port), f"IUT {c.kind} {i + 1}")
         return s
 
+    def defer(self, cleanup: Callable[[], Awaitable[object]]) -> None:
+        """Run ``cleanup`` when the case ends (last registered, first run), before sockets close."""
+        self._deferred.append(cleanup)
+
     async def aclose(self) -> None:
-        """Close sessions, peers, endpoints and the notification log."""
+        """Run deferred clean-ups, then close sessions, peers, endpoints and the notification log."""
+        for cleanup in reversed(self._deferred):
+            try:
+                await cleanup()
+            except Exception as exc:
+                logger.info("clean-up: %s", exc)
         for s in self._sessions:
             await s.close()
         for p in self._peers:
