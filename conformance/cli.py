@@ -79,6 +79,24 @@ def _pytest_argv(args: argparse.Namespace, iut_args: list[str], out: Path) -> li
     return argv
 
 
+def _netns(args: argparse.Namespace, argv: list[str]) -> list[str]:
+    """Run the whole pytest process in a loopback-only network namespace when asked or when the IUT needs it."""
+    from conformance.adapters import node
+    from conformance.adapters.registry import get_iut
+
+    wanted = args.netns == "on" or (args.netns == "auto" and bool(args.iut) and get_iut(args.iut).netns)
+    if not wanted:
+        return argv
+    if not node.netns_available():
+        _err(
+            "note: no loopback-only network namespace here (needs root and unshare -n); the shims restrict "
+            "themselves to loopback"
+        )
+        return argv
+    _out("running inside a loopback-only network namespace (unshare -n)")
+    return node.netns_wrap(argv)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from conformance.adapters.registry import UnknownIut, get_iut
     from conformance.baseline import BaselineError, compare, load_baseline
@@ -105,7 +123,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if summary_file.exists():
         summary_file.unlink()
     iut_args = ["--iut-cmd", args.iut_cmd] if args.iut_cmd else ["--iut", args.iut or "aioice"]
-    argv = _pytest_argv(args, iut_args, out)
+    argv = _netns(args, _pytest_argv(args, iut_args, out))
     env = dict(os.environ)
     proc = subprocess.run(argv, env=env, check=False)
     if not summary_file.exists():
@@ -191,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", help="parallel workers (as pytest-xdist -n)")
     run.add_argument("--slow", action="store_true", help="include the slow tier")
     run.add_argument("--case-budget", type=float, help="seconds per case")
+    run.add_argument(
+        "--netns",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="run inside a loopback-only network namespace: auto = for IUTs that need it (WebRTC stacks)",
+    )
     run.add_argument("--baseline", help="TOML file of expected verdicts with reasons")
     run.add_argument("--strict", action="store_true", help="a NON-STRICT not in the baseline fails the run")
     run.add_argument("--strict-baseline", action="store_true", help="an unexpected pass fails the run")

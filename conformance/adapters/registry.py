@@ -68,6 +68,8 @@ class IutSpec:
     install_hint: str = ""
     #: Extra keyword arguments for :class:`StdioAdapter` (deadlines, for example).
     stdio_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Runs must execute in a loopback-only network namespace (WebRTC stacks gather on every interface).
+    netns: bool = False
 
     def __post_init__(self) -> None:
         if self.kind == "inprocess" and self.factory is None:
@@ -212,6 +214,7 @@ def _register_shims() -> None:
                 capabilities_file=spec.capabilities_file,
                 install_hint=spec.install_hint,
                 stdio_options={"request_timeout": 20.0},
+                netns=name in ("libjuice", "libwebrtc"),
             )
         )
     register(
@@ -220,6 +223,38 @@ def _register_shims() -> None:
             kind="stdio",
             description="the in-repo reference peer with switchable faults (harness self-tests only, not an IUT claim)",
             command=_reference_stdio,
+            install_hint="part of ice-conformance",
+        )
+    )
+    from . import coturn, nodeturn
+
+    register(
+        IutSpec(
+            name="coturn",
+            kind="inprocess",
+            description="coturn 4.6 turnserver (TURN/STUN server), one process per start_server",
+            factory=coturn.CoturnAdapter,
+            capabilities_file=coturn.CAPABILITIES_FILE,
+            install_hint=coturn.INSTALL_HINT,
+        )
+    )
+    register(
+        IutSpec(
+            name=nodeturn.NAME,
+            kind="stdio",
+            description=nodeturn.SPEC.description,
+            command=_node_stdio(nodeturn.NAME),
+            capabilities_file=nodeturn.SPEC.capabilities_file,
+            install_hint=nodeturn.SPEC.install_hint,
+            stdio_options={"request_timeout": 20.0},
+        )
+    )
+    register(
+        IutSpec(
+            name="reference-turn",
+            kind="stdio",
+            description="the in-repo reference TURN server and client with switchable faults (self-tests only)",
+            command=lambda: StdioCommand([sys.executable, "-m", "conformance.reference.turn_main"]),
             install_hint="part of ice-conformance",
         )
     )

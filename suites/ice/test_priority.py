@@ -7,16 +7,30 @@ from collections import defaultdict
 import pytest
 
 from conformance.exchange import run_exchange
+from conformance.protocol.candidate import Candidate
 from conformance.protocol.priority import TYPE_PREFERENCE, decompose_priority
 from conformance.tester.harness import Harness
 
 MAX_PRIORITY = 2**31 - 1
 
 
+def _components(h: Harness) -> int:
+    """Two components when the IUT has them (per-component rules show only then), else one."""
+    return 2 if "multi_component" in h.info.capabilities else 1
+
+
+def _udp(h: Harness, candidates: list[Candidate]) -> list[Candidate]:
+    """UDP candidates; TCP ones follow RFC 6544 §4.2's own formula and are left out (noted)."""
+    tcp = [c for c in candidates if c.protocol.lower() != "udp"]
+    if tcp:
+        h.findings.info(f"{len(tcp)} TCP candidates left out (RFC 6544 §4.2 priorities)")
+    return [c for c in candidates if c.protocol.lower() == "udp"]
+
+
 @pytest.mark.requirement("ICE-PRIO-01")
 async def test_candidate_priorities_are_unique_in_range_and_follow_the_formula(harness: Harness) -> None:
     """ICE-PRIO-01 (RFC 8445 §5.1.2): unique, in [1, 2^31-1] (MUST); the formula (SHOULD)."""
-    s = await harness.session("controlling", connect=False)
+    s = await harness.session("controlling", connect=False, components=_components(harness))
     f = harness.findings
     f.check(bool(s.candidates), "ICE-PRIO-01", "the IUT gathered no candidate", "range")
     seen: dict[int, str] = {}
@@ -30,6 +44,8 @@ async def test_candidate_priorities_are_unique_in_range_and_follow_the_formula(h
             "range",
         )
         seen[c.priority] = line
+        if c.protocol.lower() != "udp":
+            continue
         low = c.priority & 0xFF
         f.check(
             low == 256 - c.component,
@@ -42,9 +58,9 @@ async def test_candidate_priorities_are_unique_in_range_and_follow_the_formula(h
 @pytest.mark.requirement("ICE-PRIO-02")
 async def test_type_preference_is_consistent_per_type(harness: Harness) -> None:
     """ICE-PRIO-02 (RFC 8445 §5.1.2.1-2): one type preference per type, distinct across types."""
-    s = await harness.session("controlling", connect=False)
+    s = await harness.session("controlling", connect=False, components=_components(harness))
     by_type: dict[str, set[int]] = defaultdict(set)
-    for c in s.candidates:
+    for c in _udp(harness, s.candidates):
         by_type[c.kind].add(decompose_priority(c.priority)[0])
     for kind, prefs in by_type.items():
         harness.findings.check(
@@ -72,18 +88,19 @@ async def test_type_preference_is_consistent_per_type(harness: Harness) -> None:
 @pytest.mark.requirement("ICE-PRIO-03")
 async def test_local_preference_and_component_ids(harness: Harness) -> None:
     """ICE-PRIO-03 (RFC 8445 §5.1.2.1): local preference unique per type and component, 65535 with one IP (SHOULD)."""
-    s = await harness.session("controlling", connect=False)
+    s = await harness.session("controlling", connect=False, components=_components(harness))
     f = harness.findings
     seen: dict[tuple[str, int, int], str] = {}
-    addresses = {c.address for c in s.candidates if c.kind == "host"}
-    components = sorted({c.component for c in s.candidates})
+    udp = _udp(harness, s.candidates)
+    addresses = {c.address for c in udp if c.kind == "host"}
+    components = sorted({c.component for c in udp})
     f.check(
         components == list(range(1, len(components) + 1)),
         "ICE-PRIO-03",
         f"component IDs {components} do not start at 1 and increase by 1",
         "component_id",
     )
-    for c in s.candidates:
+    for c in udp:
         _, local, _ = decompose_priority(c.priority)
         key = (c.kind, c.component, local)
         f.check(

@@ -10,6 +10,7 @@ from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, ERROR, REQUEST, SUCCESS
 from conformance.vectors import load_vectors
+from conformance.verdict import HarnessError
 
 ROLES = ["controlling", "controlled"]
 
@@ -23,8 +24,14 @@ def _stun_from_iut(h: Harness) -> list[Received]:
 @pytest.mark.parametrize("role", ROLES)
 async def test_every_message_has_a_sound_header(harness: Harness, role: str) -> None:
     """STUN-MSG-01 (RFC 8489 §5): top bits 00, magic cookie, length a multiple of 4 equal to the datagram."""
-    await run_exchange(harness, role)
+    try:
+        await run_exchange(harness, role)
+    except HarnessError as exc:
+        # Malformed messages can stall the exchange (a conforming peer drops them); judge what arrived.
+        harness.findings.info(f"the exchange did not complete: {exc}")
     received = _stun_from_iut(harness)
+    if not received:
+        raise HarnessError("the IUT sent no STUN message to inspect")
     harness.findings.info(f"{len(received)} STUN messages from the IUT inspected")
     for rec in received:
         reason = check_header(rec.data)

@@ -1,0 +1,218 @@
+"""The reference peer as an in-process IUT: :class:`ReferenceAdapter` maps the adapter contract onto :class:`IceAgent`.
+
+Faults come from the constructor (every agent) and from ``AgentConfig.options["faults"]`` (one agent). Other
+options: ``tiebreaker`` (int), ``consent`` (bool), ``consent_interval`` and ``consent_timeout`` (seconds, so a
+self-test can scale RFC 7675's timers), ``ta`` and ``rto`` (seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import itertools
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from conformance import __version__
+
+from ..adapters.base import (
+    AdapterError,
+    AgentConfig,
+    Credentials,
+    ErrorCode,
+    IutInfo,
+    LocalDescription,
+    Notification,
+    RemoteError,
+    Unsupported,
+)
+from .agent import AgentSettings, IceAgent, NoPairError
+from .faults import UnknownFault, check_faults
+
+__all__ = ["CAPABILITIES", "NAME", "ReferenceAdapter"]
+
+logger = logging.getLogger(__name__)
+
+NAME = "reference-peer"
+
+#: What the reference agent implements (docs/adapter-contract.md, "Capabilities").
+CAPABILITIES = frozenset(
+    {"controlling", "controlled", "set_credentials", "trickle", "consent", "multi_component", "restart", "ipv6"}
+)
+
+_KNOWN_OPTIONS = frozenset({"faults", "tiebreaker", "consent", "consent_interval", "consent_timeout", "ta", "rto"})
+
+
+class ReferenceAdapter:
+    """The in-repo reference ICE peer behind the :class:`~conformance.adapters.base.Adapter` Protocol."""
+
+    def __init__(self, faults: Iterable[str] = ()) -> None:
+        try:
+            self.faults = check_faults(faults)
+        except UnknownFault as exc:
+            raise AdapterError(str(exc)) from None
+        self.notifications: asyncio.Queue[Notification] = asyncio.Queue()
+        self._agents: dict[str, IceAgent] = {}
+        self._trickle: dict[str, bool] = {}
+        self._journals: list[IceAgent] = []
+        self._ids = itertools.count(1)
+
+    def _agent(self, method: str, agent_id: str) -> IceAgent:
+        try:
+            return self._agents[agent_id]
+        except KeyError:
+            raise RemoteError(method, ErrorCode.UNKNOWN_AGENT, f"unknown agent {agent_id!r}") from None
+
+    def _sink(self, agent_id: str) -> Any:
+        def emit(method: str, params: dict[str, Any]) -> None:
+            out = {"agent": agent_id, **params}
+            if method == "data":
+                out["data"] = base64.b64encode(params["data"]).decode("ascii")
+            self.notifications.put_nowait(Notification(method, out, time=asyncio.get_running_loop().time()))
+
+        return emit
+
+    def _settings(self, config: AgentConfig) -> AgentSettings:
+        method = "create_agent"
+        if config.role not in ("controlling", "controlled"):
+            raise RemoteError(method, ErrorCode.INVALID_PARAMS, f"bad role {config.role!r}")
+        if not 1 <= config.components <= 256:
+            raise RemoteError(method, ErrorCode.INVALID_PARAMS, f"bad component count {config.components}")
+        if config.stun_servers or config.turn_servers or config.relay_only:
+            raise Unsupported("create_agent: the reference peer gathers host candidates only (no STUN/TURN)")
+        options = dict(config.options)
+        unknown = sorted(set(options) - _KNOWN_OPTIONS)
+        if unknown:
+            logger.info("reference peer ignores options %s", unknown)
+        extra = options.get("faults", [])
+        if isinstance(extra, str) or not isinstance(extra, list | tuple):
+            raise RemoteError(method, ErrorCode.INVALID_PARAMS, "option 'faults' must be a list of fault names")
+        try:
+            faults = self.faults | check_faults(extra)
+        except UnknownFault as exc:
+            raise AdapterError(str(exc)) from None
+        try:
+            interfaces = tuple(str(ipaddress.ip_address(i)) for i in config.interfaces)
+        except ValueError as exc:
+            raise RemoteError(method, ErrorCode.INVALID_PARAMS, str(exc)) from None
+        settings = AgentSettings(
+            controlling=config.role == "controlling",
+            components=config.components,
+            ufrag=config.ufrag,
+            pwd=config.pwd,
+            interfaces=interfaces or ("127.0.0.1",),
+            faults=faults,
+        )
+        try:
+            if "tiebreaker" in options:
+                settings.tiebreaker = int(options["tiebreaker"])
+            if "consent" in options:
+                settings.consent = bool(options["consent"])
+            for name in ("consent_interval", "consent_timeout", "ta", "rto"):
+                if name in options:
+                    value = float(options[name])
+                    if value <= 0:
+                        raise ValueError(f"option {name!r} must be positive")
+                    setattr(settings, name, value)
+        except (TypeError, ValueError) as exc:
+            raise RemoteError(method, ErrorCode.INVALID_PARAMS, str(exc)) from None
+        return settings
+
+    async def initialize(self) -> IutInfo:
+        """``initialize``: the reference peer, the package version, its capabilities."""
+        return IutInfo(name=NAME, version=__version__, capabilities=CAPABILITIES)
+
+    async def create_agent(self, config: AgentConfig) -> str:
+        """``create_agent``: one :class:`IceAgent` with the adapter's and the config's faults."""
+        settings = self._settings(config)
+        agent_id = f"r{next(self._ids)}"
+        try:
+            agent = IceAgent(settings, self._sink(agent_id), name=agent_id)
+        except ValueError as exc:
+            raise RemoteError("create_agent", ErrorCode.INVALID_PARAMS, str(exc)) from None
+        self._agents[agent_id] = agent
+        self._trickle[agent_id] = config.trickle
+        self._journals = [*self._journals[-50:], agent]
+        agent._emit("state", {"state": "new"})
+        if agent.faults:
+            agent._log(logging.INFO, "faults: %s", ", ".join(sorted(agent.faults)))
+        return agent_id
+
+    async def gather(self, agent_id: str) -> LocalDescription:
+        """``gather``: credentials and host candidates; a trickle agent sends them as notifications instead."""
+        agent = self._agent("gather", agent_id)
+        try:
+            candidates = [c.sdp() for c in await agent.gather()]
+        except OSError as exc:
+            raise AdapterError(f"gather: cannot bind: {exc}") from None
+        if self._trickle[agent_id]:
+            emit = self._sink(agent_id)
+            for value in candidates:
+                emit("candidate", {"candidate": value})
+            emit("candidate", {"candidate": None})
+            candidates = []
+        return LocalDescription(ufrag=agent.ufrag, pwd=agent.pwd, candidates=candidates)
+
+    async def set_remote(self, agent_id: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False) -> None:
+        """``set_remote``: non-trickle agents end the remote candidates here."""
+        agent = self._agent("set_remote", agent_id)
+        if lite:
+            logger.info("agent %s: the reference peer treats a lite peer as full", agent_id)
+        agent.set_remote(ufrag, pwd, candidates, end_of_candidates=not self._trickle[agent_id])
+
+    async def add_remote_candidate(self, agent_id: str, candidate: str | None) -> None:
+        """``add_remote_candidate``: a trickled candidate or end-of-candidates (RFC 8838 §13)."""
+        self._agent("add_remote_candidate", agent_id).add_remote_candidate(candidate)
+
+    async def connect(self, agent_id: str) -> None:
+        """``connect``: start checks in the background."""
+        agent = self._agent("connect", agent_id)
+        if not agent.local_candidates:
+            raise RemoteError("connect", ErrorCode.INVALID_STATE, f"agent {agent_id}: gather first")
+        agent.connect()
+
+    async def send(self, agent_id: str, component: int, data: bytes) -> None:
+        """``send``: one datagram on the component's selected (or best valid) pair."""
+        agent = self._agent("send", agent_id)
+        try:
+            agent.send(component, data)
+        except NoPairError as exc:
+            raise RemoteError("send", ErrorCode.INVALID_STATE, f"agent {agent_id}: {exc}") from None
+
+    async def restart(self, agent_id: str) -> Credentials:
+        """``restart``: new ufrag and pwd, same role (RFC 8445 §9)."""
+        ufrag, pwd = self._agent("restart", agent_id).restart()
+        return Credentials(ufrag, pwd)
+
+    async def close(self, agent_id: str) -> None:
+        """``close``: stop the agent and emit ``state`` closed."""
+        agent = self._agent("close", agent_id)
+        del self._agents[agent_id]
+        await agent.close()
+
+    async def start_server(
+        self,
+        kind: str,
+        listen: str,
+        realm: str | None = None,
+        users: dict[str, str] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[str, str]:
+        """``start_server``: the reference peer is not a server."""
+        raise Unsupported("start_server: the reference peer is an ICE agent, not a STUN or TURN server")
+
+    async def stop_server(self, server: str) -> None:
+        """``stop_server``: the reference peer is not a server."""
+        raise Unsupported("stop_server: the reference peer is an ICE agent, not a STUN or TURN server")
+
+    async def shutdown(self) -> None:
+        """``shutdown``: close every agent; idempotent."""
+        for agent_id in list(self._agents):
+            await self.close(agent_id)
+
+    def diagnostics(self) -> str:
+        """The journal of each agent (the last 1000 lines each)."""
+        lines = [line for agent in self._journals for line in agent.journal]
+        return "\n".join(lines) + ("\n" if lines else "")

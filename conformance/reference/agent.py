@@ -1,0 +1,1091 @@
+"""A small but real full ICE agent on UDP host candidates, with switchable faults (RFC 8445, RFC 8489, RFC 7675).
+
+Theory of operation: :class:`IceAgent` owns one UDP socket per component per interface (its host candidates) and
+one checklist of :class:`CandidatePair` objects. A pacer task starts one check every Ta (triggered checks first,
+then the highest-priority Waiting pair, RFC 8445 §6.1.4.2); each check is a STUN transaction retransmitted on the
+RFC 8489 §6.2.1 schedule. Every datagram goes through :meth:`IceAgent._on_datagram`: STUN requests are
+authenticated and answered (RFC 8489 §9.1.3, RFC 8445 §7.3), responses complete their transaction
+(RFC 8445 §7.2.5), anything else is application data. The controlling side nominates by regular nomination
+(§8.1.1); the controlled side selects on USE-CANDIDATE (§7.3.1.5). Once a component has a selected pair, consent
+freshness runs on it (RFC 7675). Remote candidates may trickle in; the checklist fails only when a component's
+pairs have all failed and end-of-candidates was received (RFC 8838 §8). Pairs carry the credentials of their
+ICE generation, so after a restart (RFC 8445 §9) the old selected pair keeps carrying data and consent checks
+until a new pair is selected.
+
+The STUN codec here is deliberately independent of :mod:`conformance.packets` (plain ``struct``): the reference
+peer is an oracle for the harness's own codec, and every fault (:mod:`conformance.reference.faults`) is one
+``if`` at the place it changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import collections
+import enum
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+import random
+import secrets
+import string
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from conformance import __version__
+from conformance.protocol.candidate import Candidate, CandidateError, format_candidate, is_ip_address, parse_candidate
+from conformance.protocol.priority import PRIORITY_MAX, candidate_priority, pair_priority
+from conformance.protocol.roles import ICE_CONTROLLED, ICE_CONTROLLING, Role, RoleAction, decide_role_conflict
+from conformance.protocol.transactions import (
+    RC_DEFAULT,
+    RM_DEFAULT,
+    RTO_DEFAULT,
+    TA_DEFAULT,
+    retransmission_schedule,
+)
+
+from .faults import check_faults
+
+__all__ = [
+    "AgentSettings",
+    "CandidatePair",
+    "IceAgent",
+    "LocalCandidate",
+    "NoPairError",
+    "PairState",
+    "RemoteCandidate",
+    "StunMessage",
+    "decode",
+    "encode",
+    "verify_integrity",
+]
+
+logger = logging.getLogger(__name__)
+
+# --- STUN codec (RFC 8489 §5, §14) ---------------------------------------------------------------------------
+
+MAGIC_COOKIE = 0x2112A442
+_COOKIE = struct.pack("!I", MAGIC_COOKIE)
+_FP_XOR = 0x5354554E
+
+BINDING_REQUEST = 0x0001
+BINDING_INDICATION = 0x0011
+BINDING_SUCCESS = 0x0101
+BINDING_ERROR = 0x0111
+
+MAPPED_ADDRESS = 0x0001
+USERNAME = 0x0006
+MESSAGE_INTEGRITY = 0x0008
+ERROR_CODE = 0x0009
+UNKNOWN_ATTRIBUTES = 0x000A
+XOR_MAPPED_ADDRESS = 0x0020
+PRIORITY = 0x0024
+USE_CANDIDATE = 0x0025
+SOFTWARE = 0x8022
+FINGERPRINT = 0x8028
+ICE_CONTROLLED_ATTR = 0x8029
+ICE_CONTROLLING_ATTR = 0x802A
+
+#: Comprehension-required attributes this agent understands (RFC 8489 §14, RFC 8445 §16.1).
+KNOWN_REQUIRED = frozenset(
+    {
+        MAPPED_ADDRESS,
+        USERNAME,
+        MESSAGE_INTEGRITY,
+        ERROR_CODE,
+        UNKNOWN_ATTRIBUTES,
+        0x0014,  # REALM
+        0x0015,  # NONCE
+        0x001C,  # MESSAGE-INTEGRITY-SHA256
+        0x001D,  # PASSWORD-ALGORITHM
+        0x001E,  # USERHASH
+        XOR_MAPPED_ADDRESS,
+        PRIORITY,
+        USE_CANDIDATE,
+    }
+)
+
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 420: "Unknown Attribute", 487: "Role Conflict"}
+
+
+@dataclass(frozen=True)
+class StunMessage:
+    """One received STUN message: header fields and (code, value offset, value length) of each attribute."""
+
+    data: bytes
+    type: int
+    txid: bytes
+    attributes: tuple[tuple[int, int, int], ...]
+    padding_zero: bool
+
+    @property
+    def msg_class(self) -> int:
+        """0 request, 1 indication, 2 success, 3 error (RFC 8489 §5)."""
+        return ((self.type & 0x0010) >> 4) | ((self.type & 0x0100) >> 7)
+
+    @property
+    def method(self) -> int:
+        """The 12-bit method (RFC 8489 §5)."""
+        t = self.type
+        return (t & 0x000F) | ((t & 0x00E0) >> 1) | ((t & 0x3E00) >> 2)
+
+    def visible(self) -> list[tuple[int, int, int]]:
+        """Attributes up to MESSAGE-INTEGRITY, plus FINGERPRINT; later ones are ignored (RFC 8489 §14.5)."""
+        out = []
+        seen_mi = False
+        for item in self.attributes:
+            if seen_mi and item[0] != FINGERPRINT:
+                continue
+            out.append(item)
+            seen_mi = seen_mi or item[0] == MESSAGE_INTEGRITY
+        return out
+
+    def get(self, code: int) -> bytes | None:
+        """The value of the first visible attribute with that code, or None."""
+        for c, off, length in self.visible():
+            if c == code:
+                return self.data[off : off + length]
+        return None
+
+    def has(self, code: int) -> bool:
+        """Whether a visible attribute with that code is present."""
+        return any(c == code for c, _, _ in self.visible())
+
+    def error_code(self) -> int | None:
+        """The ERROR-CODE value (class * 100 + number), or None (RFC 8489 §14.8)."""
+        value = self.get(ERROR_CODE)
+        if value is None or len(value) < 4:
+            return None
+        return (value[2] & 0x07) * 100 + value[3]
+
+
+def decode(data: bytes) -> StunMessage | None:
+    """Header and TLV walk (RFC 8489 §5, §6.3); None when the bytes fail the basic checks."""
+    n = len(data)
+    if n < 20 or data[0] & 0xC0 or data[4:8] != _COOKIE:
+        return None
+    mtype, length = struct.unpack_from("!HH", data)
+    if length != n - 20 or length & 3:
+        return None
+    attrs: list[tuple[int, int, int]] = []
+    padding_zero = True
+    offset = 20
+    while offset < n:
+        if offset + 4 > n:
+            return None
+        code, alen = struct.unpack_from("!HH", data, offset)
+        value = offset + 4
+        end = value + alen + (-alen & 3)
+        if end > n:
+            return None
+        if any(data[value + alen : end]):
+            padding_zero = False
+        attrs.append((code, value, alen))
+        offset = end
+    return StunMessage(data, mtype, data[8:20], tuple(attrs), padding_zero)
+
+
+def _tlv(code: int, value: bytes) -> bytes:
+    return struct.pack("!HH", code, len(value)) + value + bytes(-len(value) & 3)
+
+
+def encode(
+    mtype: int,
+    txid: bytes,
+    attributes: Iterable[tuple[int, bytes]],
+    *,
+    key: bytes | None,
+    fingerprint: Literal["ok", "none", "bad"] = "ok",
+    length_delta: int = 0,
+) -> bytes:
+    """A STUN message, then MESSAGE-INTEGRITY under ``key`` and FINGERPRINT (RFC 8489 §5, §14.5, §14.7)."""
+    body = b"".join(_tlv(code, value) for code, value in attributes)
+    if key is not None:
+        header = struct.pack("!HH", mtype, len(body) + 24) + _COOKIE + txid
+        body += _tlv(MESSAGE_INTEGRITY, hmac.new(key, header + body, hashlib.sha1).digest())
+    if fingerprint != "none":
+        header = struct.pack("!HH", mtype, len(body) + 8) + _COOKIE + txid
+        crc = (binascii.crc32(header + body) & 0xFFFFFFFF) ^ _FP_XOR
+        if fingerprint == "bad":
+            crc ^= 1
+        body += _tlv(FINGERPRINT, struct.pack("!I", crc))
+    return struct.pack("!HH", mtype, len(body) + length_delta) + _COOKIE + txid + body
+
+
+def verify_integrity(msg: StunMessage, key: bytes) -> bool:
+    """MESSAGE-INTEGRITY present and correct under ``key`` (RFC 8489 §14.5)."""
+    for code, off, length in msg.attributes:
+        if code != MESSAGE_INTEGRITY:
+            continue
+        if length != 20:
+            return False
+        start = off - 4
+        header = msg.data[:2] + struct.pack("!H", start + 24 - 20) + msg.data[4:20]
+        expected = hmac.new(key, header + msg.data[20:start], hashlib.sha1).digest()
+        return hmac.compare_digest(expected, msg.data[off : off + 20])
+    return False
+
+
+def _fingerprint_ok(msg: StunMessage) -> bool:
+    """FINGERPRINT present, last and correct (RFC 8489 §14.7)."""
+    if not msg.attributes or msg.attributes[-1][0] != FINGERPRINT or msg.attributes[-1][2] != 4:
+        return False
+    off = msg.attributes[-1][1]
+    crc = (binascii.crc32(msg.data[: off - 4]) & 0xFFFFFFFF) ^ _FP_XOR
+    (got,) = struct.unpack_from("!I", msg.data, off)
+    return bool(got == crc)
+
+
+def _xor_address(host: str, port: int, txid: bytes) -> bytes:
+    """XOR-MAPPED-ADDRESS value (RFC 8489 §14.2)."""
+    ip = ipaddress.ip_address(host)
+    xport = port ^ (MAGIC_COOKIE >> 16)
+    mask = _COOKIE if ip.version == 4 else _COOKIE + txid
+    raw = bytes(a ^ b for a, b in zip(ip.packed, mask, strict=True))
+    return struct.pack("!BBH", 0, 1 if ip.version == 4 else 2, xport) + raw
+
+
+def _error_value(code: int) -> bytes:
+    return struct.pack("!HBB", 0, code // 100, code % 100) + _REASONS.get(code, "Error").encode()
+
+
+# --- candidates and pairs (RFC 8445 §5, §6) ------------------------------------------------------------------
+
+Address = tuple[str, int]
+
+
+def _norm(addr: Any) -> Address:
+    """(host, port) with the host in canonical form (IPv6 socket addresses have 4 fields)."""
+    return str(ipaddress.ip_address(addr[0])), int(addr[1])
+
+
+class PairState(enum.Enum):
+    """Candidate pair states (RFC 8445 §6.1.2.6); Frozen is used only by the no-triggered-check fault."""
+
+    FROZEN = "Frozen"
+    WAITING = "Waiting"
+    IN_PROGRESS = "In-Progress"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class NoPairError(ConnectionError):
+    """No pair may carry data on that component: none is valid yet, or consent was lost (RFC 7675 §5.1)."""
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(self, agent: IceAgent, local: LocalCandidate | None) -> None:
+        self.agent = agent
+        self.local = local
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.local is not None:
+            self.agent._on_datagram(self.local, data, _norm(addr))
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("socket error: %s", exc)
+
+
+@dataclass(eq=False)
+class LocalCandidate:
+    """A host candidate and its socket (RFC 8445 §5.1.1.1)."""
+
+    component: int
+    host: str
+    port: int
+    foundation: str
+    local_pref: int
+    priority: int
+    transport: asyncio.DatagramTransport | None = None
+    side: asyncio.DatagramTransport | None = None  # second socket, for the asymmetric-response fault
+
+    @property
+    def address(self) -> Address:
+        return self.host, self.port
+
+    @property
+    def version(self) -> int:
+        return ipaddress.ip_address(self.host).version
+
+    def sdp(self) -> str:
+        """The "candidate:..." attribute value (RFC 8839 §5.1)."""
+        return format_candidate(
+            Candidate(self.foundation, self.component, "udp", self.priority, self.host, self.port, "host")
+        )
+
+
+@dataclass(eq=False)
+class RemoteCandidate:
+    """A remote candidate: signalled, trickled or peer-reflexive (RFC 8445 §7.3.1.3)."""
+
+    component: int
+    host: str
+    port: int
+    priority: int
+    type: str
+    foundation: str
+
+    @property
+    def address(self) -> Address:
+        return self.host, self.port
+
+    @property
+    def version(self) -> int:
+        return ipaddress.ip_address(self.host).version
+
+    def sdp(self) -> str:
+        """The "candidate:..." attribute value (RFC 8839 §5.1)."""
+        return format_candidate(
+            Candidate(self.foundation, self.component, "udp", self.priority, self.host, self.port, self.type)
+        )
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    """One ICE generation's credentials, as a pair uses them (RFC 8445 §7.2.2)."""
+
+    local_ufrag: str
+    local_pwd: str
+    remote_ufrag: str
+    remote_pwd: str
+
+
+@dataclass(eq=False)
+class CandidatePair:
+    """A candidate pair and its check state (RFC 8445 §6.1.2)."""
+
+    local: LocalCandidate
+    remote: RemoteCandidate
+    generation: int
+    state: PairState = PairState.WAITING
+    nominated: bool = False
+    nominate_on_success: bool = False
+    transaction: _Transaction | None = None
+    consent_at: float | None = None
+    consent_revoked: bool = False
+    consent_lost: bool = False
+    credentials: _Credentials | None = None
+
+    @property
+    def component(self) -> int:
+        return self.local.component
+
+    def describe(self) -> str:
+        return f"{self.local.host}:{self.local.port} -> {self.remote.host}:{self.remote.port}"
+
+
+@dataclass(eq=False)
+class _Transaction:
+    txid: bytes
+    pair: CandidatePair
+    request: bytes
+    kind: Literal["check", "consent"]
+    use_candidate: bool
+    key: bytes
+    role: Role
+    sends: int = 0
+    timer: asyncio.TimerHandle | None = None
+    cancelled: bool = False
+
+
+@dataclass
+class AgentSettings:
+    """How to build an :class:`IceAgent`; timers default to the RFC values."""
+
+    controlling: bool = True
+    components: int = 1
+    ufrag: str | None = None
+    pwd: str | None = None
+    interfaces: tuple[str, ...] = ("127.0.0.1",)
+    faults: frozenset[str] = frozenset()
+    tiebreaker: int | None = None
+    ta: float = TA_DEFAULT
+    rto: float = RTO_DEFAULT
+    rc: int = RC_DEFAULT
+    rm: int = RM_DEFAULT
+    consent: bool = True
+    consent_interval: float = 5.0
+    consent_timeout: float = 30.0
+    software: str = f"ice-conformance reference peer {__version__}"
+
+
+_ICE_CHARS = string.ascii_letters + string.digits
+
+
+def _random_text(n: int) -> str:
+    return "".join(secrets.choice(_ICE_CHARS) for _ in range(n))
+
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+# --- the agent -----------------------------------------------------------------------------------------------
+
+
+class IceAgent:
+    """A full ICE agent on UDP host candidates (RFC 8445), its faults chosen by :class:`AgentSettings`."""
+
+    def __init__(self, settings: AgentSettings, on_event: EventSink | None = None, name: str = "agent") -> None:
+        if settings.components < 1 or settings.components > 256:
+            raise ValueError(f"component count {settings.components} is outside 1..256 (RFC 8445 §5.1.2.1)")
+        self.settings = settings
+        self.faults = check_faults(settings.faults)
+        self.name = name
+        self._on_event = on_event
+        self.journal: collections.deque[str] = collections.deque(maxlen=1000)
+        self.role = Role.CONTROLLING if settings.controlling else Role.CONTROLLED
+        self.tiebreaker = settings.tiebreaker if settings.tiebreaker is not None else secrets.randbits(64)
+        self.ufrag = settings.ufrag or _random_text(8)
+        self.pwd = settings.pwd or _random_text(24)
+        self.remote_ufrag: str | None = None
+        self.remote_pwd: str | None = None
+        self.local_candidates: list[LocalCandidate] = []
+        self.remote_candidates: list[RemoteCandidate] = []
+        self.pairs: list[CandidatePair] = []
+        self.selected: dict[int, CandidatePair] = {}
+        self.state = "new"
+        self.generation = 0
+        self._end_of_candidates = False
+        self._started = False
+        self._closed = False
+        self._triggered: collections.deque[tuple[CandidatePair, bool]] = collections.deque()
+        self._transactions: dict[bytes, _Transaction] = {}
+        self._nominating: dict[int, list[CandidatePair]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._consent_tasks: dict[int, asyncio.Task[None]] = {}
+        self._fixed_txid = os.urandom(12)
+        self._prflx_count = 0
+        self._rto = 0.1 if "fast-retransmit" in self.faults else settings.rto
+
+    # -- small helpers ---------------------------------------------------------------------------------------
+
+    def _log(self, level: int, msg: str, *args: object) -> None:
+        text = msg % args if args else msg
+        logger.log(level, "%s: %s", self.name, text)
+        self.journal.append(f"{logging.getLevelName(level)} {self.name}: {text}")
+
+    def _emit(self, method: str, params: dict[str, Any]) -> None:
+        if self._on_event is not None and not self._closed:
+            self._on_event(method, params)
+
+    def _set_state(self, state: str) -> None:
+        if self.state != state:
+            self._log(logging.INFO, "state %s -> %s", self.state, state)
+            self.state = state
+            self._emit("state", {"state": state})
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _new_txid(self) -> bytes:
+        return self._fixed_txid if "constant-txid" in self.faults else os.urandom(12)
+
+    def _fp_mode(self) -> Literal["ok", "none", "bad"]:
+        if "no-fingerprint" in self.faults:
+            return "none"
+        return "bad" if "bad-fingerprint" in self.faults else "ok"
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=f"{self.name}-{name}")
+        self._tasks.append(task)
+        return task
+
+    def _host_priority(self, component: int, iface: int) -> tuple[int, int]:
+        """(local preference, priority) of a host candidate (RFC 8445 §5.1.2.1)."""
+        local_pref = 65535 - iface
+        if "wrong-priority-formula" in self.faults:
+            return 1, (126 << 24) + (1 << 8) + component
+        if "duplicate-priorities" in self.faults:
+            return 65535, candidate_priority(126, 65535, 1)
+        type_pref = 125 if "type-pref-mismatch" in self.faults and component >= 2 else 126
+        return local_pref, candidate_priority(type_pref, local_pref, component)
+
+    def pair_priority(self, pair: CandidatePair) -> int:
+        """Pair priority with G the controlling side's candidate (RFC 8445 §6.1.2.3)."""
+        local = min(max(pair.local.priority, 1), PRIORITY_MAX)
+        remote = min(max(pair.remote.priority, 1), PRIORITY_MAX)
+        if self.role is Role.CONTROLLING:
+            return pair_priority(local, remote)
+        return pair_priority(remote, local)
+
+    def _credentials(self) -> _Credentials | None:
+        if self.remote_ufrag is None or self.remote_pwd is None:
+            return None
+        return _Credentials(self.ufrag, self.pwd, self.remote_ufrag, self.remote_pwd)
+
+    def _endpoint_factory(self, local: LocalCandidate | None) -> Callable[[], _Endpoint]:
+        return lambda: _Endpoint(self, local)
+
+    # -- the operations --------------------------------------------------------------------------------------
+
+    async def gather(self) -> list[LocalCandidate]:
+        """Bind one socket per component per interface: the host candidates (RFC 8445 §5.1.1.1)."""
+        if self.local_candidates:
+            return list(self.local_candidates)
+        loop = asyncio.get_running_loop()
+        for iface, host in enumerate(self.settings.interfaces):
+            host = str(ipaddress.ip_address(host))
+            for component in range(1, self.settings.components + 1):
+                local_pref, priority = self._host_priority(component, iface)
+                cand = LocalCandidate(component, host, 0, str(iface + 1), local_pref, priority)
+                transport, _ = await loop.create_datagram_endpoint(self._endpoint_factory(cand), local_addr=(host, 0))
+                cand.transport = transport
+                cand.port = int(transport.get_extra_info("sockname")[1])
+                if "asymmetric-response" in self.faults:
+                    side, _ = await loop.create_datagram_endpoint(self._endpoint_factory(None), local_addr=(host, 0))
+                    cand.side = side
+                self.local_candidates.append(cand)
+                self._log(logging.INFO, "gathered %s", cand.sdp())
+        return list(self.local_candidates)
+
+    def set_remote(self, ufrag: str, pwd: str, candidates: Iterable[str], end_of_candidates: bool = True) -> None:
+        """Remote credentials and candidates; a restart's new credentials start a new checklist (RFC 8445 §9)."""
+        self.remote_ufrag, self.remote_pwd = ufrag, pwd
+        for value in candidates:
+            self.add_remote_candidate(value)
+        if end_of_candidates:
+            self.add_remote_candidate(None)
+        if self._started and not self._all_selected():
+            self._set_state("checking")
+        self._wake.set()
+
+    def add_remote_candidate(self, value: str | None) -> None:
+        """A trickled remote candidate, or None for end-of-candidates (RFC 8838 §11, §13)."""
+        if value is None:
+            self._end_of_candidates = True
+            self._log(logging.INFO, "end of remote candidates")
+            self._check_failed()
+            return
+        if self._end_of_candidates:
+            self._log(logging.INFO, "ignoring candidate after end-of-candidates: %s", value)  # RFC 8838 §13
+            return
+        try:
+            cand = parse_candidate(value)
+        except CandidateError as exc:
+            self._log(logging.INFO, "ignoring unparsable candidate %r: %s", value, exc)
+            return
+        if cand.protocol != "udp" or not is_ip_address(cand.address) or not 1 <= cand.component <= 256:
+            self._log(logging.INFO, "ignoring candidate %r (not UDP over an IP literal)", value)  # RFC 8839 §5.1
+            return
+        host = str(ipaddress.ip_address(cand.address))
+        if self._find_remote(cand.component, (host, cand.port)) is not None:
+            return
+        remote = RemoteCandidate(cand.component, host, cand.port, cand.priority, cand.kind, cand.foundation)
+        self.remote_candidates.append(remote)
+        for local in self.local_candidates:
+            if local.component == remote.component and local.version == remote.version:
+                self._add_pair(local, remote)
+        self._wake.set()
+
+    def connect(self) -> None:
+        """Start the checks (RFC 8445 §6.1.4); returns at once."""
+        if self._started:
+            return
+        self._started = True
+        self._set_state("checking")
+        self._spawn(self._pacer(), "pacer")
+        self._wake.set()
+
+    def send(self, component: int, data: bytes) -> None:
+        """Send on the selected pair, else on the best valid pair (RFC 8445 §12.1); NoPairError without one."""
+        pair = self.selected.get(component)
+        if pair is None:
+            valid = [p for p in self.pairs if p.component == component and p.state is PairState.SUCCEEDED]
+            pair = max(valid, key=self.pair_priority) if valid else None
+        if pair is None:
+            if "data-before-consent" in self.faults:
+                target = next((p for p in self.pairs if p.component == component), None)
+                if target is not None and target.local.transport is not None:
+                    target.local.transport.sendto(data, target.remote.address)
+                    return
+            raise NoPairError(f"no valid pair on component {component}")
+        if not self._has_consent(pair):
+            raise NoPairError(f"consent lost on component {component} ({pair.describe()})")
+        assert pair.local.transport is not None
+        pair.local.transport.sendto(data, pair.remote.address)
+
+    def restart(self) -> tuple[str, str]:
+        """ICE restart: new ufrag and pwd, same role, a new checklist (RFC 8445 §9)."""
+        self.ufrag, self.pwd = _random_text(8), _random_text(24)
+        self.generation += 1
+        self.remote_ufrag = self.remote_pwd = None
+        self.remote_candidates = []
+        self.pairs = []
+        self._triggered.clear()
+        self._nominating.clear()
+        self._end_of_candidates = False
+        for tx in list(self._transactions.values()):
+            if tx.kind == "check":
+                self._finish(tx)
+        self._log(logging.INFO, "ICE restart: new credentials %s", self.ufrag)
+        return self.ufrag, self.pwd
+
+    async def close(self) -> None:
+        """Stop every timer and task and close the sockets."""
+        if self._closed:
+            return
+        self._set_state("closed")
+        self._closed = True
+        for tx in list(self._transactions.values()):
+            self._finish(tx)
+        tasks = self._tasks + list(self._consent_tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for local in self.local_candidates:
+            for transport in (local.transport, local.side):
+                if transport is not None:
+                    transport.close()
+
+    # -- pairs and checks ------------------------------------------------------------------------------------
+
+    def _find_remote(self, component: int, address: Address) -> RemoteCandidate | None:
+        for remote in self.remote_candidates:
+            if remote.component == component and remote.address == address:
+                return remote
+        return None
+
+    def _find_pair(self, local: LocalCandidate, address: Address) -> CandidatePair | None:
+        for pair in self.pairs:
+            if pair.local is local and pair.remote.address == address:
+                return pair
+        return None
+
+    def _add_pair(self, local: LocalCandidate, remote: RemoteCandidate) -> CandidatePair:
+        pair = CandidatePair(local, remote, self.generation)
+        self.pairs.append(pair)
+        self._log(logging.DEBUG, "new pair %s", pair.describe())
+        return pair
+
+    def _all_selected(self) -> bool:
+        return all(
+            c in self.selected and self.selected[c].generation == self.generation
+            for c in range(1, self.settings.components + 1)
+        )
+
+    def _component_done(self, component: int) -> bool:
+        pair = self.selected.get(component)
+        if pair is None or pair.generation != self.generation:
+            return False
+        return not ("nominate-twice" in self.faults and len(self._nominating.get(component, [])) < 2)
+
+    def _next_check(self) -> tuple[CandidatePair, bool] | None:
+        """Triggered checks first, then the highest-priority Waiting pair (RFC 8445 §6.1.4.2)."""
+        if not self._started or self._credentials() is None:
+            return None
+        while self._triggered:
+            pair, nominate = self._triggered.popleft()
+            if pair.generation == self.generation and (nominate or pair.state is PairState.WAITING):
+                return pair, nominate
+        waiting = [p for p in self.pairs if p.state is PairState.WAITING and not self._component_done(p.component)]
+        if not waiting:
+            return None
+        return max(waiting, key=self.pair_priority), False
+
+    async def _pacer(self) -> None:
+        """One new check every Ta (RFC 8445 §14.2)."""
+        while not self._closed:
+            nxt = self._next_check()
+            if nxt is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._start_check(*nxt)
+            await asyncio.sleep(self.settings.ta)
+
+    def _request(self, pair: CandidatePair, creds: _Credentials, use_candidate: bool) -> tuple[bytes, bytes, bytes]:
+        """(txid, request bytes, response key) of a connectivity or consent check (RFC 8445 §7.2.2)."""
+        txid = self._new_txid()
+        username = f"{creds.remote_ufrag}:{creds.local_ufrag}"
+        if "swapped-username" in self.faults:
+            username = f"{creds.local_ufrag}:{creds.remote_ufrag}"
+        type_pref = 126 if "priority-attr-host-pref" in self.faults else 110
+        prio = candidate_priority(type_pref, pair.local.local_pref, pair.component)
+        attrs: list[tuple[int, bytes]] = [
+            (USERNAME, username.encode()),
+            (PRIORITY, struct.pack("!I", prio)),
+        ]
+        role_code = ICE_CONTROLLING_ATTR if self.role is Role.CONTROLLING else ICE_CONTROLLED_ATTR
+        attrs.append((role_code, struct.pack("!Q", self.tiebreaker)))
+        if use_candidate:
+            attrs.append((USE_CANDIDATE, b""))
+        attrs.append((SOFTWARE, self.settings.software.encode()))
+        key = creds.local_pwd if "wrong-integrity-key" in self.faults else creds.remote_pwd
+        length_delta = 4 if "bad-header-length" in self.faults else 0
+        data = encode(
+            BINDING_REQUEST, txid, attrs, key=key.encode(), fingerprint=self._fp_mode(), length_delta=length_delta
+        )
+        return txid, data, creds.remote_pwd.encode()
+
+    def _start_check(self, pair: CandidatePair, nominate: bool) -> None:
+        """Send a connectivity check on ``pair`` (RFC 8445 §7.2.4)."""
+        creds = self._credentials()
+        if creds is None or pair.local.transport is None:
+            return
+        if self.role is Role.CONTROLLING:
+            use_candidate = nominate and "no-nomination" not in self.faults
+        else:
+            use_candidate = "controlled-nominates" in self.faults
+        txid, data, key = self._request(pair, creds, use_candidate)
+        tx = _Transaction(txid, pair, data, "check", use_candidate, key, self.role)
+        pair.credentials = creds
+        if pair.state is not PairState.SUCCEEDED:
+            pair.state = PairState.IN_PROGRESS
+        pair.transaction = tx
+        self._transactions[txid] = tx
+        self._log(logging.DEBUG, "check %s%s", pair.describe(), " USE-CANDIDATE" if use_candidate else "")
+        self._transmit(tx)
+
+    def _transmit(self, tx: _Transaction) -> None:
+        """Send (or resend) a request and arm its timer (RFC 8489 §6.2.1)."""
+        transport = tx.pair.local.transport
+        if transport is None or self._closed:
+            return
+        transport.sendto(tx.request, tx.pair.remote.address)
+        tx.sends += 1
+        loop = asyncio.get_running_loop()
+        if tx.kind == "consent":  # consent checks are not retransmitted (RFC 7675 §5.1)
+            tx.timer = loop.call_later(self.settings.consent_interval * 2, self._finish, tx)
+            return
+        offsets, fail_at = retransmission_schedule(self._rto, self.settings.rc, self.settings.rm)
+        if tx.sends < len(offsets):
+            tx.timer = loop.call_later(offsets[tx.sends] - offsets[tx.sends - 1], self._transmit, tx)
+        else:
+            tx.timer = loop.call_later(fail_at - offsets[-1], self._timeout, tx)
+
+    def _finish(self, tx: _Transaction) -> None:
+        if tx.timer is not None:
+            tx.timer.cancel()
+            tx.timer = None
+        if self._transactions.get(tx.txid) is tx:
+            del self._transactions[tx.txid]
+
+    def _cancel(self, tx: _Transaction) -> None:
+        """Stop retransmitting; a late response still counts, a timeout does not fail (RFC 8445 §7.3.1.4)."""
+        if tx.timer is not None:
+            tx.timer.cancel()
+        tx.cancelled = True
+        _, fail_at = retransmission_schedule(self._rto, self.settings.rc, self.settings.rm)
+        tx.timer = asyncio.get_running_loop().call_later(fail_at, self._finish, tx)
+
+    def _timeout(self, tx: _Transaction) -> None:
+        """A check transaction timed out: the pair fails (RFC 8445 §7.2.5.4)."""
+        self._finish(tx)
+        if tx.cancelled or tx.kind != "check" or tx.pair.transaction is not tx:
+            return
+        self._log(logging.INFO, "check timed out on %s", tx.pair.describe())
+        self._pair_failed(tx.pair, nomination=tx.use_candidate)
+
+    def _pair_failed(self, pair: CandidatePair, nomination: bool = False) -> None:
+        pair.state = PairState.FAILED
+        if nomination and self.role is Role.CONTROLLING:
+            # The nominating check failed: the pair leaves the valid list and the checklist fails (§8.1.1).
+            self._log(logging.INFO, "nomination of %s failed", pair.describe())
+            if pair.generation == self.generation and not self._component_done(pair.component):
+                self._set_state("failed")
+            return
+        self._check_failed()
+
+    def _check_failed(self) -> None:
+        """The checklist fails when a component's pairs all failed and the peer ended its candidates (RFC 8838 §8)."""
+        if not self._started or not self._end_of_candidates or self.state == "failed":
+            return
+        for component in range(1, self.settings.components + 1):
+            if self._component_done(component):
+                continue
+            mine = [p for p in self.pairs if p.component == component]
+            if mine and all(p.state is PairState.FAILED for p in mine):
+                self._log(logging.INFO, "component %d: every pair failed", component)
+                self._set_state("failed")
+                return
+
+    def _enqueue(self, pair: CandidatePair, nominate: bool = False) -> None:
+        self._triggered.append((pair, nominate))
+        self._wake.set()
+
+    def _set_role(self, role: Role, reason: str) -> None:
+        if role is self.role:
+            return
+        self._log(logging.INFO, "role %s -> %s (%s)", self.role.value, role.value, reason)
+        self.role = role
+        self._nominating.clear()
+        if role is Role.CONTROLLING:
+            for component in range(1, self.settings.components + 1):
+                self._maybe_nominate(component)
+
+    def _maybe_nominate(self, component: int) -> None:
+        """Regular nomination: once a pair succeeded, nominate the best valid pair (RFC 8445 §8.1.1)."""
+        if self.role is not Role.CONTROLLING or "no-nomination" in self.faults:
+            return
+        done = self._nominating.setdefault(component, [])
+        limit = 2 if "nominate-twice" in self.faults else 1
+        if len(done) >= limit:
+            return
+        if done and not any(p.nominated for p in done):
+            return  # the first nomination is still running
+        valid = [
+            p
+            for p in self.pairs
+            if p.component == component
+            and p.state is PairState.SUCCEEDED
+            and p.generation == self.generation
+            and p not in done
+        ]
+        if not valid:
+            return
+        best = max(valid, key=self.pair_priority)
+        done.append(best)
+        self._log(logging.INFO, "nominating %s", best.describe())
+        self._enqueue(best, nominate=True)
+
+    def _select(self, pair: CandidatePair) -> None:
+        """A nominated pair: select the highest-priority nominated pair of its component (RFC 8445 §8.1.1)."""
+        pair.nominated = True
+        nominated = [
+            p for p in self.pairs if p.component == pair.component and p.nominated and p.generation == pair.generation
+        ]
+        best = max(nominated, key=self.pair_priority)
+        current = self.selected.get(pair.component)
+        if current is best:
+            return
+        self.selected[pair.component] = best
+        self._log(logging.INFO, "component %d selected %s", pair.component, best.describe())
+        self._emit(
+            "selected_pair", {"component": pair.component, "local": best.local.sdp(), "remote": best.remote.sdp()}
+        )
+        if self.settings.consent and pair.component not in self._consent_tasks:
+            self._consent_tasks[pair.component] = asyncio.create_task(
+                self._consent_loop(pair.component), name=f"{self.name}-consent-{pair.component}"
+            )
+        if self._all_selected():
+            self._set_state("connected")
+
+    # -- consent freshness (RFC 7675) ------------------------------------------------------------------------
+
+    def _has_consent(self, pair: CandidatePair) -> bool:
+        if "consent-no-expiry" in self.faults:
+            return True
+        if pair.consent_revoked:
+            return False
+        if not self.settings.consent or pair.consent_at is None:
+            return True
+        return self._now() - pair.consent_at <= self.settings.consent_timeout
+
+    async def _consent_loop(self, component: int) -> None:
+        """A consent check every interval x U(0.8, 1.2) on the selected pair (RFC 7675 §5.1)."""
+        interval = self.settings.consent_interval
+        while not self._closed:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            pair = self.selected.get(component)
+            if pair is None:
+                continue
+            if not self._has_consent(pair):
+                if not pair.consent_lost:
+                    pair.consent_lost = True
+                    self._log(logging.INFO, "consent lost on %s", pair.describe())
+                    self._set_state("failed")
+                continue
+            if "no-consent" in self.faults or pair.local.transport is None:
+                continue
+            creds = pair.credentials
+            if creds is None:
+                continue
+            txid, data, key = self._request(pair, creds, use_candidate=False)
+            tx = _Transaction(txid, pair, data, "consent", False, key, self.role)
+            self._transactions[txid] = tx
+            self._transmit(tx)
+
+    # -- the receive path ------------------------------------------------------------------------------------
+
+    def _on_datagram(self, local: LocalCandidate, data: bytes, addr: Address) -> None:
+        if self._closed:
+            return
+        if not data or data[0] > 3:  # not STUN (RFC 7983 §7)
+            if any(r.component == local.component and r.address == addr for r in self.remote_candidates) or any(
+                p.local is local and p.remote.address == addr for p in self.selected.values()
+            ):
+                self._emit("data", {"component": local.component, "data": bytes(data)})
+            return
+        msg = decode(data)
+        if msg is None:
+            self._log(logging.DEBUG, "dropped a malformed STUN message from %s:%d", *addr)
+            return
+        if not msg.padding_zero and "reject-space-padding" in self.faults:
+            self._log(logging.DEBUG, "dropped a message with non-zero padding from %s:%d", *addr)
+            return
+        if msg.method != 0x001:
+            return
+        if not _fingerprint_ok(msg) and "accept-bad-fingerprint" not in self.faults:
+            self._log(logging.DEBUG, "dropped a message with a missing or bad FINGERPRINT from %s:%d", *addr)
+            return
+        cls = msg.msg_class
+        if cls == 0:
+            self._on_request(local, msg, addr)
+        elif cls == 1:
+            if "answer-indication" in self.faults:
+                attrs = [(XOR_MAPPED_ADDRESS, _xor_address(addr[0], addr[1], msg.txid))]
+                self._reply(local, addr, BINDING_SUCCESS, msg.txid, attrs, key=None)
+        else:
+            self._on_response(local, msg, addr)
+
+    def _reply(
+        self,
+        local: LocalCandidate,
+        addr: Address,
+        mtype: int,
+        txid: bytes,
+        attrs: list[tuple[int, bytes]],
+        key: bytes | None,
+    ) -> None:
+        """Send a response from the address the request arrived on (RFC 8489 §6.3.1.2)."""
+        transport = local.side if "asymmetric-response" in self.faults and local.side else local.transport
+        if transport is not None:
+            transport.sendto(encode(mtype, txid, attrs, key=key, fingerprint=self._fp_mode()), addr)
+
+    def _auth_error(self, local: LocalCandidate, addr: Address, msg: StunMessage, code: int) -> None:
+        """400/401 without MESSAGE-INTEGRITY or USERNAME (RFC 8489 §9.1.3)."""
+        key = self.pwd.encode() if "error-with-integrity" in self.faults else None
+        self._reply(local, addr, BINDING_ERROR, msg.txid, [(ERROR_CODE, _error_value(code))], key)
+
+    def _on_request(self, local: LocalCandidate, msg: StunMessage, addr: Address) -> None:
+        """Answer a Binding request (RFC 8489 §9.1.3, RFC 8445 §7.3)."""
+        username = msg.get(USERNAME)
+        if username is None or not msg.has(MESSAGE_INTEGRITY):
+            self._auth_error(local, addr, msg, 401 if "no-400-missing-mi" in self.faults else 400)
+            return
+        if username.split(b":", 1)[0] != self.ufrag.encode():
+            self._auth_error(local, addr, msg, 401)
+            return
+        key = self.pwd.encode()
+        if not verify_integrity(msg, key) and "accept-bad-integrity" not in self.faults:
+            self._auth_error(local, addr, msg, 401)
+            return
+        unknown = sorted({c for c, _, _ in msg.visible() if c < 0x8000 and c not in KNOWN_REQUIRED})
+        if unknown and "ignore-unknown-required" not in self.faults:
+            value = b"".join(struct.pack("!H", c) for c in unknown)
+            attrs = [(ERROR_CODE, _error_value(420)), (UNKNOWN_ATTRIBUTES, value)]
+            self._reply(local, addr, BINDING_ERROR, msg.txid, attrs, key)
+            return
+        prio_value = msg.get(PRIORITY)
+        if prio_value is None or len(prio_value) != 4:
+            self._reply(local, addr, BINDING_ERROR, msg.txid, [(ERROR_CODE, _error_value(400))], key)
+            return
+        if not self._role_check(local, msg, addr, key):
+            return
+        attrs = [(XOR_MAPPED_ADDRESS, _xor_address(addr[0], addr[1], msg.txid))]
+        if "response-with-username" in self.faults:
+            attrs.append((USERNAME, username))
+        attrs.append((SOFTWARE, self.settings.software.encode()))
+        reply_key = key
+        if "response-wrong-key" in self.faults:
+            reply_key = (self.remote_pwd or "").encode()
+        self._reply(local, addr, BINDING_SUCCESS, msg.txid, attrs, reply_key)
+        self._after_request(local, addr, struct.unpack("!I", prio_value)[0], msg.has(USE_CANDIDATE))
+
+    def _role_check(self, local: LocalCandidate, msg: StunMessage, addr: Address, key: bytes) -> bool:
+        """Role conflict by the table (RFC 8445 §7.3.1.1); False when answered with 487."""
+        attribute: Literal["ICE-CONTROLLING", "ICE-CONTROLLED"] | None = None
+        value = msg.get(ICE_CONTROLLING_ATTR)
+        if value is not None:
+            attribute = ICE_CONTROLLING
+        else:
+            value = msg.get(ICE_CONTROLLED_ATTR)
+            attribute = ICE_CONTROLLED if value is not None else None
+        if attribute is None or value is None or len(value) != 8:
+            return True
+        peer = struct.unpack("!Q", value)[0]
+        action = decide_role_conflict(self.role, self.tiebreaker, attribute, peer)
+        if action is RoleAction.SEND_487:
+            if self.role is Role.CONTROLLING and "no-487" in self.faults:
+                return True
+            self._log(logging.INFO, "role conflict with %s:%d: 487", *addr)
+            self._reply(local, addr, BINDING_ERROR, msg.txid, [(ERROR_CODE, _error_value(487))], key)
+            return False
+        if action is RoleAction.SWITCH_ROLE and "no-role-switch" not in self.faults:
+            other = Role.CONTROLLED if self.role is Role.CONTROLLING else Role.CONTROLLING
+            self._set_role(other, f"role conflict, peer tie-breaker {peer}")
+        return True
+
+    def _after_request(self, local: LocalCandidate, addr: Address, priority: int, use_candidate: bool) -> None:
+        """Peer-reflexive candidates, triggered checks and nomination (RFC 8445 §7.3.1.3-§7.3.1.5)."""
+        remote = self._find_remote(local.component, addr)
+        if remote is None:
+            self._prflx_count += 1
+            remote = RemoteCandidate(local.component, addr[0], addr[1], priority, "prflx", f"p{self._prflx_count}")
+            self.remote_candidates.append(remote)
+            self._log(logging.INFO, "peer-reflexive remote candidate %s", remote.sdp())
+        pair = self._find_pair(local, addr)
+        new = pair is None
+        if pair is None:
+            pair = self._add_pair(local, remote)
+        if "no-triggered-check" in self.faults:
+            if new:
+                pair.state = PairState.FROZEN
+        elif pair.state is not PairState.SUCCEEDED:
+            if pair.state is PairState.IN_PROGRESS and pair.transaction is not None:
+                self._cancel(pair.transaction)
+            pair.state = PairState.WAITING
+            self._enqueue(pair)
+        if use_candidate and self.role is Role.CONTROLLED:
+            if pair.state is PairState.SUCCEEDED:
+                self._select(pair)
+            else:
+                pair.nominate_on_success = True
+
+    def _on_response(self, local: LocalCandidate, msg: StunMessage, addr: Address) -> None:
+        """Complete a check or consent transaction (RFC 8445 §7.2.5, RFC 7675 §5.1)."""
+        tx = self._transactions.get(msg.txid)
+        if tx is None:
+            return
+        if not verify_integrity(msg, tx.key) and "accept-unauthenticated-response" not in self.faults:
+            self._log(logging.DEBUG, "discarded a response without valid MESSAGE-INTEGRITY from %s:%d", *addr)
+            return
+        pair = tx.pair
+        symmetric = addr == pair.remote.address and local is pair.local
+        self._finish(tx)
+        if tx.kind == "consent":
+            if not symmetric:
+                return
+            if msg.msg_class == 2:
+                pair.consent_at = self._now()
+            elif msg.error_code() == 403 and "ignore-403" not in self.faults:
+                pair.consent_revoked = True
+                self._log(logging.INFO, "consent revoked by 403 on %s", pair.describe())
+            return
+        if not symmetric and "accept-asymmetric" not in self.faults:
+            self._log(logging.INFO, "asymmetric response from %s:%d on %s: pair failed", *addr, pair.describe())
+            self._pair_failed(pair, nomination=tx.use_candidate)
+            return
+        if msg.msg_class == 3:
+            code = msg.error_code()
+            if code == 487 and "ignore-487" not in self.faults:
+                # Switch away from the role the check carried, unless already done (RFC 8445 §7.2.5.1).
+                other = Role.CONTROLLED if tx.role is Role.CONTROLLING else Role.CONTROLLING
+                if self.role is not other:
+                    if "keep-tiebreaker" not in self.faults:
+                        self.tiebreaker = secrets.randbits(64)
+                    self._set_role(other, "487 response")
+                if pair.state is not PairState.SUCCEEDED:
+                    pair.state = PairState.WAITING
+                self._enqueue(pair)
+                return
+            self._log(logging.INFO, "error %s on %s: pair failed", code, pair.describe())
+            self._pair_failed(pair, nomination=tx.use_candidate)
+            return
+        if pair.state is not PairState.SUCCEEDED:
+            pair.state = PairState.SUCCEEDED
+            pair.consent_at = self._now()
+            self._log(logging.INFO, "pair succeeded %s", pair.describe())
+        else:
+            pair.consent_at = self._now()
+        nominated_by_us = tx.use_candidate and self.role is Role.CONTROLLING
+        if nominated_by_us or (pair.nominate_on_success and self.role is Role.CONTROLLED):
+            self._select(pair)
+        self._maybe_nominate(pair.component)
+        self._wake.set()
