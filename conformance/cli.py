@@ -74,8 +74,10 @@ def _pytest_argv(args: argparse.Namespace, iut_args: list[str], out: Path) -> li
         argv += ["-n", str(args.n)]
     if args.slow:
         argv.append("--slow")
-    if args.case_budget:
-        argv += ["--case-budget", str(args.case_budget)]
+    for option in ("case_budget", "iut_budget", "run_budget"):
+        value = getattr(args, option)
+        if value:
+            argv += [f"--{option.replace('_', '-')}", str(value)]
     return argv
 
 
@@ -208,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-k", help="select cases by keyword expression (as pytest -k)")
     run.add_argument("-n", help="parallel workers (as pytest-xdist -n)")
     run.add_argument("--slow", action="store_true", help="include the slow tier")
-    run.add_argument("--case-budget", type=float, help="seconds per case")
+    run.add_argument("--case-budget", type=float, help="seconds per case (default 60)")
+    run.add_argument("--iut-budget", type=float, help="seconds of case time for the IUT, per worker")
+    run.add_argument("--run-budget", type=float, help="seconds for the whole run; later cases get ERROR")
     run.add_argument(
         "--netns",
         choices=["auto", "on", "off"],

@@ -53,6 +53,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--iut-cmd", action="store", default=None, help='command of a stdio shim, e.g. "node shim.js"')
     group.addoption("--case-budget", action="store", type=float, default=None, help="seconds per case (default 60)")
     group.addoption("--slow", action="store_true", default=False, help="also run cases marked slow")
+    group.addoption(
+        "--iut-budget", action="store", type=float, default=None, help="seconds of case time per IUT (per worker)"
+    )
+    group.addoption("--run-budget", action="store", type=float, default=None, help="seconds for the whole run")
     group.addoption("--conformance-out", action="store", default=None, help="folder for summary.json and artifacts")
     parser.addini("iut", "default IUT name", default=DEFAULT_IUT)
     parser.addini("case_budget", "default seconds per case", default="60")
@@ -66,9 +70,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "node: needs Node.js")
     if config.getoption("iut") and config.getoption("iut_cmd"):
         raise pytest.UsageError("--iut and --iut-cmd are exclusive: name a registered IUT or give a shim command")
-    budget = config.getoption("case_budget")
-    if budget is not None and budget <= 0:
-        raise pytest.UsageError(f"--case-budget must be positive, got {budget}")
+    for option in ("case_budget", "iut_budget", "run_budget"):
+        value = config.getoption(option)
+        if value is not None and value <= 0:
+            raise pytest.UsageError(f"--{option.replace('_', '-')} must be positive, got {value}")
+    config._conformance_started = time.monotonic()  # type: ignore[attr-defined]
     name = config.getoption("iut")
     if name:
         from conformance.adapters.registry import UnknownIut, get_iut
@@ -110,6 +116,8 @@ class IutHandle:
         self.adapter: Adapter | None = None
         self.info: IutInfo | None = None
         self.failure: str | None = None
+        #: Seconds of case time spent on this IUT by this worker (for --iut-budget).
+        self.spent = 0.0
 
     def _make(self) -> Adapter:
         from conformance.adapters.registry import make_adapter
@@ -127,6 +135,7 @@ class IutHandle:
 
     def get(self) -> tuple[Adapter, IutInfo]:
         """A live, initialized adapter, or HarnessError naming why there is none."""
+        self._check_budgets()
         if self.adapter is not None and self._dead():
             logger.warning("IUT adapter died; starting a new one")
             self.shutdown()
@@ -146,6 +155,15 @@ class IutHandle:
                 raise HarnessError(f"IUT {_iut_label(self.config)} failed to initialize: {reason}\n{tail}") from exc
         assert self.info is not None
         return self.adapter, self.info
+
+    def _check_budgets(self) -> None:
+        run_budget = self.config.getoption("run_budget")
+        started: float = getattr(self.config, "_conformance_started", time.monotonic())
+        if run_budget is not None and time.monotonic() - started > run_budget:
+            raise HarnessError(f"the run budget of {run_budget:g} s is spent; case not started")
+        iut_budget = self.config.getoption("iut_budget")
+        if iut_budget is not None and self.spent > iut_budget:
+            raise HarnessError(f"the IUT budget of {iut_budget:g} s is spent ({self.spent:.1f} s); case not started")
 
     def shutdown(self) -> None:
         """Stop the adapter (never raises)."""
@@ -238,6 +256,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     )
     names = pyfuncitem._fixtureinfo.argnames
     kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    handle: IutHandle | None = None
+    if "harness" in pyfuncitem.funcargs:
+        handle = pyfuncitem._request.getfixturevalue("iut_handle")
     start = time.monotonic()
     try:
         loop.run_until_complete(asyncio.wait_for(pyfuncitem.obj(**kwargs), budget))
@@ -245,6 +266,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         if time.monotonic() - start >= budget * 0.99:
             raise HarnessError(f"case exceeded its budget of {budget:g} s") from exc
         raise
+    finally:
+        if handle is not None:
+            handle.spent += time.monotonic() - start
     return True
 
 
@@ -303,6 +327,7 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
     level = min(levels, key=["MUST", "SHOULD", "MAY", "INFO"].index) if levels else ""
     info: IutInfo | None = getattr(item, "_conformance_iut", None)
     artifacts = getattr(item, "_conformance_artifacts", {})
+    h: Harness | None = getattr(item, "_conformance_harness", None)
     props = {
         "verdict": verdict.value,
         "requirements": " ".join(ids),
@@ -311,6 +336,7 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
         "iut": info.name if info else _iut_label(item.config),
         "iut_version": info.version if info else "",
         "artifacts": json.dumps(artifacts),
+        "waited": f"{h.waited:.3f}" if h is not None else "0",
     }
     report.user_properties = [p for p in report.user_properties if p[0] not in props]
     report.user_properties.extend(props.items())
@@ -423,6 +449,7 @@ class _Collector:
                 "iut": props["iut"],
                 "iut_version": props["iut_version"],
                 "artifacts": json.loads(str(props.get("artifacts") or "{}")),
+                "waited": float(str(props.get("waited") or 0)),
             }
         )
 

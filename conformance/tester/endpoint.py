@@ -119,6 +119,8 @@ class Endpoint:
         self._waiters: list[tuple[Predicate, float, asyncio.Future[Received]]] = []
         self._handlers: list[Callable[[Received], None]] = []
         self._loop = asyncio.get_running_loop()
+        #: Seconds this endpoint spent deliberately waiting (silence windows, protocol timers sat out).
+        self.waited = 0.0
 
     @classmethod
     async def open(cls, capture: Capture, host: str = "127.0.0.1", port: int = 0, label: str = "harness") -> Endpoint:
@@ -183,8 +185,12 @@ class Endpoint:
         findings: Findings | None = None,
         requirement: str | None = None,
         clause: str | None = None,
+        deliberate: bool = False,
     ) -> Received:
         """The first untaken datagram since ``since`` (default: the endpoint's start) matching ``predicate``.
+
+        ``deliberate``: the wait is a protocol timer the case sits out (a retransmission, a consent interval), so
+        its time counts in :attr:`waited`.
 
         On timeout: with ``requirement`` (and ``findings``) the absence is that requirement's violation; without, it
         is a :class:`HarnessError` (ERROR), since nothing said the IUT had to send it.
@@ -197,6 +203,7 @@ class Endpoint:
         future: asyncio.Future[Received] = self._loop.create_future()
         waiter = (predicate, start, future)
         self._waiters.append(waiter)
+        began = self._loop.time()
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -206,11 +213,16 @@ class Endpoint:
                 raise CaseEnded(message) from None
             raise HarnessError(message) from None
         finally:
+            if deliberate:
+                self.waited += self._loop.time() - began
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
     async def expect_silence(self, predicate: Predicate, window: float) -> Received | None:
-        """Watch ``window`` seconds from now; the first matching datagram, or None if all was quiet."""
+        """Watch ``window`` seconds from now; the first matching datagram, or None if all was quiet.
+
+        The time spent counts as a deliberate wait (:attr:`waited`), not as harness overhead.
+        """
         start = self._loop.time()
         future: asyncio.Future[Received] = self._loop.create_future()
         waiter = (predicate, start, future)
@@ -220,6 +232,7 @@ class Endpoint:
         except TimeoutError:
             return None
         finally:
+            self.waited += self._loop.time() - start
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 

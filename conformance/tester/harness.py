@@ -35,6 +35,8 @@ class Harness:
         self._sessions: list[IceSession] = []
         self._log: NotificationLog | None = None
         self._deferred: list[Callable[[], Awaitable[object]]] = []
+        #: Deliberate waits outside endpoints (e.g. IUT notifications awaited over a protocol timer).
+        self.extra_waited = 0.0
 
     def require(self, *capabilities: str) -> None:
         """Raise UNSUPPORTED unless the IUT declares every capability."""
@@ -74,6 +76,12 @@ class Harness:
         for i, c in enumerate(s.candidates):
             self.capture.label((c.address, c.port), f"IUT {c.kind} {i + 1}")
         return s
+
+    @property
+    def waited(self) -> float:
+        """Seconds the case spent in deliberate waits (silence windows, protocol timers), over all endpoints."""
+        eps = self._endpoints + [ep for p in self._peers for ep in p.endpoints]
+        return sum(ep.waited for ep in eps) + self.extra_waited
 
     def defer(self, cleanup: Callable[[], Awaitable[object]]) -> None:
         """Run ``cleanup`` when the case ends (last registered, first run), before sockets close."""
