@@ -1,0 +1,43 @@
+"""Repeat the default tier N times against an IUT and count verdict flips per case.
+
+Run: ``python benchmarks/stability.py [--iut aioice] [--runs 20] [-n 2]``. Prints the number of runs, the cases
+whose verdict changed between runs (flips), and exits 1 if any case flipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--iut", default="aioice")
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("-n", dest="workers", type=int, default=2)
+    args = parser.parse_args()
+    seen: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.runs):
+            out = Path(tmp) / f"run{i}"
+            argv = [sys.executable, "-m", "conformance.cli", "run", "--iut", args.iut, "--out", str(out)]
+            if args.workers:
+                argv += ["-n", str(args.workers)]
+            subprocess.run(argv, capture_output=True, check=False)
+            for r in json.loads((out / "summary.json").read_text())["records"]:
+                seen[r["case_id"]][r["verdict"]] += 1
+            print(f"run {i + 1}/{args.runs} done", flush=True)
+    flips = {case: dict(v) for case, v in seen.items() if len(v) > 1}
+    print(f"runs: {args.runs}; cases: {len(seen)}; cases with flips: {len(flips)}")
+    for case, verdicts in sorted(flips.items()):
+        print(f"  FLIP {case}: {verdicts}")
+    return 1 if flips else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
