@@ -167,8 +167,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    import pytest
-
     from conformance.adapters.registry import get_iut, known_iuts
 
     _out("IUTs:")
@@ -178,24 +176,69 @@ def _cmd_list(args: argparse.Namespace) -> int:
         _out(f"  {name:<14} {spec.description}")
         _out(f"  {'':<14} capabilities: {', '.join(sorted(caps)) if caps else '(declared at initialize)'}")
 
+    rows = _collect_cases()
+    _out("cases:")
+    for case, reqs in rows:
+        _out(f"  {case}  [{' '.join(reqs)}]")
+    return EXIT_OK if rows else EXIT_ERROR
+
+
+def _collect_cases() -> list[tuple[str, list[str]]]:
+    """Every case (slow tier included) with its requirement IDs."""
+    import pytest
+
     class _Lister:
         def __init__(self) -> None:
-            self.rows: list[tuple[str, str]] = []
+            self.rows: list[tuple[str, list[str]]] = []
 
         def pytest_collection_finish(self, session: pytest.Session) -> None:
             for item in session.items:
                 marker = item.get_closest_marker("requirement")
-                self.rows.append((item.nodeid.removeprefix("suites/"), " ".join(marker.args) if marker else ""))
+                self.rows.append((item.nodeid.removeprefix("suites/"), list(marker.args) if marker else []))
 
     lister = _Lister()
     with contextlib.redirect_stdout(io.StringIO()):
-        code = pytest.main(
-            [str(_suites_dir()), "--collect-only", "-q", "-p", "no:cacheprovider", "--slow"], plugins=[lister]
-        )
-    _out("cases:")
-    for case, reqs in lister.rows:
-        _out(f"  {case}  [{reqs}]")
-    return EXIT_OK if code == 0 else EXIT_ERROR
+        pytest.main([str(_suites_dir()), "--collect-only", "-q", "-p", "no:cacheprovider", "--slow"], plugins=[lister])
+    return lister.rows
+
+
+def _cmd_coverage(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from conformance.catalog import load_catalog
+
+    catalog = load_catalog()
+    reasons_file = _suites_dir() / "not_checkable.toml"
+    reasons: dict[str, str] = {}
+    if reasons_file.exists():
+        reasons = {str(r["id"]): str(r["reason"]) for r in tomllib.loads(reasons_file.read_text()).get("row", [])}
+    by_req: dict[str, list[str]] = {}
+    for case, reqs in _collect_cases():
+        for rid in reqs:
+            by_req.setdefault(rid, []).append(case)
+    sections = set(args.sections or [])
+    uncovered = 0
+    rows = 0
+    for req in catalog.values():
+        if sections and req.group not in sections:
+            continue
+        rows += 1
+        cases = by_req.get(req.id, [])
+        if cases:
+            _out(f"{req.id:<14} {req.level:<6} {len(cases)} case(s): {', '.join(cases)}")
+        elif req.id in reasons:
+            _out(f"{req.id:<14} {req.level:<6} not checkable from outside: {reasons[req.id]}")
+        else:
+            uncovered += 1
+            _out(f"{req.id:<14} {req.level:<6} NO CASE")
+    covered = (
+        rows - uncovered - sum(1 for r in reasons if r in catalog and (not sections or catalog[r].group in sections))
+    )
+    _out(
+        f"{rows} rows: {covered} with cases, {rows - covered - uncovered} not checkable (reason given), "
+        f"{uncovered} without"
+    )
+    return EXIT_FAIL if uncovered else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     lst = sub.add_parser("list", help="known IUTs with their capabilities; cases with their requirement IDs")
     lst.set_defaults(func=_cmd_list)
+    cov = sub.add_parser("coverage", help="catalog rows with the cases that check them, and the rows with none")
+    cov.add_argument("sections", nargs="*", help="catalog groups such as 1.1 1.5 (default: all)")
+    cov.set_defaults(func=_cmd_coverage)
     vec = sub.add_parser("vectors", help="verify the RFC test vectors with the codec")
     vec.set_defaults(func=_cmd_vectors)
     return parser
