@@ -51,11 +51,12 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
 
 
 def _pytest_argv(args: argparse.Namespace, iut_args: list[str], out: Path) -> list[str]:
+    targets = [str(_suites_dir() / c) for c in args.cases] if args.cases else [str(_suites_dir())]
     argv = [
         sys.executable,
         "-m",
         "pytest",
-        str(_suites_dir()),
+        *targets,
         "-v",
         "-p",
         "no:cacheprovider",
@@ -247,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the suites against an IUT and write junit, allure, summary and HTML")
+    run.add_argument(
+        "cases",
+        nargs="*",
+        help="suite folders, files or case IDs under suites/ (default: all), e.g. stun ice/test_roles.py",
+    )
     run.add_argument("--iut", help="IUT name (default aioice); see `ice-conformance list`")
     run.add_argument("--iut-cmd", help='any program speaking the stdio contract, e.g. "node shim.js"')
     run.add_argument("--out", default="reports/latest", help="output folder (default reports/latest)")
