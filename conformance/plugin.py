@@ -333,7 +333,9 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
         "requirements": " ".join(ids),
         "level": level,
         "message": message,
-        "iut": info.name if info else _iut_label(item.config),
+        # The registry name when --iut is given (what baselines and matrices key on), else the shim's own name.
+        "iut": str(item.config.getoption("iut") or (info.name if info else _iut_label(item.config))),
+        "iut_reported": info.name if info else "",
         "iut_version": info.version if info else "",
         "artifacts": json.dumps(artifacts),
         "waited": f"{h.waited:.3f}" if h is not None else "0",
@@ -448,6 +450,7 @@ class _Collector:
                 "message": props["message"],
                 "iut": props["iut"],
                 "iut_version": props["iut_version"],
+                "iut_reported": props.get("iut_reported", ""),
                 "artifacts": json.loads(str(props.get("artifacts") or "{}")),
                 "waited": float(str(props.get("waited") or 0)),
             }

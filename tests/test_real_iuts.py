@@ -1,0 +1,50 @@
+"""The adapter issue's cases against each real implementation through its shim, gated by its baseline.
+
+Each IUT installs on first use (libnice: a C shim compiled against libnice-dev; the others: npm ci into a cache).
+The gate must be green: every verdict PASS or expected by ``baselines/<iut>.toml`` (exit 0).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ["stun/test_short_term.py", "ice/test_priority.py", "ice/test_nomination.py"]
+
+
+@pytest.mark.parametrize("iut", ["libnice", "werift", "libjuice", "libwebrtc"])
+def test_real_iut_runs_the_first_suites_green_against_its_baseline(iut: str, tmp_path: Path) -> None:
+    if iut != "libnice" and shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conformance.cli",
+            "run",
+            *CASES,
+            "--iut",
+            iut,
+            "--out",
+            str(out),
+            "--baseline",
+            str(ROOT / "baselines" / f"{iut}.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        check=False,
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    verdicts = {r["case_id"]: r["verdict"] for r in summary["records"]}
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert len(verdicts) >= 20 and "ERROR" not in verdicts.values()
+    assert summary["records"][0]["iut"] == iut and summary["records"][0]["iut_version"]
