@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import __version__
+from conformance.report.commands import add_commands
 
 __all__ = ["main"]
 
@@ -103,6 +104,11 @@ def _netns(args: argparse.Namespace, argv: list[str]) -> list[str]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from conformance.adapters.registry import UnknownIut, get_iut
     from conformance.baseline import BaselineError, compare, load_baseline
+    from conformance.report.baselines import check_reasons
+    from conformance.report.gate import gate
+    from conformance.report.html import write_report
+    from conformance.report.junit import rewrite_junit
+    from conformance.report.markdown import write_summary_md
 
     if args.iut and args.iut_cmd:
         _err("error: --iut and --iut-cmd are exclusive")
@@ -117,6 +123,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.baseline:
         try:
             baseline = load_baseline(args.baseline)
+            check_reasons(baseline, args.baseline)
         except BaselineError as exc:
             _err(f"error: {exc}")
             return EXIT_ERROR
@@ -137,9 +144,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for r in records:
         r["case_id"] = r["nodeid"].removeprefix("suites/")
     summary_file.write_text(json.dumps(summary, indent=2))
-    from conformance.report.html import write_report
-
-    report = write_report([out], out / "report")
+    if (out / "junit.xml").exists():
+        rewrite_junit(out / "junit.xml", records)
+    report = write_report([out], out / "report", baseline=baseline)
     comparison = compare(records, baseline)
     counts = summary["counts"]
     _out("verdicts: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
@@ -155,16 +162,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for r in rows:
             _out(f"  {label}: {r['case_id']}: {r['message'].splitlines()[0] if r['message'] else ''}")
     _out(f"report: {report}")
-    if not records:
-        _err("error: the run selected no case")
-        return EXIT_ERROR
-    if comparison.errors:
-        return EXIT_ERROR
-    if comparison.new_failures or (args.strict and comparison.new_non_strict):
-        return EXIT_FAIL
-    if args.strict_baseline and comparison.unexpected_passes:
-        return EXIT_FAIL
-    return EXIT_OK
+    if args.summary_md:
+        write_summary_md(
+            summary, comparison, Path(args.summary_md), strict=args.strict, strict_baseline=args.strict_baseline
+        )
+    result = gate(records, comparison, strict=args.strict, strict_baseline=args.strict_baseline)
+    if result.code != EXIT_OK:
+        _err(f"exit {result.code}: {result.reason}")
+    return result.code
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -271,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--baseline", help="TOML file of expected verdicts with reasons")
     run.add_argument("--strict", action="store_true", help="a NON-STRICT not in the baseline fails the run")
     run.add_argument("--strict-baseline", action="store_true", help="an unexpected pass fails the run")
+    run.add_argument("--summary-md", help="also write a Markdown summary (for a CI job page) to this file")
     run.set_defaults(func=_cmd_run)
     lst = sub.add_parser("list", help="known IUTs with their capabilities; cases with their requirement IDs")
     lst.set_defaults(func=_cmd_list)
@@ -279,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     cov.set_defaults(func=_cmd_coverage)
     vec = sub.add_parser("vectors", help="verify the RFC test vectors with the codec")
     vec.set_defaults(func=_cmd_vectors)
+    add_commands(sub)
     return parser
 
 

@@ -223,6 +223,7 @@ def harness(
     node = request.node
     _allure_labels(findings)
     adapter, info = iut_handle.get()
+    _allure_parameter("IUT", str(request.config.getoption("iut") or info.name))
     node._conformance_iut = info
     marker = node.get_closest_marker("needs")
     if marker is not None:
@@ -304,7 +305,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     marker = item.get_closest_marker("requirement")
     if marker is None:
         return  # a self-test of the harness, not a conformance case
-    if report.when == "teardown" or (report.when == "setup" and report.passed):
+    if report.when == "teardown":
+        # The artifacts are written at teardown, after the call report: send them on the teardown report.
+        artifacts = getattr(item, "_conformance_artifacts", None)
+        if artifacts:
+            report.user_properties.append(("artifacts", json.dumps(artifacts)))
+        return
+    if report.when == "setup" and report.passed:
         return
     verdict, message = grade(findings, call.excinfo)
     _annotate(item, report, verdict, message)
@@ -342,6 +349,9 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
     }
     report.user_properties = [p for p in report.user_properties if p[0] not in props]
     report.user_properties.extend(props.items())
+    # pytest's JUnit writer takes properties from the item (it writes them with the teardown report).
+    item.user_properties = [p for p in item.user_properties if p[0] not in props]
+    item.user_properties.extend((k, v) for k, v in props.items() if k not in ("artifacts", "message"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -356,6 +366,16 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
 
 
 # -- allure and artifacts ----------------------------------------------------------------------------------------
+
+
+def _allure_parameter(name: str, value: str) -> None:
+    """A parameter in the allure test identity, so runs of several IUTs merge without collapsing."""
+    try:
+        import allure
+    except ImportError:
+        return
+    dynamic: Any = allure.dynamic
+    dynamic.parameter(name, value)
 
 
 def _allure_labels(findings: Findings) -> None:
@@ -435,7 +455,12 @@ class _Collector:
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
-        if "verdict" not in props or report.when == "teardown":
+        if report.when == "teardown":
+            for record in self.records:
+                if record["nodeid"] == report.nodeid and props.get("artifacts"):
+                    record["artifacts"] = json.loads(str(props["artifacts"]))
+            return
+        if "verdict" not in props:
             return
         if any(r["nodeid"] == report.nodeid for r in self.records):
             return

@@ -1,0 +1,426 @@
+"""The report's data model: run folders loaded, merged and arranged as counts, a matrix and case entries.
+
+Theory of operation: ``summary.json`` of each run folder is the source of truth. Every record is normalised (its
+case ID derived from the node ID, its artifacts found on disk), keyed by (IUT, case ID) and sorted, so the model of
+several run folders (CI shards, one job per IUT) is the model of one run over the same cases: nothing in it depends
+on the order or the number of folders except the list of runs itself. The matrix rows are catalog requirements
+grouped by the catalog's groups; the columns are IUTs; a cell holds every case of that IUT naming the requirement.
+Records of interoperability runs (``kind == "interop"``, with ``pair`` and ``topology``) are kept out of the
+conformance matrix and arranged by :func:`interop_grid` into an IUT-by-IUT grid instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conformance.baseline import Baseline, Expected
+from conformance.catalog import Catalog, Requirement, load_catalog
+
+__all__ = [
+    "ARTIFACT_FILES",
+    "VERDICTS",
+    "CaseEntry",
+    "InteropGrid",
+    "MatrixGroup",
+    "MatrixRow",
+    "ReportError",
+    "ReportModel",
+    "RunInfo",
+    "build_model",
+    "case_slug",
+    "interop_grid",
+    "load_records",
+    "load_summary",
+    "merged_summary",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Verdicts in the order the report shows them (good to bad, then the harness's own).
+VERDICTS: tuple[str, ...] = ("PASS", "NON-STRICT", "FAIL", "INFO", "UNSUPPORTED", "ERROR")
+#: Worst first, to pick the colour of a cell that holds several cases.
+_SEVERITY = ("ERROR", "FAIL", "NON-STRICT", "UNSUPPORTED", "INFO", "PASS")
+
+#: The artifact kinds and the file names the plugin writes under ``artifacts/<case>/``.
+ARTIFACT_FILES: dict[str, str] = {"pcap": "capture.pcap", "ladder": "ladder.svg", "stderr": "iut.log"}
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class ReportError(ValueError):
+    """A run folder that cannot be reported; the message names the folder and what is wrong."""
+
+
+def case_slug(text: str) -> str:
+    """A file-name-safe form of a case or node ID (the plugin's naming of artifact folders)."""
+    return _UNSAFE.sub("_", text).strip("_")[:150]
+
+
+def worst(verdicts: list[str]) -> str:
+    """The worst of several verdicts (ERROR, FAIL, NON-STRICT, UNSUPPORTED, INFO, PASS)."""
+    ranked = [v for v in _SEVERITY if v in verdicts]
+    return ranked[0] if ranked else ""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run folder: where, which IUT, when, and its counts."""
+
+    folder: Path
+    iut: str
+    iut_versions: tuple[str, ...]
+    harness_version: str
+    started: float | None
+    finished: float | None
+    counts: dict[str, int]
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, when both are known."""
+        if self.started is None or self.finished is None:
+            return None
+        return max(0.0, self.finished - self.started)
+
+
+@dataclass
+class CaseEntry:
+    """One case of one IUT: its record, requirements, artifacts and where its page goes."""
+
+    record: dict[str, Any]
+    run: RunInfo
+    requirements: list[Requirement]
+    unknown_requirements: list[str]
+    artifacts: dict[str, Path]
+    expected: Expected | None = None
+
+    @property
+    def iut(self) -> str:
+        return str(self.record["iut"])
+
+    @property
+    def case_id(self) -> str:
+        return str(self.record["case_id"])
+
+    @property
+    def verdict(self) -> str:
+        return str(self.record["verdict"])
+
+    @property
+    def slug(self) -> str:
+        """The case's file stem inside its IUT folder."""
+        return case_slug(self.case_id)
+
+    @property
+    def page(self) -> str:
+        """The case page, relative to the report's root."""
+        return f"cases/{case_slug(self.iut)}/{self.slug}.html"
+
+    @property
+    def variant(self) -> str:
+        """The parametrize ID (``controlling`` in ``test_x[controlling]``), or the empty string."""
+        m = re.search(r"\[(.*)\]$", self.case_id)
+        return m.group(1) if m else ""
+
+    @property
+    def function(self) -> str:
+        """The test function's name without parameters."""
+        return self.case_id.split("::")[-1].split("[")[0]
+
+    @property
+    def rfcs(self) -> list[str]:
+        """RFC names of the case's requirements (``RFC 8445``), in catalog order, without repeats."""
+        return list(dict.fromkeys(r.rfc_name for r in self.requirements)) or ["unknown"]
+
+    @property
+    def first_line(self) -> str:
+        """The first line of the message (for tooltips and lists)."""
+        msg = str(self.record.get("message") or "")
+        return msg.splitlines()[0] if msg else ""
+
+    @property
+    def baseline_status(self) -> str:
+        """ "expected" (matches the baseline), "unexpected-pass", "differs" or "" (no baseline entry)."""
+        if self.expected is None:
+            return ""
+        if self.expected.verdict == self.verdict:
+            return "expected"
+        return "unexpected-pass" if self.verdict == "PASS" else "differs"
+
+
+@dataclass
+class MatrixRow:
+    """One requirement and, per IUT, the cases that check it."""
+
+    req: Requirement
+    cells: dict[str, list[CaseEntry]]
+
+    def worst(self, iut: str) -> str:
+        return worst([c.verdict for c in self.cells.get(iut, [])])
+
+    @property
+    def tested(self) -> bool:
+        return any(self.cells.values())
+
+
+@dataclass
+class MatrixGroup:
+    """A catalog group (``1.7 Nomination and concluding ICE``) and its rows."""
+
+    group: str
+    title: str
+    rows: list[MatrixRow]
+
+    @property
+    def tested_rows(self) -> int:
+        return sum(1 for r in self.rows if r.tested)
+
+
+@dataclass
+class InteropGrid:
+    """Interop cases arranged by pair: ``cells[(a, b)]`` holds the cases of ``a`` against ``b``."""
+
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], list[CaseEntry]]
+    topologies: list[str]
+
+    def worst(self, a: str, b: str) -> str:
+        return worst([c.verdict for c in self.cells.get((a, b), [])])
+
+
+@dataclass
+class ReportModel:
+    """Everything the templates render."""
+
+    catalog: Catalog
+    runs: list[RunInfo]
+    iuts: list[str]
+    iut_versions: dict[str, list[str]]
+    harness_versions: list[str]
+    cases: list[CaseEntry]
+    groups: list[MatrixGroup]
+    counts: dict[str, dict[str, int]]
+    rfc_counts: list[tuple[str, str, dict[str, dict[str, int]]]]
+    coverage: list[tuple[str, int, int]]
+    interop: InteropGrid | None
+    baseline: Baseline | None = None
+    duplicates: list[str] = field(default_factory=list)
+
+    @property
+    def rfc_names(self) -> list[str]:
+        """RFCs that appear in at least one case, in numeric order."""
+        names = {n for c in self.cases for n in c.rfcs}
+        return sorted(names, key=lambda n: (not n.startswith("RFC "), int(n[4:]) if n[4:].isdigit() else 0, n))
+
+    @property
+    def started(self) -> float | None:
+        values = [r.started for r in self.runs if r.started is not None]
+        return min(values) if values else None
+
+    @property
+    def finished(self) -> float | None:
+        values = [r.finished for r in self.runs if r.finished is not None]
+        return max(values) if values else None
+
+    @property
+    def total(self) -> dict[str, int]:
+        return {v: sum(self.counts[i][v] for i in self.iuts) for v in VERDICTS}
+
+
+def load_summary(folder: Path) -> dict[str, Any]:
+    """A run folder's ``summary.json``; ReportError when missing or malformed."""
+    path = folder / "summary.json"
+    if not folder.is_dir():
+        raise ReportError(f"{folder} is not a folder")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"{folder} has no summary.json (is it a run folder of `ice-conformance run`?)") from None
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        raise ReportError(f"{path} has no list of records")
+    for i, r in enumerate(data["records"]):
+        missing = [k for k in ("verdict", "iut") if k not in r] + ([] if ("nodeid" in r or "case_id" in r) else ["id"])
+        if missing:
+            raise ReportError(f"{path}: record {i + 1} lacks {', '.join(missing)}")
+    return data
+
+
+def _normalise(record: dict[str, Any]) -> dict[str, Any]:
+    r = dict(record)
+    nodeid = str(r.get("nodeid") or r.get("case_id"))
+    r["nodeid"] = nodeid
+    r["case_id"] = nodeid.removeprefix("suites/") if "::" in nodeid else str(r.get("case_id") or nodeid)
+    r["requirements"] = [str(x) for x in (r.get("requirements") or [])]
+    r["message"] = str(r.get("message") or "")
+    r["iut"] = str(r["iut"])
+    r["iut_version"] = str(r.get("iut_version") or "")
+    r["level"] = str(r.get("level") or "")
+    r["duration"] = float(r.get("duration") or 0.0)
+    r["artifacts"] = dict(r.get("artifacts") or {})
+    return r
+
+
+def _artifacts(folder: Path, record: dict[str, Any]) -> dict[str, Path]:
+    """The case's artifact files: as the record names them, else found under ``artifacts/<node ID>/``."""
+    root = folder.resolve()
+    found: dict[str, Path] = {}
+    for kind, rel in record["artifacts"].items():
+        path = (folder / str(rel)).resolve()
+        if path.is_file() and path.is_relative_to(root):
+            found[str(kind)] = path
+    fallback = folder / "artifacts" / case_slug(record["nodeid"])
+    for kind, name in ARTIFACT_FILES.items():
+        if kind not in found and (fallback / name).is_file():
+            found[kind] = (fallback / name).resolve()
+    return found
+
+
+def _run_info(folder: Path, summary: dict[str, Any], records: list[dict[str, Any]]) -> RunInfo:
+    def num(key: str) -> float | None:
+        value = summary.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    iuts = sorted({r["iut"] for r in records}) or [str(summary.get("iut") or "?")]
+    return RunInfo(
+        folder=folder,
+        iut=", ".join(iuts),
+        iut_versions=tuple(sorted({r["iut_version"] for r in records if r["iut_version"]})),
+        harness_version=str(summary.get("harness_version") or ""),
+        started=num("started"),
+        finished=num("finished"),
+        counts={v: sum(1 for r in records if r["verdict"] == v) for v in VERDICTS},
+    )
+
+
+def load_records(folders: list[Path]) -> tuple[list[tuple[dict[str, Any], RunInfo, dict[str, Path]]], list[str]]:
+    """Every record of every folder, normalised, one per (IUT, case ID), sorted; and the duplicates dropped.
+
+    When two folders hold the same IUT and case (a re-run shard), the record of the run that finished last wins.
+    """
+    chosen: dict[tuple[str, str], tuple[dict[str, Any], RunInfo, dict[str, Path]]] = {}
+    duplicates: list[str] = []
+    for folder in folders:
+        summary = load_summary(folder)
+        records = [_normalise(r) for r in summary["records"]]
+        run = _run_info(folder, summary, records)
+        for r in records:
+            key = (r["iut"], r["case_id"])
+            entry = (r, run, _artifacts(folder, r))
+            if key in chosen:
+                duplicates.append(f"{key[0]} {key[1]}")
+                logger.warning("%s %s is in more than one run folder; keeping the latest", *key)
+                if (run.finished or 0.0) < (chosen[key][1].finished or 0.0):
+                    continue
+            chosen[key] = entry
+    return [chosen[k] for k in sorted(chosen)], duplicates
+
+
+def merged_summary(folders: list[Path]) -> dict[str, Any]:
+    """One ``summary.json``-shaped dict for several run folders (records merged as the report merges them)."""
+    entries, _ = load_records(folders)
+    runs = {str(run.folder): run for _, run, _ in entries}
+    records = [r for r, _, _ in entries]
+    starts = [r.started for r in runs.values() if r.started is not None]
+    ends = [r.finished for r in runs.values() if r.finished is not None]
+    return {
+        "harness_version": ", ".join(sorted({r.harness_version for r in runs.values() if r.harness_version})),
+        "started": min(starts) if starts else None,
+        "finished": max(ends) if ends else None,
+        "iut": ", ".join(sorted({r["iut"] for r in records})),
+        "counts": {v: sum(1 for r in records if r["verdict"] == v) for v in VERDICTS},
+        "records": records,
+    }
+
+
+def interop_grid(cases: list[CaseEntry]) -> InteropGrid | None:
+    """The IUT-by-IUT grid of interop cases (``kind == "interop"``, ``pair: [a, b]``), or None when there are none.
+
+    The hook for interoperability runs: rows are the first IUT of each pair (the controlling or client side),
+    columns the second; ``topology`` values are listed so the template can filter by them.
+    """
+    cells: dict[tuple[str, str], list[CaseEntry]] = defaultdict(list)
+    topologies: set[str] = set()
+    for c in cases:
+        pair = c.record.get("pair")
+        if c.record.get("kind") != "interop" or not isinstance(pair, list | tuple) or len(pair) != 2:
+            continue
+        cells[(str(pair[0]), str(pair[1]))].append(c)
+        if c.record.get("topology"):
+            topologies.add(str(c.record["topology"]))
+    if not cells:
+        return None
+    return InteropGrid(
+        rows=sorted({a for a, _ in cells}),
+        columns=sorted({b for _, b in cells}),
+        cells=dict(cells),
+        topologies=sorted(topologies),
+    )
+
+
+def build_model(
+    folders: list[Path], *, baseline: Baseline | None = None, catalog: Catalog | None = None
+) -> ReportModel:
+    """Load and merge the run folders into the report's model."""
+    if not folders:
+        raise ReportError("no run folder given")
+    cat = catalog if catalog is not None else load_catalog()
+    loaded, duplicates = load_records(folders)
+    runs: dict[str, RunInfo] = {}
+    cases: list[CaseEntry] = []
+    for record, run, artifacts in loaded:
+        runs.setdefault(str(run.folder), run)
+        reqs = [cat[i] for i in record["requirements"] if i in cat]
+        unknown = [i for i in record["requirements"] if i not in cat]
+        expected = baseline.get(record["iut"], record["case_id"]) if baseline is not None else None
+        cases.append(CaseEntry(record, run, reqs, unknown, artifacts, expected))
+    conformance_cases = [c for c in cases if c.record.get("kind", "conformance") != "interop"]
+    iuts = sorted({c.iut for c in cases})
+    versions = {i: sorted({c.record["iut_version"] for c in cases if c.iut == i} - {""}) for i in iuts}
+
+    by_req: dict[str, dict[str, list[CaseEntry]]] = defaultdict(lambda: defaultdict(list))
+    for c in conformance_cases:
+        for req in c.requirements:
+            by_req[req.id][c.iut].append(c)
+    groups = []
+    for group, title in cat.groups():
+        rows = [MatrixRow(req, {i: list(by_req[req.id].get(i, [])) for i in iuts}) for req in cat.in_group(group)]
+        groups.append(MatrixGroup(group, title, rows))
+
+    counts = {i: {v: sum(1 for c in cases if c.iut == i and c.verdict == v) for v in VERDICTS} for i in iuts}
+    rfc_table: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: {i: dict.fromkeys(VERDICTS, 0) for i in iuts})
+    for c in conformance_cases:
+        for name in c.rfcs:
+            rfc_table[name][c.iut][c.verdict] += 1
+    titles = {f"RFC {n}": info.title for n, info in cat.rfcs.items()}
+    order = sorted(rfc_table, key=lambda n: (not n.startswith("RFC "), int(n[4:]) if n[4:].isdigit() else 0, n))
+    rfc_counts = [(name, titles.get(name, ""), rfc_table[name]) for name in order]
+
+    tested = {rid for rid, cells in by_req.items() if any(cells.values())}
+    coverage = []
+    for name in sorted({r.rfc_name for r in cat.values()}, key=lambda n: (not n.startswith("RFC "), n)):
+        reqs = [r for r in cat.values() if r.rfc_name == name]
+        coverage.append((name, sum(1 for r in reqs if r.id in tested), len(reqs)))
+
+    return ReportModel(
+        catalog=cat,
+        runs=sorted(runs.values(), key=lambda r: (r.iut, r.started or 0.0, str(r.folder))),
+        iuts=iuts,
+        iut_versions=versions,
+        harness_versions=sorted({r.harness_version for r in runs.values() if r.harness_version}),
+        cases=cases,
+        groups=groups,
+        counts=counts,
+        rfc_counts=rfc_counts,
+        coverage=coverage,
+        interop=interop_grid(cases),
+        baseline=baseline,
+        duplicates=duplicates,
+    )
