@@ -226,6 +226,38 @@ def _register_shims() -> None:
             install_hint="part of ice-conformance",
         )
     )
+    from . import coturn, nodeturn
+
+    register(
+        IutSpec(
+            name="coturn",
+            kind="inprocess",
+            description="coturn 4.6 turnserver (TURN/STUN server), one process per start_server",
+            factory=coturn.CoturnAdapter,
+            capabilities_file=coturn.CAPABILITIES_FILE,
+            install_hint=coturn.INSTALL_HINT,
+        )
+    )
+    register(
+        IutSpec(
+            name=nodeturn.NAME,
+            kind="stdio",
+            description=nodeturn.SPEC.description,
+            command=lambda: StdioCommand(*nodeturn.launch()),
+            capabilities_file=nodeturn.SPEC.capabilities_file,
+            install_hint=nodeturn.SPEC.install_hint,
+            stdio_options={"request_timeout": 20.0},
+        )
+    )
+    register(
+        IutSpec(
+            name="reference-turn",
+            kind="stdio",
+            description="the in-repo reference TURN server and client with switchable faults (self-tests only)",
+            command=lambda: StdioCommand([sys.executable, "-m", "conformance.reference.turn_main"]),
+            install_hint="part of ice-conformance",
+        )
+    )
 
 
 _register_shims()

@@ -1,0 +1,1076 @@
+"""TURN on the harness side: a TURN client with relay peers (TURN-server IUTs) and a scripted TURN server (RFC 8656).
+
+Theory of operation:
+
+- :class:`TurnClient` is one harness UDP endpoint speaking TURN to the IUT server with long-term credentials
+  (RFC 8489 §9.2): :meth:`TurnClient.request` sends a request, retransmits it at 0.5 s doubling (RFC 8489 §6.2.1),
+  learns REALM and NONCE from a 401 and a fresh NONCE from a 438, and returns the response as a :class:`Received`
+  (or None when nothing came). Every field is overridable, and :meth:`TurnClient.send_raw` sends crafted bytes, so a
+  malformed request is one keyword away. Relay peers are plain :class:`Endpoint` objects on 127.0.0.2, 127.0.0.3 ...
+  (:func:`relay_peers`), so permission cases see distinct peer IP addresses.
+- :class:`TurnServer` is a small, correct TURN server on one harness endpoint (for TURN-client IUTs). It keeps
+  allocations, permissions and channels with lazily checked expiry (no timers), relays Send indications and
+  ChannelData to real peer sockets and peer datagrams back as Data indications or ChannelData, remembers responses
+  by transaction ID for retransmissions (RFC 8489 §6.3.1), and records every request it received. Cases script it:
+  :meth:`TurnServer.script` installs a rule that answers matching requests differently (a 437, a 438 with a new
+  nonce, a 300 with ALTERNATE-SERVER, an unauthenticated 400, silence ...). ``faults`` names deliberate deviations;
+  only the reference TURN IUT (``conformance.reference.turn``) sets them, to prove the suites can fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from conformance.packets import STUN, ChannelData, ErrorCode, attr, check_integrity, message_type
+from conformance.protocol.keys import (
+    PasswordAlgorithm,
+    SecurityFeature,
+    encode_nonce_cookie,
+    long_term_key,
+    parse_nonce_features,
+    userhash,
+)
+from conformance.tester.capture import Capture
+from conformance.tester.endpoint import Address, Endpoint, Received
+from conformance.verdict import HarnessError
+
+__all__ = [
+    "ALLOCATE",
+    "BINDING",
+    "CHANNEL_BIND",
+    "CREATE_PERMISSION",
+    "DATA",
+    "ERROR",
+    "INDICATION",
+    "PEER_HOSTS",
+    "REALM",
+    "REFRESH",
+    "REQUEST",
+    "SEND",
+    "SUCCESS",
+    "USERS",
+    "Allocation",
+    "Rule",
+    "TurnClient",
+    "TurnServer",
+    "TurnServerUnderTest",
+    "allocated",
+    "bound",
+    "error_code",
+    "format_address",
+    "payload",
+    "peer_receives",
+    "permitted",
+    "relay_peers",
+    "relayed_payload",
+    "split_address",
+    "start_turn_server",
+    "xor_address",
+]
+
+logger = logging.getLogger(__name__)
+
+BINDING, ALLOCATE, REFRESH, SEND, DATA, CREATE_PERMISSION, CHANNEL_BIND = (
+    0x001,
+    0x003,
+    0x004,
+    0x006,
+    0x007,
+    0x008,
+    0x009,
+)
+REQUEST, INDICATION, SUCCESS, ERROR = 0, 1, 2, 3
+
+#: The realm and users every TURN case configures on the IUT server (RFC 8489 §9.2).
+REALM = "iut.test"
+USERS: dict[str, str] = {"alice": "secret", "bob": "hunter2"}
+#: Loopback addresses of the relay peers (Linux routes all of 127/8 on lo).
+PEER_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
+
+SOFTWARE = b"ice-conformance TURN"
+#: Attribute codes a TURN server understands (RFC 8489 §18.3, RFC 8656 §18); others below 0x8000 get a 420.
+_KNOWN_REQUIRED = frozenset(
+    {0x0006, 0x0008, 0x0009, 0x000C, 0x000D, 0x0012, 0x0013, 0x0014, 0x0015, 0x0016, 0x0017, 0x0018, 0x0019}
+    | {0x001C, 0x001D, 0x001E, 0x0020, 0x0022}
+)
+
+
+def split_address(text: str) -> Address:
+    """``"host:port"`` or ``"[v6]:port"`` to an address tuple."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def format_address(address: Address) -> str:
+    """An address tuple as ``host:port``."""
+    return f"[{address[0]}]:{address[1]}" if ":" in address[0] else f"{address[0]}:{address[1]}"
+
+
+def error_code(rec: Received | None) -> int | None:
+    """The ERROR-CODE of a response (None for a success, a non-STUN datagram or no response)."""
+    if rec is None or rec.msg is None:
+        return None
+    return rec.msg.error_code
+
+
+def xor_address(rec: Received | None, name: str) -> Address | None:
+    """An XOR-*-ADDRESS attribute of a message as an address tuple (RFC 8489 §14.2)."""
+    if rec is None or rec.msg is None:
+        return None
+    a = rec.msg.attr(name)
+    if a is None or not hasattr(a, "address"):
+        return None
+    return str(a.address), int(a.port)
+
+
+def relayed_payload(rec: Received) -> tuple[str, bytes, Address | None] | None:
+    """What the server relayed to a client: ("channel", data, None) or ("data-indication", data, peer), else None."""
+    data = rec.data
+    if len(data) >= 4 and 0x40 <= data[0] <= 0x4F:
+        _, length = struct.unpack_from("!HH", data)
+        return ("channel", data[4 : 4 + length], None) if len(data) >= 4 + length else None
+    if rec.is_type(DATA, INDICATION) and rec.index is not None:
+        payload = rec.index.value(0x0013)
+        return ("data-indication", payload, xor_address(rec, "XOR-PEER-ADDRESS")) if payload is not None else None
+    return None
+
+
+async def relay_peers(h: Any, count: int = 2, label: str = "peer") -> list[Endpoint]:
+    """``count`` relay peers, each on its own loopback address (127.0.0.2, 127.0.0.3 ...)."""
+    if count > len(PEER_HOSTS):
+        raise HarnessError(f"at most {len(PEER_HOSTS)} relay peers, asked for {count}")
+    return [await h.endpoint(f"{label} {i + 1}", PEER_HOSTS[i]) for i in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The IUT as a TURN server
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TurnServerUnderTest:
+    """A TURN server the IUT started for one case: where it listens, its realm and users."""
+
+    server_id: str
+    address: Address
+    realm: str
+    users: dict[str, str]
+
+
+async def start_turn_server(
+    h: Any, *, realm: str = REALM, users: dict[str, str] | None = None, options: dict[str, Any] | None = None
+) -> TurnServerUnderTest:
+    """Ask the IUT to start a TURN server on loopback for this case; it is stopped when the case ends."""
+    h.require("turn_server")
+    users = dict(USERS if users is None else users)
+    server_id, address = await h.iut.start_server("turn", "127.0.0.1:0", realm, users, dict(options or {}))
+
+    async def stop() -> None:
+        await h.iut.stop_server(server_id)
+
+    h.defer(stop)
+    where = split_address(address)
+    h.capture.label(where, "IUT TURN server")
+    return TurnServerUnderTest(server_id, where, realm, users)
+
+
+class TurnClient:
+    """A harness TURN client on one UDP endpoint (RFC 8656 §7–§12 as the client), every field overridable."""
+
+    def __init__(self, endpoint: Endpoint, server: Address, username: str, password: str) -> None:
+        self.endpoint = endpoint
+        self.server = server
+        self.username = username
+        self.password = password
+        self.realm: bytes | None = None
+        self.nonce: bytes | None = None
+        self.relayed: Address | None = None
+        self.mapped: Address | None = None
+        self.lifetime: int | None = None
+        self.last: Received | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        h: Any,
+        server: TurnServerUnderTest | Address,
+        username: str = "alice",
+        password: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        label: str = "TURN client",
+    ) -> TurnClient:
+        """A client on a fresh harness endpoint; the password defaults to the user's configured one."""
+        if isinstance(server, TurnServerUnderTest):
+            address = server.address
+            password = server.users.get(username, "") if password is None else password
+        else:
+            address = server
+        ep = await h.endpoint(label, host)
+        return cls(ep, address, username, password or "")
+
+    @property
+    def address(self) -> Address:
+        """The client's transport address (its half of the 5-tuple)."""
+        return self.endpoint.address
+
+    @property
+    def key(self) -> bytes:
+        """MD5(username:realm:password) (RFC 8489 §9.2.2); a placeholder before the realm is known."""
+        if not self.realm or not self.username or not self.password:
+            return bytes(16)
+        try:
+            return long_term_key(self.username, self.realm.decode("utf-8", "replace"), self.password)
+        except ValueError:  # a string OpaqueString refuses: a crafted case; any key will do
+            return bytes(16)
+
+    def build(
+        self,
+        method: int,
+        cls: int = REQUEST,
+        attributes: Iterable[Any] = (),
+        *,
+        auth: bool = True,
+        integrity: bool = True,
+        fingerprint: bool = True,
+        username: str | None = None,
+        realm: bytes | None = None,
+        nonce: bytes | None = None,
+        key: bytes | None = None,
+        transaction_id: bytes | None = None,
+        omit: Sequence[str] = (),
+    ) -> STUN:
+        """A TURN message; requests carry USERNAME, REALM, NONCE and MI once the realm is known (RFC 8489 §9.2.3)."""
+        attrs: list[Any] = list(attributes)
+        if auth and cls == REQUEST and self.nonce is not None:
+            parts = {
+                "USERNAME": attr.Username(username=(username or self.username).encode()),
+                "REALM": attr.Realm(realm=realm if realm is not None else self.realm or b""),
+                "NONCE": attr.Nonce(nonce=nonce if nonce is not None else self.nonce),
+            }
+            attrs += [a for name, a in parts.items() if name not in omit]
+            if integrity:
+                attrs.append(attr.MessageIntegrity())
+        if fingerprint:
+            attrs.append(attr.Fingerprint())
+        kwargs: dict[str, Any] = {} if transaction_id is None else {"transaction_id": transaction_id}
+        return STUN(type=message_type(method, cls), key=key or self.key, attributes=attrs, **kwargs)
+
+    def send_raw(self, data: bytes, note: str = "crafted") -> None:
+        """Send crafted bytes to the server."""
+        self.endpoint.send(data, self.server, note)
+
+    async def transact(self, message: STUN | bytes, timeout: float = 3.0, note: str = "") -> Received | None:
+        """Send a request and retransmit it at 0.5 s doubling (RFC 8489 §6.2.1) until a response or ``timeout``."""
+        data = bytes(message)
+        txid = data[8:20]
+        ep = self.endpoint
+        since = ep.now()
+        ep.send(data, self.server, note)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        rto = 0.5
+
+        def answers(r: Received) -> bool:
+            return r.src == self.server and r.is_stun and r.transaction_id == txid and r.index.msg_class >= SUCCESS  # type: ignore[union-attr]
+
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                self.last = await ep.expect(answers, min(rto, remaining), since=since)
+                return self.last
+            except HarnessError:
+                if loop.time() >= deadline:
+                    return None
+                ep.send(data, self.server, (note + " " if note else "") + "(retransmit)")
+                rto *= 2
+
+    def learn(self, rec: Received) -> None:
+        """Take REALM and NONCE from a 401 or 438 (RFC 8489 §9.2.5)."""
+        if rec.index is None:
+            return
+        realm = rec.index.value(0x0014)
+        nonce = rec.index.value(0x0015)
+        if realm is not None:
+            self.realm = realm
+        if nonce is not None:
+            self.nonce = nonce
+
+    async def challenge(self, method: int = ALLOCATE, attributes: Iterable[Any] | None = None) -> Received | None:
+        """Send the request without credentials and learn REALM and NONCE from the 401 (RFC 8489 §9.2.3.1)."""
+        attrs = list(attributes) if attributes is not None else [attr.RequestedTransport()]
+        rec = await self.transact(self.build(method, REQUEST, attrs, auth=False))
+        if error_code(rec) == 401 and rec is not None:
+            self.learn(rec)
+        return rec
+
+    async def request(
+        self, method: int, attributes: Iterable[Any] = (), *, timeout: float = 3.0, **build: Any
+    ) -> Received | None:
+        """An authenticated request: challenged first when needed, and retried once on 438 (RFC 8489 §9.2.5)."""
+        attrs = list(attributes)
+        if self.nonce is None:
+            first = await self.challenge(method, attrs)
+            if first is None or error_code(first) != 401 or self.nonce is None:
+                return first
+        rec = await self.transact(self.build(method, REQUEST, attrs, **build), timeout)
+        if error_code(rec) == 438 and rec is not None:
+            self.learn(rec)
+            rec = await self.transact(self.build(method, REQUEST, attrs, **build), timeout)
+        return rec
+
+    async def allocate(
+        self, *extra: Any, lifetime: int | None = None, transport: bool = True, timeout: float = 3.0, **build: Any
+    ) -> Received | None:
+        """Allocate a UDP relay (RFC 8656 §7.1); on success the relayed and mapped addresses are kept."""
+        attrs: list[Any] = [attr.RequestedTransport()] if transport else []
+        attrs += list(extra)
+        if lifetime is not None:
+            attrs.append(attr.Lifetime(lifetime=lifetime))
+        rec = await self.request(ALLOCATE, attrs, timeout=timeout, **build)
+        if rec is not None and rec.is_type(ALLOCATE, SUCCESS):
+            self.relayed = xor_address(rec, "XOR-RELAYED-ADDRESS")
+            self.mapped = xor_address(rec, "XOR-MAPPED-ADDRESS")
+            lt = rec.index.value(0x000D) if rec.index is not None else None
+            self.lifetime = struct.unpack("!I", lt)[0] if lt is not None and len(lt) == 4 else None
+        return rec
+
+    async def refresh(self, lifetime: int | None = None, **build: Any) -> Received | None:
+        """Refresh (or delete, with 0) the allocation (RFC 8656 §8.1)."""
+        attrs = [] if lifetime is None else [attr.Lifetime(lifetime=lifetime)]
+        return await self.request(REFRESH, attrs, **build)
+
+    async def create_permission(self, *peers: Address, **build: Any) -> Received | None:
+        """Install permissions for the peers' IP addresses (RFC 8656 §10.1)."""
+        attrs = [attr.XorPeerAddress(family=2 if ":" in p[0] else 1, address=p[0], port=p[1]) for p in peers]
+        return await self.request(CREATE_PERMISSION, attrs, **build)
+
+    async def channel_bind(self, number: int, peer: Address, **build: Any) -> Received | None:
+        """Bind a channel number to a peer (RFC 8656 §12.1)."""
+        attrs = [
+            attr.ChannelNumber(channel=number),
+            attr.XorPeerAddress(family=2 if ":" in peer[0] else 1, address=peer[0], port=peer[1]),
+        ]
+        return await self.request(CHANNEL_BIND, attrs, **build)
+
+    def send_indication(self, peer: Address | None, data: bytes | None, *, fingerprint: bool = True) -> None:
+        """A Send indication (RFC 8656 §11.1); ``None`` leaves an attribute out (for the malformed cases)."""
+        attrs: list[Any] = []
+        if peer is not None:
+            attrs.append(attr.XorPeerAddress(family=2 if ":" in peer[0] else 1, address=peer[0], port=peer[1]))
+        if data is not None:
+            attrs.append(attr.Data(data=data))
+        self.send_raw(bytes(self.build(SEND, INDICATION, attrs, fingerprint=fingerprint)), "Send indication")
+
+    def channel_data(self, number: int, data: bytes, *, length: int | None = None) -> None:
+        """A ChannelData message (RFC 8656 §12.4); ``length`` overrides the length field."""
+        self.send_raw(bytes(ChannelData(channel=number, length=length, data=data)), "ChannelData")
+
+    async def expect_relayed(
+        self, payload: bytes, timeout: float, *, since: float | None = None, what: str = "relayed data", **kw: Any
+    ) -> Received:
+        """The Data indication or ChannelData carrying ``payload`` (raises like :meth:`Endpoint.expect`)."""
+
+        def carries(r: Received) -> bool:
+            got = relayed_payload(r)
+            return got is not None and got[1] == payload
+
+        return await self.endpoint.expect(carries, timeout, since=since, what=what, **kw)
+
+    async def relayed_within(self, payload: bytes, window: float) -> Received | None:
+        """The datagram relaying ``payload`` to this client within ``window`` s (or already received), else None."""
+        for r in self.endpoint.history:
+            got = relayed_payload(r)
+            if got is not None and got[1] == payload:
+                return r
+
+        def carries(r: Received) -> bool:
+            got = relayed_payload(r)
+            return got is not None and got[1] == payload
+
+        return await self.endpoint.expect_silence(carries, window)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The harness as a TURN server (the IUT is the TURN client)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Allocation:
+    """One allocation on the scripted server (RFC 8656 §6)."""
+
+    client: Address
+    username: str
+    key: bytes
+    relay: Endpoint
+    expires: float
+    permissions: dict[str, float] = field(default_factory=dict)
+    channels: dict[int, tuple[Address, float]] = field(default_factory=dict)
+    reserved: Endpoint | None = None
+    deleted: bool = False
+    integrity_sha256: bool = False
+
+
+@dataclass
+class Rule:
+    """A scripted answer: requests matching ``match`` get ``respond(request)`` (bytes; None = silence)."""
+
+    match: Callable[[Received], bool]
+    respond: Callable[[Received], bytes | None]
+    times: int | None = 1
+    hits: list[Received] = field(default_factory=list)
+
+
+class TurnServer:
+    """A scripted TURN server over UDP with long-term credentials (RFC 8656, RFC 8489 §9.2)."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        capture: Capture,
+        *,
+        realm: str = "example.org",
+        users: dict[str, str] | None = None,
+        lifetime: int = 600,
+        max_lifetime: int = 3600,
+        permission_lifetime: float = 300.0,
+        channel_lifetime: float = 600.0,
+        nonce_lifetime: float | None = None,
+        features: SecurityFeature = SecurityFeature.NONE,
+        relay_host: str = "127.0.0.1",
+        software: bool = True,
+        fingerprint: bool = True,
+        user_quota: int | None = None,
+        prefer_data_indication: bool = False,
+        faults: Iterable[str] = (),
+    ) -> None:
+        self.endpoint = endpoint
+        self.capture = capture
+        self.realm = realm
+        self.users = dict(USERS if users is None else users)
+        self.default_lifetime = lifetime
+        self.max_lifetime = max_lifetime
+        self.permission_lifetime = permission_lifetime
+        self.channel_lifetime = channel_lifetime
+        self.nonce_lifetime = nonce_lifetime
+        self.features = features
+        self.relay_host = relay_host
+        self.software = software
+        self.fingerprint = fingerprint
+        self.user_quota = user_quota
+        self.prefer_data_indication = prefer_data_indication
+        self.faults = frozenset(faults)
+        #: Lifetime granted in the next Allocate/Refresh success (a case may set it to any value).
+        self.grant_lifetime: int | None = None
+        self.requests: list[Received] = []
+        self.rules: list[Rule] = []
+        self.allocations: dict[Address, Allocation] = {}
+        self.deleted: list[Allocation] = []
+        self._nonces: dict[bytes, tuple[Address, float]] = {}
+        self._shared_nonce = self._new_nonce_value()
+        self._responses: dict[bytes, tuple[float, bytes]] = {}
+        self._in_progress: set[bytes] = set()
+        self._tokens: dict[bytes, Endpoint] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
+        self._unhook = endpoint.on_datagram(self._on_datagram)
+
+    @classmethod
+    async def open(
+        cls, capture: Capture, host: str = "127.0.0.1", port: int = 0, label: str = "TURN server", **kw: Any
+    ) -> TurnServer:
+        """A scripted server on a new endpoint (its relays on ``relay_host``, default 127.0.0.1)."""
+        ep = await Endpoint.open(capture, host, port, label)
+        return cls(ep, capture, **kw)
+
+    @property
+    def address(self) -> Address:
+        """Where the server listens."""
+        return self.endpoint.address
+
+    def uri(self) -> str:
+        """The ``turn:`` URI (RFC 7065) of this server over UDP."""
+        return f"turn:{format_address(self.address)}?transport=udp"
+
+    def close(self) -> None:
+        """Stop serving and close every relay socket."""
+        self._unhook()
+        for task in self._tasks:
+            task.cancel()
+        for a in list(self.allocations.values()) + self.deleted:
+            a.relay.close()
+            if a.reserved is not None:
+                a.reserved.close()
+        for ep in self._tokens.values():
+            ep.close()
+        self.endpoint.close()
+
+    # -- scripting --------------------------------------------------------------------------------------------
+
+    def script(
+        self, match: Callable[[Received], bool], respond: Callable[[Received], bytes | None], times: int | None = 1
+    ) -> Rule:
+        """Answer the next ``times`` matching requests (None: all of them) with ``respond``; returns the rule."""
+        rule = Rule(match, respond, times)
+        self.rules.append(rule)
+        return rule
+
+    def requests_of(self, method: int, since: float = 0.0) -> list[Received]:
+        """Every request of that method received since ``since``."""
+        return [r for r in self.requests if r.time >= since and r.is_type(method, REQUEST)]
+
+    async def expect_request(self, method: int, timeout: float, *, since: float | None = None, **kw: Any) -> Received:
+        """The next request of ``method`` (see :meth:`Endpoint.expect` for the keyword arguments)."""
+        what = kw.pop("what", None) or f"{_METHOD_NAMES.get(method, hex(method))} request"
+        return await self.endpoint.expect(lambda r: r.is_type(method, REQUEST), timeout, since=since, what=what, **kw)
+
+    def challenge_nonce(self, source: Address, features: SecurityFeature | None = None) -> bytes:
+        """A fresh nonce for ``source`` (with the security-feature cookie when features are set, RFC 8489 §9.2)."""
+        nonce = self._shared_nonce if "shared-nonce" in self.faults else self._new_nonce_value(features)
+        self._nonces[nonce] = (source, self._loop.time())
+        return nonce
+
+    def _new_nonce_value(self, features: SecurityFeature | None = None) -> bytes:
+        f = self.features if features is None else features
+        prefix = encode_nonce_cookie(f) if f else encode_nonce_cookie(0)
+        return (prefix + secrets.token_hex(8)).encode()
+
+    def error(
+        self,
+        request: Received,
+        code: int,
+        *,
+        key: bytes | None = None,
+        extra: Iterable[Any] = (),
+        sha256: bool = False,
+    ) -> bytes:
+        """An error response; integrity-protected when ``key`` is given (RFC 8489 §6.3.1.1)."""
+        method = request.index.method if request.index else ALLOCATE
+        attrs: list[Any] = [ErrorCode(code), *extra]
+        return self._finish(method, ERROR, request.transaction_id, attrs, key, sha256)
+
+    def challenge(self, request: Received, code: int = 401, *, nonce: bytes | None = None) -> bytes:
+        """A 401 (or 438) with REALM, a fresh NONCE and PASSWORD-ALGORITHMS when that feature is on."""
+        nonce = nonce or self.challenge_nonce(request.src)
+        extra: list[Any] = [attr.Realm(realm=self.realm.encode()), attr.Nonce(nonce=nonce)]
+        features = parse_nonce_features(nonce) or SecurityFeature.NONE
+        if features & SecurityFeature.PASSWORD_ALGORITHMS:
+            extra.append(self._algorithms_attribute())
+        return self.error(request, code, extra=extra)
+
+    @staticmethod
+    def _algorithms_attribute() -> Any:
+        return attr.PasswordAlgorithms(
+            algorithms=[attr.AlgorithmEntry(algorithm=0x0002), attr.AlgorithmEntry(algorithm=0x0001)]
+        )
+
+    def _finish(
+        self, method: int, cls: int, txid: bytes, attrs: list[Any], key: bytes | None, sha256: bool = False
+    ) -> bytes:
+        if self.software and "no-software" not in self.faults and method in (ALLOCATE, REFRESH):
+            attrs.append(attr.Software(software=SOFTWARE))
+        if key is not None:
+            attrs.append(attr.MessageIntegritySha256() if sha256 else attr.MessageIntegrity())
+        if self.fingerprint:
+            attrs.append(attr.Fingerprint())
+        msg = STUN(
+            type=message_type(method, cls),
+            transaction_id=txid,
+            key=key,
+            key_sha256=key if sha256 else None,
+            attributes=attrs,
+        )
+        return bytes(msg)
+
+    # -- receiving --------------------------------------------------------------------------------------------
+
+    def _on_datagram(self, rec: Received) -> None:
+        if rec.data[:1] and 0x40 <= rec.data[0] <= 0x4F:
+            self._channel_data(rec)
+            return
+        if rec.index is None:
+            return
+        cls = rec.index.msg_class
+        if cls == INDICATION:
+            if rec.index.method == SEND:
+                self._send_indication(rec)
+            return
+        if cls != REQUEST:
+            return
+        self.requests.append(rec)
+        txid = rec.transaction_id
+        now = self._loop.time()
+        cached = self._responses.get(txid)
+        if cached is not None and now - cached[0] < 40.0 and "forget-retransmission" not in self.faults:
+            self.endpoint.send(cached[1], rec.src, "cached response (retransmission)")
+            return
+        if txid in self._in_progress:
+            return
+        for rule in self.rules:
+            if (rule.times is None or rule.times > 0) and rule.match(rec):
+                if rule.times is not None:
+                    rule.times -= 1
+                rule.hits.append(rec)
+                out = rule.respond(rec)
+                if out is not None:
+                    self.endpoint.send(out, rec.src, "scripted")
+                return
+        self._in_progress.add(txid)
+        task = self._loop.create_task(self._handle(rec))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, rec: Received) -> None:
+        try:
+            out = await self._process(rec)
+        except Exception:
+            logger.exception("TURN server: processing %s failed", rec.describe())
+            out = None
+        finally:
+            self._in_progress.discard(rec.transaction_id)
+        if out is not None:
+            self._responses[rec.transaction_id] = (self._loop.time(), out)
+            self.endpoint.send(out, rec.src)
+
+    def _live(self, client: Address) -> Allocation | None:
+        a = self.allocations.get(client)
+        if a is not None and a.expires <= self._loop.time():
+            self._delete(a)
+            return None
+        return a
+
+    def _delete(self, a: Allocation) -> None:
+        a.deleted = True
+        self.allocations.pop(a.client, None)
+        self.deleted.append(a)
+        a.relay.close()
+
+    # -- authentication (RFC 8489 §9.2.4) ----------------------------------------------------------------------
+
+    def _authenticate(self, rec: Received) -> tuple[str, bytes, bool] | bytes | None:
+        """(username, key, sha256) for a valid request, else the error response to send (None: silence)."""
+        i = rec.index
+        assert i is not None
+        has_mi, has_sha = i.has(0x0008), i.has(0x001C)
+        if not has_mi and not has_sha:
+            if "no-realm-in-401" in self.faults:
+                return self.error(rec, 401, extra=[attr.Nonce(nonce=self.challenge_nonce(rec.src))])
+            return self.challenge(rec)
+        username_raw, realm, nonce, uhash = i.value(0x0006), i.value(0x0014), i.value(0x0015), i.value(0x001E)
+        if (username_raw is None and uhash is None) or realm is None or nonce is None:
+            if "no-400-on-missing-realm" in self.faults:
+                return self.challenge(rec)
+            return self.error(rec, 400)
+        if username_raw is not None and len(username_raw) > 513 and "crash-on-long-username" in self.faults:
+            return None
+        issued = self._nonces.get(nonce)
+        now = self._loop.time()
+        stale = issued is None or (issued[0] != rec.src and "shared-nonce" not in self.faults)
+        if issued is not None and self.nonce_lifetime is not None and now - issued[1] > self.nonce_lifetime:
+            stale = True
+        if stale and "stale-nonce-not-438" not in self.faults:
+            return self.challenge(rec, 438)
+        features = parse_nonce_features(nonce) or SecurityFeature.NONE
+        username = ""
+        if username_raw is not None:
+            username = username_raw.decode("utf-8", "replace")
+        elif uhash is not None:
+            username = next((u for u in self.users if userhash(u, self.realm) == uhash), "")
+        algorithm = PasswordAlgorithm.MD5
+        if features & SecurityFeature.PASSWORD_ALGORITHMS:
+            chosen, offered = i.value(0x001D), i.value(0x8002)
+            if chosen is not None or offered is not None:
+                expected = bytes(self._algorithms_attribute())[4:]
+                if chosen is None or offered != expected:
+                    return self.error(rec, 400)
+                value = struct.unpack("!H", chosen[:2])[0]
+                if value not in (0x0001, 0x0002):
+                    return self.error(rec, 400)
+                algorithm = PasswordAlgorithm(value)
+        password = self.users.get(username)
+        if password is None:
+            return self.challenge(rec)
+        key = long_term_key(username, self.realm, password, algorithm)
+        sha256 = has_sha and not has_mi
+        reason = check_integrity(rec.data, key, "sha256" if sha256 else "sha1")
+        if reason is not None and "accept-wrong-key" not in self.faults:
+            return self.challenge(rec)
+        return username, key, sha256
+
+    # -- requests ---------------------------------------------------------------------------------------------
+
+    async def _process(self, rec: Received) -> bytes | None:
+        i = rec.index
+        assert i is not None
+        method = i.method
+        if method == BINDING:
+            host, port = rec.src
+            return self._finish(BINDING, SUCCESS, rec.transaction_id, [_xma(host, port)], None)
+        if method not in (ALLOCATE, REFRESH, CREATE_PERMISSION, CHANNEL_BIND):
+            return self.error(rec, 400)
+        if method == CREATE_PERMISSION and "unauthenticated-permissions" in self.faults and not i.has(0x0008):
+            a = self._live(rec.src)
+            if a is not None:
+                self._permit(a, rec)
+                return self._finish(method, SUCCESS, rec.transaction_id, [], None)
+        auth = self._authenticate(rec)
+        if not isinstance(auth, tuple):
+            return auth
+        username, key, sha256 = auth
+        unknown = [t for t, _, _ in i.attributes if t < 0x8000 and t not in _KNOWN_REQUIRED]
+        if method == ALLOCATE and i.has(0x001A):
+            unknown.append(0x001A)  # this server cannot set DF (RFC 8656 §7.2 step 4)
+        if unknown and "ignore-unknown-attributes" not in self.faults:
+            return self.error(rec, 420, key=key, sha256=sha256, extra=[attr.UnknownAttributes(types=unknown)])
+        if method == ALLOCATE:
+            return await self._allocate(rec, username, key, sha256)
+        a = self._live(rec.src)
+        if a is None and "allocation-by-username" in self.faults:
+            a = next((x for x in self.allocations.values() if x.username == username), None)
+        if a is None:
+            return self.error(rec, 437, key=key, sha256=sha256)
+        if a.username != username and "no-441" not in self.faults:
+            return self.error(rec, 441, key=key, sha256=sha256)
+        if method == REFRESH:
+            return self._refresh(rec, a, key, sha256)
+        if method == CREATE_PERMISSION:
+            bad = self._check_peers(rec)
+            if bad is not None:
+                return self.error(rec, bad, key=key, sha256=sha256)
+            self._permit(a, rec)
+            return self._finish(method, SUCCESS, rec.transaction_id, [], key, sha256)
+        return self._channel_bind(rec, a, key, sha256)
+
+    def _check_peers(self, rec: Received) -> int | None:
+        assert rec.msg is not None
+        peers = rec.msg.attrs("XOR-PEER-ADDRESS")
+        if not peers or any(not hasattr(p, "address") for p in peers):
+            return 400
+        if any(int(p.family) != 1 for p in peers) and "accept-ipv6-peer" not in self.faults:
+            return 443
+        return None
+
+    def _permit(self, a: Allocation, rec: Received) -> None:
+        assert rec.msg is not None
+        expiry = self._loop.time() + self.permission_lifetime
+        for p in rec.msg.attrs("XOR-PEER-ADDRESS"):
+            if hasattr(p, "address"):
+                key = f"{p.address}:{p.port}" if "permission-port-sensitive" in self.faults else str(p.address)
+                a.permissions[key] = expiry
+
+    def _permitted(self, a: Allocation, peer: Address) -> bool:
+        if "relay-without-permission" in self.faults:
+            return True
+        now = self._loop.time()
+        pools = [a]
+        if "permissions-shared-across-allocations" in self.faults:
+            pools = list(self.allocations.values())
+        keys = (f"{peer[0]}:{peer[1]}",) if "permission-port-sensitive" in self.faults else (peer[0],)
+        return any(x.permissions.get(k, 0.0) > now for x in pools for k in keys)
+
+    def _granted(self, requested: int | None) -> int:
+        if self.grant_lifetime is not None:
+            return self.grant_lifetime
+        if requested is None:
+            return self.default_lifetime
+        computed = min(requested, self.max_lifetime)
+        if "short-lifetime-granted" in self.faults:
+            return computed
+        return computed if computed > self.default_lifetime else self.default_lifetime
+
+    async def _allocate(self, rec: Received, username: str, key: bytes, sha256: bool) -> bytes | None:
+        i, msg = rec.index, rec.msg
+        assert i is not None and msg is not None
+        existing = self._live(rec.src)
+        if existing is not None and "no-437-on-second-allocate" not in self.faults:
+            return self.error(rec, 437, key=key, sha256=sha256)
+        rt = i.value(0x0019)
+        if "no-requested-transport-check" not in self.faults:
+            if rt is None or len(rt) != 4:
+                return self.error(rec, 400, key=key, sha256=sha256)
+            if rt[0] != 17:
+                return self.error(rec, 442, key=key, sha256=sha256)
+        raf, aaf, token, even = i.value(0x0017), i.value(0x8000), i.value(0x0022), i.value(0x0018)
+        if even is not None and "ignore-even-port" in self.faults:
+            return None
+        if (raf is not None and aaf is not None) or (aaf is not None and aaf[:1] == b"\x01"):
+            return self.error(rec, 400, key=key, sha256=sha256)
+        if token is not None and (even is not None or raf is not None or aaf is not None):
+            return self.error(rec, 400, key=key, sha256=sha256)
+        if even is not None and even[:1] and even[0] & 0x80 and aaf is not None:
+            return self.error(rec, 400, key=key, sha256=sha256)
+        if (raf is not None and raf[:1] != b"\x01") or aaf is not None:
+            return self.error(rec, 440, key=key, sha256=sha256)
+        if self.user_quota is not None:
+            mine = [a for a in self.allocations.values() if a.username == username]
+            if "quota-by-address" in self.faults:
+                mine = [a for a in mine if a.client[0] == rec.src[0] and a.client[1] == rec.src[1]]
+            if len(mine) >= self.user_quota:
+                return self.error(rec, 486, key=key, sha256=sha256)
+        reserved: Endpoint | None = None
+        token_out: bytes | None = None
+        if token is not None:
+            relay = self._tokens.pop(token, None)
+            if relay is None:
+                return self.error(rec, 508, key=key, sha256=sha256)
+        elif even is not None:
+            pair = await self._even_pair(bool(even[:1] and even[0] & 0x80))
+            if pair is None:
+                return self.error(rec, 508, key=key, sha256=sha256)
+            relay, reserved = pair
+            if reserved is not None:
+                token_out = secrets.token_bytes(8)
+                self._tokens[token_out] = reserved
+        else:
+            relay = await self._relay_endpoint()
+        lt = i.value(0x000D)
+        lifetime = self._granted(struct.unpack("!I", lt)[0] if lt is not None and len(lt) == 4 else None)
+        a = Allocation(rec.src, username, key, relay, self._loop.time() + lifetime, integrity_sha256=sha256)
+        if existing is not None:
+            self._delete(existing)
+        self.allocations[rec.src] = a
+        relay.on_datagram(lambda r, a=a: self._from_peer(a, r))  # type: ignore[misc]
+        rhost, rport = relay.address
+        mapped = rec.src
+        if "wrong-mapped-address" in self.faults:
+            mapped = (mapped[0], mapped[1] ^ 1)
+        attrs: list[Any] = [
+            attr.XorRelayedAddress(family=1, address=rhost, port=rport),
+            attr.Lifetime(lifetime=lifetime),
+        ]
+        if token_out is not None:
+            attrs.append(attr.ReservationToken(token=token_out))
+        attrs.append(attr.XorMappedAddress(family=1, address=mapped[0], port=mapped[1]))
+        return self._finish(ALLOCATE, SUCCESS, rec.transaction_id, attrs, key, sha256)
+
+    async def _relay_endpoint(self, port: int | None = None) -> Endpoint:
+        """A relay socket from 49152-65535 (RFC 8656 §7.2), or the OS's pick under a fault."""
+        if "low-relay-ports" in self.faults:
+            return await Endpoint.open(self.capture, self.relay_host, random.randint(20000, 30000), "relay")
+        for _ in range(64):
+            candidate = port if port is not None else random.randint(49152, 65535)
+            with contextlib.suppress(OSError):
+                return await Endpoint.open(self.capture, self.relay_host, candidate, "relay")
+            if port is not None:
+                break
+        raise HarnessError("no free relay port in 49152-65535")
+
+    async def _even_pair(self, reserve: bool) -> tuple[Endpoint, Endpoint | None] | None:
+        for _ in range(64):
+            base = random.randrange(49152, 65534, 2)
+            try:
+                relay = await Endpoint.open(self.capture, self.relay_host, base, "relay")
+            except OSError:
+                continue
+            if not reserve:
+                return relay, None
+            try:
+                nxt = await Endpoint.open(self.capture, self.relay_host, base + 1, "reserved relay")
+            except OSError:
+                relay.close()
+                continue
+            return relay, nxt
+        return None
+
+    def _refresh(self, rec: Received, a: Allocation, key: bytes, sha256: bool) -> bytes:
+        i = rec.index
+        assert i is not None
+        lt = i.value(0x000D)
+        requested = struct.unpack("!I", lt)[0] if lt is not None and len(lt) == 4 else None
+        if requested == 0 and "ignore-lifetime-zero" not in self.faults:
+            self._delete(a)
+            return self._finish(REFRESH, SUCCESS, rec.transaction_id, [attr.Lifetime(lifetime=0)], key, sha256)
+        lifetime = self._granted(requested if requested != 0 else None)
+        a.expires = self._loop.time() + lifetime
+        attrs = [] if "lifetime-missing-in-refresh" in self.faults else [attr.Lifetime(lifetime=lifetime)]
+        return self._finish(REFRESH, SUCCESS, rec.transaction_id, attrs, key, sha256)
+
+    def _channel_bind(self, rec: Received, a: Allocation, key: bytes, sha256: bool) -> bytes:
+        msg = rec.msg
+        assert msg is not None
+        number_attr = msg.attr("CHANNEL-NUMBER")
+        bad = self._check_peers(rec)
+        if number_attr is None or not hasattr(number_attr, "channel") or bad == 400:
+            return self.error(rec, 400, key=key, sha256=sha256)
+        if bad is not None:
+            return self.error(rec, bad, key=key, sha256=sha256)
+        number = int(number_attr.channel)
+        p = msg.attr("XOR-PEER-ADDRESS")
+        assert p is not None
+        peer = (str(p.address), int(p.port))
+        now = self._loop.time()
+        live = {n: v for n, v in a.channels.items() if v[1] > now}
+        in_range = 0x4000 <= number <= 0x4FFF or "accept-bad-channel-number" in self.faults
+        conflict = (number in live and live[number][0] != peer) or any(
+            v[0] == peer and n != number for n, v in live.items()
+        )
+        if not in_range or conflict:
+            return self.error(rec, 400, key=key, sha256=sha256)
+        a.channels[number] = (peer, now + self.channel_lifetime)
+        self._permit(a, rec)
+        out_key = None if "no-integrity-on-channelbind" in self.faults else key
+        return self._finish(CHANNEL_BIND, SUCCESS, rec.transaction_id, [], out_key, sha256)
+
+    # -- data (RFC 8656 §11, §12) ---------------------------------------------------------------------------
+
+    def _send_indication(self, rec: Received) -> None:
+        if "drop-send-indications" in self.faults:
+            return
+        a = self._live(rec.src)
+        if a is None or rec.index is None:
+            return
+        peer = xor_address(rec, "XOR-PEER-ADDRESS")
+        data = rec.index.value(0x0013)
+        if peer is None or data is None or ":" in peer[0]:
+            return
+        if not self._permitted(a, peer):
+            return
+        a.relay.send(data, peer, "relayed from Send indication")
+
+    def _channel_data(self, rec: Received) -> None:
+        a = self._live(rec.src)
+        if a is None or len(rec.data) < 4:
+            return
+        number, length = struct.unpack_from("!HH", rec.data)
+        bound = a.channels.get(number)
+        if "relay-on-unbound-channel" in self.faults and bound is None and a.channels:
+            bound = next(iter(a.channels.values()))
+        if bound is None or len(rec.data) < 4 + length:
+            return
+        peer, expiry = bound
+        now = self._loop.time()
+        if expiry <= now or not self._permitted(a, peer):
+            return
+        if length == 0 and "drop-empty-channeldata" in self.faults:
+            return
+        if "channeldata-refreshes-permission" in self.faults:
+            a.permissions[peer[0]] = now + self.permission_lifetime
+        if "data-refreshes-allocation" in self.faults:
+            a.expires = now + self.default_lifetime
+        data = rec.data[4 : 4 + length]
+        if not data:
+            _send_empty(a.relay, peer)
+            return
+        a.relay.send(data, peer, "relayed from ChannelData")
+
+    def _from_peer(self, a: Allocation, rec: Received) -> None:
+        now = self._loop.time()
+        if a.deleted and "relay-after-delete" not in self.faults:
+            return
+        if a.expires <= now and "relay-after-delete" not in self.faults:
+            self._delete(a)
+            return
+        if not self._permitted(a, rec.src):
+            return
+        channel = next(
+            (n for n, (p, exp) in a.channels.items() if p == rec.src and exp > now),
+            None,
+        )
+        if (
+            channel is not None
+            and not self.prefer_data_indication
+            and "data-indication-despite-channel" not in self.faults
+        ):
+            self.endpoint.send(bytes(ChannelData(channel=channel, data=rec.data)), a.client, "ChannelData to client")
+            return
+        host, port = rec.src
+        attrs: list[Any] = [attr.XorPeerAddress(family=1, address=host, port=port), attr.Data(data=rec.data)]
+        if self.fingerprint:
+            attrs.append(attr.Fingerprint())
+        msg = STUN(type=message_type(DATA, INDICATION), attributes=attrs)
+        self.endpoint.send(bytes(msg), a.client, "Data indication")
+
+    def data_indication(self, client: Address, peer: Address | None, data: bytes | None) -> None:
+        """Send a (possibly malformed) Data indication to a client (RFC 8656 §11.3)."""
+        attrs: list[Any] = []
+        if peer is not None:
+            attrs.append(attr.XorPeerAddress(family=1, address=peer[0], port=peer[1]))
+        if data is not None:
+            attrs.append(attr.Data(data=data))
+        attrs.append(attr.Fingerprint())
+        self.endpoint.send(bytes(STUN(type=message_type(DATA, INDICATION), attributes=attrs)), client, "crafted")
+
+
+_METHOD_NAMES = {
+    BINDING: "Binding",
+    ALLOCATE: "Allocate",
+    REFRESH: "Refresh",
+    CREATE_PERMISSION: "CreatePermission",
+    CHANNEL_BIND: "ChannelBind",
+}
+
+
+def _send_empty(ep: Endpoint, to: Address) -> None:
+    """Send a 0-byte datagram (asyncio's ``sendto`` drops empty data, RFC 8656 §12.6 needs it)."""
+    transport = ep._transport  # the endpoint's own socket: Endpoint.send cannot send b""
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    with contextlib.suppress(OSError), socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno())) as dup:
+        dup.sendto(b"", to)
+        ep.capture.record(ep.address, to, b"", "out", note="empty datagram", endpoint=ep.label)
+
+
+def _xma(host: str, port: int) -> Any:
+    return attr.XorMappedAddress(family=2 if ":" in host else 1, address=host, port=port)
+
+
+async def allocated(
+    h: Any,
+    server: TurnServerUnderTest,
+    username: str = "alice",
+    *,
+    host: str = "127.0.0.1",
+    label: str = "TURN client",
+    lifetime: int | None = None,
+) -> TurnClient:
+    """A client with a fresh allocation: the sanity precondition of most server cases (ERROR when refused)."""
+    client = await TurnClient.open(h, server, username, host=host, label=label)
+    rec = await client.allocate(lifetime=lifetime)
+    if rec is None or not rec.is_type(ALLOCATE, SUCCESS) or client.relayed is None:
+        got = rec.describe() if rec is not None else "no response"
+        raise HarnessError(f"precondition: a plain authenticated Allocate as {username!r} did not succeed: {got}")
+    h.capture.label(client.relayed, f"relay of {label}")
+    return client
+
+
+async def permitted(client: TurnClient, *peers: Endpoint) -> None:
+    """Install permissions for the peers (a precondition: ERROR when the IUT refuses)."""
+    rec = await client.create_permission(*(p.address for p in peers))
+    if rec is None or not rec.is_type(CREATE_PERMISSION, SUCCESS):
+        got = rec.describe() if rec is not None else "no response"
+        raise HarnessError(f"precondition: CreatePermission did not succeed: {got}")
+
+
+async def bound(client: TurnClient, number: int, peer: Endpoint) -> None:
+    """Bind a channel to a peer (a precondition: ERROR when the IUT refuses)."""
+    rec = await client.channel_bind(number, peer.address)
+    if rec is None or not rec.is_type(CHANNEL_BIND, SUCCESS):
+        got = rec.describe() if rec is not None else "no response"
+        raise HarnessError(f"precondition: ChannelBind 0x{number:04x} did not succeed: {got}")
+
+
+async def peer_receives(peer: Endpoint, payload: bytes, window: float) -> Received | None:
+    """The datagram carrying exactly ``payload`` at the peer within ``window`` s (or already there), else None."""
+    for r in peer.history:
+        if r.data == payload:
+            return r
+    return await peer.expect_silence(lambda r: r.data == payload, window)
+
+
+def payload(tag: str) -> bytes:
+    """A unique application payload (never STUN- or ChannelData-shaped: it starts with 0x80, RTP-like)."""
+    return b"\x80" + tag.encode() + b"-" + secrets.token_hex(6).encode()

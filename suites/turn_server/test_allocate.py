@@ -1,0 +1,357 @@
+"""TURN server: Allocate, its checks and its response (RFC 8656 §5, §7.2; RFC 8489 §6.3, §14)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conformance.packets import STUN, attr, message_type
+from conformance.tester.harness import Harness
+from conformance.tester.turn import (
+    ALLOCATE,
+    BINDING,
+    ERROR,
+    REFRESH,
+    SUCCESS,
+    TurnClient,
+    allocated,
+    error_code,
+    payload,
+    peer_receives,
+    relay_peers,
+    start_turn_server,
+    xor_address,
+)
+
+SILENCE = 3.0
+
+
+def _described(rec: object) -> str:
+    return rec.describe() if rec is not None else "no response within 3 s"  # type: ignore[attr-defined]
+
+
+@pytest.mark.requirement("TURN-ALLOC-01")
+@pytest.mark.needs("turn_server")
+@pytest.mark.parametrize(("variant", "expected"), [("missing", 400), ("length-3", 400), ("protocol-254", 442)])
+async def test_requested_transport_is_checked(harness: Harness, variant: str, expected: int) -> None:
+    """TURN-ALLOC-01 (RFC 8656 §7.2 step 3): no or malformed REQUESTED-TRANSPORT gets 400, protocol 254 gets 442."""
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    if variant == "missing":
+        rec = await c.allocate(transport=False)
+    elif variant == "length-3":
+        rec = await c.allocate(attr.StunAttribute(type=0x0019, value=b"\x11\x00\x00"), transport=False)
+    else:
+        rec = await c.allocate(attr.RequestedTransport(protocol=254), transport=False)
+    harness.findings.check(
+        rec is not None and rec.is_type(ALLOCATE, ERROR) and error_code(rec) == expected,
+        "TURN-ALLOC-01",
+        f"Allocate with REQUESTED-TRANSPORT {variant}: expected a {expected} error, got {_described(rec)}",
+    )
+
+
+@pytest.mark.requirement("TURN-ALLOC-02")
+@pytest.mark.needs("turn_server")
+async def test_second_allocate_on_a_5_tuple_gets_437(harness: Harness) -> None:
+    """TURN-ALLOC-02 (RFC 8656 §7.2 step 2): a new Allocate (new txid) on a 5-tuple in use gets 437."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    rec = await c.allocate()
+    harness.findings.check(
+        rec is not None and rec.is_type(ALLOCATE, ERROR) and error_code(rec) == 437,
+        "TURN-ALLOC-02",
+        f"second Allocate with a new transaction ID: expected 437, got {_described(rec)}",
+    )
+
+
+@pytest.mark.requirement("TURN-ALLOC-03")
+@pytest.mark.needs("turn_server")
+async def test_allocate_success_carries_relayed_mapped_and_lifetime(harness: Harness) -> None:
+    """TURN-ALLOC-03 (RFC 8656 §7.2): XOR-RELAYED-ADDRESS, LIFETIME and XOR-MAPPED-ADDRESS = the client's address."""
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    rec = await c.allocate()
+    f = harness.findings
+    f.check(rec is not None and rec.is_type(ALLOCATE, SUCCESS), "TURN-ALLOC-03", f"Allocate: {_described(rec)}")
+    assert rec is not None
+    for name in ("XOR-RELAYED-ADDRESS", "LIFETIME", "XOR-MAPPED-ADDRESS"):
+        f.check(rec.msg is not None and rec.msg.attr(name) is not None, "TURN-ALLOC-03", f"no {name}: {rec.describe()}")
+    mapped = xor_address(rec, "XOR-MAPPED-ADDRESS")
+    f.check(
+        mapped == c.address,
+        "TURN-ALLOC-03",
+        f"XOR-MAPPED-ADDRESS {mapped} is not the client's address {c.address}: {rec.describe()}",
+    )
+
+
+@pytest.mark.requirement("TURN-ALLOC-04")
+@pytest.mark.needs("turn_server")
+async def test_relayed_ports_come_from_the_dynamic_range(harness: Harness) -> None:
+    """TURN-ALLOC-04 (RFC 8656 §7.2): 20 relayed ports, all in 49152-65535 and none in 0-1023."""
+    srv = await start_turn_server(harness)
+    ports = []
+    for i in range(20):
+        c = await allocated(harness, srv, label=f"client {i + 1}")
+        assert c.relayed is not None
+        ports.append(c.relayed[1])
+    harness.findings.info(f"relayed ports: {sorted(ports)}")
+    low = [p for p in ports if p < 1024]
+    harness.findings.check(not low, "TURN-ALLOC-04", f"relayed ports in 0-1023: {low}", "no_well_known")
+    outside = [p for p in ports if not 49152 <= p <= 65535]
+    harness.findings.check(
+        not outside, "TURN-ALLOC-04", f"relayed ports outside 49152-65535: {outside}", "dynamic_range"
+    )
+
+
+_ALLOC05: dict[str, tuple[list[Any], tuple[int, ...]]] = {
+    "requested-and-additional-family": (
+        [attr.RequestedAddressFamily(family=1), attr.AdditionalAddressFamily(family=2)],
+        (400,),
+    ),
+    "additional-family-ipv4": ([attr.AdditionalAddressFamily(family=1)], (400,)),
+    "token-with-even-port": ([attr.ReservationToken(token=b"\x01" * 8), attr.EvenPort(reserve=0)], (400,)),
+    "token-with-family": ([attr.ReservationToken(token=b"\x01" * 8), attr.RequestedAddressFamily(family=1)], (400,)),
+    "even-port-r-with-additional": ([attr.EvenPort(reserve=1), attr.AdditionalAddressFamily(family=2)], (400,)),
+    "unknown-token": ([attr.ReservationToken(token=b"\x5a" * 8)], (508,)),
+    "family-ipv6-unsupported": ([attr.RequestedAddressFamily(family=2)], (440,)),
+}
+
+
+@pytest.mark.requirement("TURN-ALLOC-05")
+@pytest.mark.needs("turn_server")
+@pytest.mark.parametrize("variant", sorted(_ALLOC05))
+async def test_address_family_and_reservation_checks(harness: Harness, variant: str) -> None:
+    """TURN-ALLOC-05 (RFC 8656 §7.2 steps 5-9): 400 for bad combinations, 508 for an unknown token, 440 for IPv6."""
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    extra, expected = _ALLOC05[variant]
+    rec = await c.allocate(*extra)
+    code = error_code(rec)
+    if variant == "family-ipv6-unsupported" and rec is not None and rec.is_type(ALLOCATE, SUCCESS):
+        relayed = xor_address(rec, "XOR-RELAYED-ADDRESS")
+        harness.findings.check(
+            relayed is not None and ":" in relayed[0],
+            "TURN-ALLOC-05",
+            f"REQUESTED-ADDRESS-FAMILY IPv6 was granted with a non-IPv6 relay: {rec.describe()}",
+        )
+        harness.findings.info(f"the IUT relays IPv6: {relayed}")
+        return
+    harness.findings.check(
+        rec is not None and rec.is_type(ALLOCATE, ERROR) and code in expected,
+        "TURN-ALLOC-05",
+        f"Allocate {variant}: expected {' or '.join(str(e) for e in expected)}, got {_described(rec)}",
+    )
+
+
+@pytest.mark.requirement("TURN-ALLOC-05")
+@pytest.mark.needs("turn_server")
+async def test_default_relay_family_is_ipv4(harness: Harness) -> None:
+    """TURN-ALLOC-05 (RFC 8656 §7.2 step 7): without REQUESTED-ADDRESS-FAMILY the relayed address is IPv4."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    assert c.relayed is not None
+    harness.findings.check(":" not in c.relayed[0], "TURN-ALLOC-05", f"relayed address {c.relayed} is not IPv4")
+
+
+@pytest.mark.requirement("TURN-ALLOC-06")
+@pytest.mark.needs("turn_server")
+async def test_even_port_reserves_the_next_port(harness: Harness) -> None:
+    """TURN-ALLOC-06 (RFC 8656 §7.2, §18.7, §18.10): EVEN-PORT R=1 gives an even port N and a token for N+1."""
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    rec = await c.allocate(attr.EvenPort(reserve=1))
+    f = harness.findings
+    f.check(
+        rec is not None and rec.is_type(ALLOCATE, SUCCESS),
+        "TURN-ALLOC-06",
+        f"Allocate with EVEN-PORT R=1: expected success, got {_described(rec)}",
+    )
+    assert rec is not None and c.relayed is not None
+    port = c.relayed[1]
+    f.check(port % 2 == 0, "TURN-ALLOC-06", f"EVEN-PORT gave the odd relayed port {port}: {rec.describe()}")
+    token = rec.index.value(0x0022) if rec.index is not None else None
+    f.check(token is not None and len(token) == 8, "TURN-ALLOC-06", f"no 8-byte RESERVATION-TOKEN: {rec.describe()}")
+    assert token is not None
+    other = await TurnClient.open(harness, srv, label="TURN client 2")
+    rec2 = await other.allocate(attr.ReservationToken(token=token))
+    f.check(
+        rec2 is not None and rec2.is_type(ALLOCATE, SUCCESS) and other.relayed == (c.relayed[0], port + 1),
+        "TURN-ALLOC-06",
+        f"Allocate with the token from another socket: expected relayed port {port + 1}, got {_described(rec2)}",
+    )
+
+
+@pytest.mark.requirement("TURN-ALLOC-07")
+@pytest.mark.needs("turn_server")
+async def test_dont_fragment_is_honoured_or_rejected_with_420(harness: Harness) -> None:
+    """TURN-ALLOC-07 (RFC 8656 §7.2 step 4): DONT-FRAGMENT gets success, or 420 listing 0x001A."""
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    rec = await c.allocate(attr.DontFragment())
+    ok = rec is not None and rec.is_type(ALLOCATE, SUCCESS)
+    if not ok and rec is not None and error_code(rec) == 420 and rec.msg is not None:
+        unknown = rec.msg.attr("UNKNOWN-ATTRIBUTES")
+        ok = unknown is not None and 0x001A in list(getattr(unknown, "types", []))
+    harness.findings.check(ok, "TURN-ALLOC-07", f"Allocate with DONT-FRAGMENT: {_described(rec)}")
+
+
+@pytest.mark.requirement("TURN-ALLOC-08")
+@pytest.mark.needs("turn_server")
+async def test_allocate_and_refresh_responses_carry_software(harness: Harness) -> None:
+    """TURN-ALLOC-08 (RFC 8656 §5): the server SHOULD put SOFTWARE in Allocate and Refresh responses."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    rec = await c.refresh(600)
+    alloc = next((r for r in c.endpoint.history if r.is_type(ALLOCATE, SUCCESS)), None)
+    for what, r in (("Allocate", alloc), ("Refresh", rec)):
+        if r is None or r.index is None:
+            continue
+        harness.findings.check(
+            r.index.has(0x8022), "TURN-ALLOC-08", f"{what} response without SOFTWARE: {r.describe()}"
+        )
+
+
+@pytest.mark.requirement("TURN-ALLOC-13")
+@pytest.mark.needs("turn_server")
+async def test_other_username_on_an_allocation_gets_441(harness: Harness) -> None:
+    """TURN-ALLOC-13 (RFC 8656 §5): a Refresh on alice's allocation authenticated as bob gets 441."""
+    srv = await start_turn_server(harness)
+    alice = await allocated(harness, srv)
+    bob = TurnClient(alice.endpoint, srv.address, "bob", srv.users["bob"])
+    bob.realm, bob.nonce = alice.realm, alice.nonce
+    rec = await bob.refresh(600)
+    if error_code(rec) == 438 and rec is not None:
+        bob.learn(rec)
+        rec = await bob.refresh(600)
+    harness.findings.check(
+        rec is not None and error_code(rec) == 441,
+        "TURN-ALLOC-13",
+        f"Refresh as bob on alice's allocation (same 5-tuple): expected 441, got {_described(rec)}",
+    )
+
+
+@pytest.mark.requirement("TURN-ALLOC-14")
+@pytest.mark.needs("turn_server")
+async def test_without_an_allocation_requests_get_437_and_data_is_ignored(harness: Harness) -> None:
+    """TURN-ALLOC-14 (RFC 8656 §5): no allocation: Refresh gets 437; Send and ChannelData are silently ignored."""
+    srv = await start_turn_server(harness)
+    (peer,) = await relay_peers(harness, 1)
+    owner = await allocated(harness, srv, label="owner")
+    assert owner.relayed is not None
+    perm = await owner.create_permission(peer.address)
+    bind = await owner.channel_bind(0x4000, peer.address)
+    harness.findings.info(f"owner set-up: {_described(perm)}; {_described(bind)}")
+    stranger = await TurnClient.open(harness, srv, label="no allocation")
+    rec = await stranger.refresh(600)
+    harness.findings.check(
+        rec is not None and error_code(rec) == 437,
+        "TURN-ALLOC-14",
+        f"Refresh from a 5-tuple without an allocation: expected 437, got {_described(rec)}",
+    )
+    a, b = payload("send"), payload("chan")
+    stranger.send_indication(peer.address, a)
+    stranger.channel_data(0x4000, b)
+    got = await peer_receives(peer, a, SILENCE) or await peer_receives(peer, b, 0.1)
+    harness.findings.check(
+        got is None, "TURN-ALLOC-14", f"data from a 5-tuple without an allocation reached the peer: {got!r}"
+    )
+    replies = [r for r in stranger.endpoint.history if r.index is not None and r.index.msg_class >= SUCCESS]
+    answered = [r for r in replies if r.index is not None and r.index.method != REFRESH]
+    harness.findings.check(not answered, "TURN-ALLOC-14", f"the indication or ChannelData got an answer: {answered}")
+
+
+@pytest.mark.requirement("STUN-MSG-06")
+@pytest.mark.needs("turn_server")
+async def test_unknown_comprehension_required_attribute_gets_420(harness: Harness) -> None:
+    """STUN-MSG-06 (RFC 8489 §6.3.1, §14.13): an authenticated Allocate with 0x7F01 gets 420 listing it."""
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    await c.challenge()
+    rec = await c.allocate(attr.StunAttribute(type=0x7F01, value=b"\x00\x00\x00\x00"))
+    unknown = rec.msg.attr("UNKNOWN-ATTRIBUTES") if rec is not None and rec.msg is not None else None
+    listed = list(getattr(unknown, "types", [])) if unknown is not None else []
+    harness.findings.check(
+        rec is not None and error_code(rec) == 420 and 0x7F01 in listed,
+        "STUN-MSG-06",
+        f"expected 420 with UNKNOWN-ATTRIBUTES [0x7f01], got {_described(rec)}",
+    )
+
+
+@pytest.mark.requirement("STUN-RTX-04")
+@pytest.mark.needs("turn_server")
+async def test_retransmitted_allocate_gets_the_same_success(harness: Harness) -> None:
+    """STUN-RTX-04 (RFC 8489 §6.3.1, RFC 8656 §5): a replayed Allocate (same txid, 5-tuple) gets the same success."""
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    await c.challenge()
+    msg = c.build(ALLOCATE, attributes=[attr.RequestedTransport()])
+    first = await c.transact(msg)
+    if first is None or not first.is_type(ALLOCATE, SUCCESS):
+        harness.findings.violation("STUN-RTX-04", f"precondition: Allocate did not succeed: {_described(first)}")
+        return
+    again = await c.transact(bytes(msg), note="replay of the successful Allocate")
+    same = again is not None and again.is_type(ALLOCATE, SUCCESS)
+    same = same and xor_address(again, "XOR-RELAYED-ADDRESS") == xor_address(first, "XOR-RELAYED-ADDRESS")
+    harness.findings.check(
+        same,
+        "STUN-RTX-04",
+        f"retransmission of {first.describe()} got {_described(again)}, expected the same success",
+    )
+    bmsg = STUN(type=message_type("Binding", "request"), attributes=[attr.Fingerprint()])
+    b1 = await c.transact(bmsg)
+    b2 = await c.transact(bytes(bmsg), note="replay of the Binding")
+    harness.findings.check(
+        b1 is not None and b2 is not None and b1.is_type(BINDING, SUCCESS) and b2.is_type(BINDING, SUCCESS),
+        "STUN-RTX-04",
+        f"Binding and its retransmission: {_described(b1)}; {_described(b2)}",
+    )
+
+
+_LIMITS = {0x0006: 763, 0x0014: 763, 0x0015: 763, 0x8022: 763}
+
+
+@pytest.mark.requirement("STUN-MSG-10")
+@pytest.mark.needs("turn_server")
+async def test_long_username_gets_401_and_limits_hold(harness: Harness) -> None:
+    """STUN-MSG-10 (RFC 8489 §14.3, §14.8-14.10): a 700-byte USERNAME gets 401; the IUT's fields respect the limits."""
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    await c.challenge()
+    rec = await c.allocate(username="u" * 700)
+    harness.findings.check(
+        rec is not None and error_code(rec) in (400, 401),
+        "STUN-MSG-10",
+        f"Allocate with a 700-byte USERNAME: expected a 401 (or 400), got {_described(rec)}",
+    )
+    sanity = await allocated(harness, srv, label="sanity client")
+    assert sanity.relayed is not None
+    for r in c.endpoint.history + sanity.endpoint.history:
+        if r.index is None:
+            continue
+        for code, off, length in r.index.attributes:
+            if code == 0x0009 and length >= 4:
+                cls, num = r.data[off + 2] & 0x07, r.data[off + 3]
+                harness.findings.check(
+                    3 <= cls <= 6 and num < 100, "STUN-MSG-10", f"ERROR-CODE class {cls} number {num}: {r.describe()}"
+                )
+            if code in (0x0014, 0x0015, 0x8022):
+                text = r.data[off : off + length].decode("utf-8", "replace")
+                harness.findings.check(
+                    len(text) < 128, "STUN-MSG-10", f"attribute 0x{code:04x} has {len(text)} characters: {r.describe()}"
+                )
+
+
+@pytest.mark.requirement("STUN-MSG-11")
+@pytest.mark.needs("turn_server")
+async def test_binding_without_credentials_or_fingerprint_succeeds(harness: Harness) -> None:
+    """STUN-MSG-11 (RFC 5389 §13): a plain Binding (no credentials, no FINGERPRINT) gets XOR-MAPPED-ADDRESS."""
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    rec = await c.transact(STUN(type=message_type("Binding", "request")))
+    mapped = xor_address(rec, "XOR-MAPPED-ADDRESS")
+    harness.findings.check(
+        rec is not None and rec.is_type(BINDING, SUCCESS) and mapped == c.address,
+        "STUN-MSG-11",
+        f"plain Binding: expected success with XOR-MAPPED-ADDRESS {c.address}, got {_described(rec)}",
+    )

@@ -1,0 +1,171 @@
+"""TURN server: long-term credential mechanism (RFC 8489 §9.2.4, RFC 8656 §5)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conformance.packets import attr, check_integrity
+from conformance.protocol.keys import SecurityFeature, parse_nonce_features
+from conformance.tester.endpoint import Received
+from conformance.tester.harness import Harness
+from conformance.tester.turn import (
+    ALLOCATE,
+    SUCCESS,
+    TurnClient,
+    allocated,
+    error_code,
+    relay_peers,
+    start_turn_server,
+)
+
+_NONCE = re.compile(rb"^obMatJos2[A-Za-z0-9+/]{4}")
+
+
+def _d(rec: Received | None) -> str:
+    return rec.describe() if rec is not None else "no response within 3 s"
+
+
+@pytest.mark.requirement("STUN-AUTH-11")
+@pytest.mark.needs("turn_server")
+async def test_unauthenticated_allocate_gets_a_401_challenge(harness: Harness) -> None:
+    """STUN-AUTH-11 (RFC 8489 §9.2.4, §9.2): 401 with REALM and an 'obMatJos2' NONCE, no integrity attributes."""
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    rec = await c.challenge()
+    f = harness.findings
+    f.check(error_code(rec) == 401, "STUN-AUTH-11", f"unauthenticated Allocate got {_d(rec)}", "challenge")
+    assert rec is not None and rec.index is not None
+    f.check(rec.index.has(0x0014), "STUN-AUTH-11", f"the 401 has no REALM: {rec.describe()}", "challenge")
+    nonce = rec.index.value(0x0015)
+    f.check(nonce is not None, "STUN-AUTH-11", f"the 401 has no NONCE: {rec.describe()}", "challenge")
+    assert nonce is not None
+    if _NONCE.match(nonce):
+        features = parse_nonce_features(nonce) or SecurityFeature.NONE
+        wants = bool(features & SecurityFeature.PASSWORD_ALGORITHMS)
+        f.check(
+            rec.index.has(0x8002) == wants,
+            "STUN-AUTH-11",
+            f"nonce features {int(features):#x} but PASSWORD-ALGORITHMS present={rec.index.has(0x8002)}",
+            "challenge",
+        )
+    else:
+        f.violation("STUN-AUTH-11", f"NONCE {nonce!r} does not start with the 'obMatJos2' cookie", "challenge")
+    for code, name in ((0x0006, "USERNAME"), (0x001E, "USERHASH"), (0x0008, "MI"), (0x001C, "MI-SHA256")):
+        f.check(not rec.index.has(code), "STUN-AUTH-11", f"the 401 carries {name}: {rec.describe()}", "no_integrity")
+
+
+@pytest.mark.requirement("STUN-AUTH-12")
+@pytest.mark.needs("turn_server")
+async def test_nonces_differ_per_source_and_attempt(harness: Harness) -> None:
+    """STUN-AUTH-12 (RFC 8489 §9.2.4, RFC 8656 §5): two sources never share a NONCE; attempts get fresh ones."""
+    srv = await start_turn_server(harness)
+    a = await TurnClient.open(harness, srv, label="source A")
+    b = await TurnClient.open(harness, srv, label="source B")
+    ra, rb = await a.challenge(), await b.challenge()
+    na = ra.index.value(0x0015) if ra is not None and ra.index is not None else None
+    nb = rb.index.value(0x0015) if rb is not None and rb.index is not None else None
+    harness.findings.check(
+        na is not None and na != nb, "STUN-AUTH-12", f"sources A and B both got NONCE {na!r}", "distinct_per_source"
+    )
+    again = await a.challenge()
+    na2 = again.index.value(0x0015) if again is not None and again.index is not None else None
+    harness.findings.check(na2 != na, "STUN-AUTH-12", f"a second attempt got the same NONCE {na!r}", "fresh_nonce")
+
+
+@pytest.mark.requirement("STUN-AUTH-13")
+@pytest.mark.needs("turn_server")
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [("no-realm", 400), ("no-nonce", 400), ("no-username", 400), ("wrong-password", 401), ("unknown-user", 401)],
+)
+async def test_bad_credentials_get_400_or_401(harness: Harness, variant: str, expected: int) -> None:
+    """STUN-AUTH-13 (RFC 8489 §9.2.4): missing REALM/NONCE/USERNAME with MI: 400; wrong key or user: 401."""
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    await c.challenge()
+    omit = {"no-realm": ("REALM",), "no-nonce": ("NONCE",), "no-username": ("USERNAME",)}.get(variant, ())
+    if variant == "wrong-password":
+        c.password = "not-the-password"
+    if variant == "unknown-user":
+        c.username = "mallory"
+    rec = await c.transact(c.build(ALLOCATE, attributes=[attr.RequestedTransport()], omit=omit))
+    f = harness.findings
+    f.check(error_code(rec) == expected, "STUN-AUTH-13", f"{variant}: expected {expected}, got {_d(rec)}")
+    assert rec is not None and rec.index is not None
+    if expected == 400:
+        f.check(not rec.index.has(0x0008), "STUN-AUTH-13", f"the 400 carries MESSAGE-INTEGRITY: {rec.describe()}")
+    else:
+        ok = rec.index.has(0x0014) and rec.index.has(0x0015)
+        f.check(ok, "STUN-AUTH-13", f"the 401 lacks REALM or NONCE: {rec.describe()}")
+        if variant == "unknown-user" and not rec.index.has(0x8002):
+            f.info("8489 literal: the 401 for an unknown user has no PASSWORD-ALGORITHMS")
+
+
+@pytest.mark.requirement("STUN-AUTH-14")
+@pytest.mark.needs("turn_server")
+async def test_stale_nonce_gets_438_scaled(harness: Harness) -> None:
+    """STUN-AUTH-14 (RFC 8489 §9.2.4), scaled: with a 3 s nonce lifetime, a 6 s old nonce gets 438 and a new NONCE."""
+    import asyncio
+
+    srv = await start_turn_server(harness, options={"stale_nonce": 3})
+    c = await allocated(harness, srv)
+    old = c.nonce
+    await asyncio.sleep(6.0)  # the nonce lifetime this case measures
+    rec = await c.transact(c.build(0x004, attributes=[attr.Lifetime(lifetime=600)]))
+    f = harness.findings
+    if rec is not None and rec.is_type(0x004, SUCCESS):
+        f.violation("STUN-AUTH-14", f"a nonce 6 s old (lifetime 3 s) was still accepted: {rec.describe()}")
+    f.check(error_code(rec) == 438, "STUN-AUTH-14", f"stale nonce: expected 438, got {_d(rec)}")
+    assert rec is not None and rec.index is not None
+    new = rec.index.value(0x0015)
+    f.check(new is not None and new != old and rec.index.has(0x0014), "STUN-AUTH-14", f"the 438: {rec.describe()}")
+
+
+@pytest.mark.requirement("STUN-AUTH-15")
+@pytest.mark.needs("turn_server")
+async def test_no_algorithm_attributes_means_md5(harness: Harness) -> None:
+    """STUN-AUTH-15 (RFC 8489 §9.2.4): without algorithm attributes the request is MD5 and succeeds with MI."""
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    first = await c.challenge()
+    rec = await c.allocate()
+    f = harness.findings
+    f.check(rec is not None and rec.is_type(ALLOCATE, SUCCESS), "STUN-AUTH-15", f"MD5 Allocate: {_d(rec)}")
+    assert rec is not None
+    f.check(check_integrity(rec.data, c.key, "sha1") is None, "STUN-AUTH-15", f"no valid MI: {rec.describe()}")
+    features = SecurityFeature.NONE
+    if first is not None and first.index is not None and first.index.value(0x0015):
+        features = parse_nonce_features(first.index.value(0x0015) or b"") or SecurityFeature.NONE
+    if not features & SecurityFeature.PASSWORD_ALGORITHMS:
+        f.info("the server's nonce does not set the password-algorithms bit: the 400 sub-cases do not apply")
+        return
+    for label, extra in (
+        ("PASSWORD-ALGORITHM without PASSWORD-ALGORITHMS", [attr.PasswordAlgorithm(algorithm=0x0001)]),
+        ("unlisted algorithm", [attr.PasswordAlgorithm(algorithm=0x0007)]),
+    ):
+        d = await TurnClient.open(harness, srv, label=label)
+        await d.challenge()
+        r = await d.allocate(*extra)
+        f.check(error_code(r) == 400, "STUN-AUTH-15", f"{label}: expected 400, got {_d(r)}")
+
+
+@pytest.mark.requirement("STUN-AUTH-16")
+@pytest.mark.needs("turn_server")
+async def test_every_response_to_an_authenticated_request_has_integrity(harness: Harness) -> None:
+    """STUN-AUTH-16 (RFC 8489 §9.2.4): Allocate, Refresh, CreatePermission, ChannelBind and errors carry valid MI."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    (peer,) = await relay_peers(harness, 1)
+    responses = [c.last]
+    responses.append(await c.create_permission(peer.address))
+    responses.append(await c.channel_bind(0x4000, peer.address))
+    responses.append(await c.refresh(600))
+    responses.append(await c.allocate())  # a 437 error after authentication
+    for rec in responses:
+        if rec is None:
+            harness.findings.violation("STUN-AUTH-16", "an authenticated request got no response within 3 s")
+            continue
+        reason = check_integrity(rec.data, c.key)
+        harness.findings.check(reason is None, "STUN-AUTH-16", f"{reason}: {rec.describe()}")

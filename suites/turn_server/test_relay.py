@@ -1,0 +1,545 @@
+"""TURN server: permissions, channels, Send/Data and the security rows (RFC 8656 §9-§12, §21)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.tester.endpoint import Received
+from conformance.tester.harness import Harness
+from conformance.tester.turn import (
+    CHANNEL_BIND,
+    CREATE_PERMISSION,
+    REFRESH,
+    SUCCESS,
+    TurnClient,
+    allocated,
+    bound,
+    error_code,
+    payload,
+    peer_receives,
+    permitted,
+    relay_peers,
+    relayed_payload,
+    start_turn_server,
+)
+
+SILENCE = 3.0
+PROMPT = 2.0
+
+
+def _d(rec: Received | None) -> str:
+    return rec.describe() if rec is not None else "no response within 3 s"
+
+
+# -- permissions (RFC 8656 §9, §10) -------------------------------------------------------------------------------
+
+
+@pytest.mark.requirement("TURN-PERM-02")
+@pytest.mark.needs("turn_server")
+async def test_peers_without_a_permission_are_not_relayed(harness: Harness) -> None:
+    """TURN-PERM-02 (RFC 8656 §9): datagrams from unpermitted IPs are dropped; a permitted IP from a new port passes."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    assert c.relayed is not None
+    good, bad1, bad2 = await relay_peers(harness, 3)
+    await permitted(c, good)
+    leaks = [payload("unpermitted-1"), payload("unpermitted-2")]
+    bad1.send(leaks[0], c.relayed)
+    bad2.send(leaks[1], c.relayed)
+    for leak, who in zip(leaks, (bad1, bad2), strict=True):
+        got = await c.relayed_within(leak, SILENCE if leak is leaks[0] else 0.2)
+        harness.findings.check(
+            got is None, "TURN-PERM-02", f"data from unpermitted peer {who.address} was relayed: {_d(got)}"
+        )
+    other_port = await harness.endpoint("permitted IP, new port", good.address[0])
+    data = payload("new-port")
+    other_port.send(data, c.relayed)
+    got = await c.relayed_within(data, PROMPT)
+    harness.findings.check(
+        got is not None,
+        "TURN-PERM-02",
+        f"a permission on {good.address[0]} did not admit the same IP from port {other_port.address[1]}",
+    )
+
+
+@pytest.mark.requirement("TURN-PERM-02")
+@pytest.mark.needs("turn_server")
+async def test_a_permission_on_one_allocation_does_not_open_another(harness: Harness) -> None:
+    """TURN-PERM-02 (RFC 8656 §9, §21.2): permissions belong to one allocation only."""
+    srv = await start_turn_server(harness)
+    a = await allocated(harness, srv, label="client A")
+    b = await allocated(harness, srv, "bob", label="client B")
+    assert b.relayed is not None
+    (peer,) = await relay_peers(harness, 1)
+    await permitted(a, peer)
+    data = payload("cross")
+    peer.send(data, b.relayed)
+    got = await b.relayed_within(data, SILENCE)
+    harness.findings.check(got is None, "TURN-PERM-02", f"A's permission opened B's relay: {_d(got)}")
+
+
+@pytest.mark.requirement("TURN-PERM-03")
+@pytest.mark.needs("turn_server")
+async def test_one_create_permission_installs_every_peer(harness: Harness) -> None:
+    """TURN-PERM-03 (RFC 8656 §10.2): two XOR-PEER-ADDRESS in one request; both IPs are relayed, ports ignored."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    assert c.relayed is not None
+    p1, p2 = await relay_peers(harness, 2)
+    rec = await c.create_permission((p1.address[0], 9), (p2.address[0], 10))
+    harness.findings.check(
+        rec is not None and rec.is_type(CREATE_PERMISSION, SUCCESS),
+        "TURN-PERM-03",
+        f"CreatePermission with two peers: {_d(rec)}",
+    )
+    for p in (p1, p2):
+        data = payload(p.address[0])
+        p.send(data, c.relayed)
+        got = await c.relayed_within(data, PROMPT)
+        harness.findings.check(
+            got is not None, "TURN-PERM-03", f"peer {p.address} was not relayed after the permission"
+        )
+
+
+@pytest.mark.requirement("TURN-PERM-04", "TURN-ERR-01")
+@pytest.mark.needs("turn_server")
+@pytest.mark.parametrize(("variant", "expected"), [("no-peer", 400), ("ipv6-peer", 443)])
+async def test_create_permission_rejects_bad_peers(harness: Harness, variant: str, expected: int) -> None:
+    """TURN-PERM-04, TURN-ERR-01 (RFC 8656 §10.2, §19): no XOR-PEER-ADDRESS gets 400, an IPv6 peer on IPv4 443."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    rec = await (c.create_permission() if variant == "no-peer" else c.create_permission(("::1", 5000)))
+    req, clause = ("TURN-PERM-04", "bad_peer") if variant == "no-peer" else ("TURN-PERM-04", "family_443")
+    harness.findings.check(
+        rec is not None and error_code(rec) == expected,
+        req,
+        f"CreatePermission {variant}: expected {expected}, got {_d(rec)}",
+        clause,
+    )
+    if variant == "ipv6-peer":
+        harness.findings.check(error_code(rec) == 443, "TURN-ERR-01", f"IPv6 peer on an IPv4 relay: {_d(rec)}")
+
+
+@pytest.mark.requirement("TURN-PERM-01")
+@pytest.mark.needs("turn_server")
+async def test_permission_expires_at_its_lifetime_scaled(harness: Harness) -> None:
+    """TURN-PERM-01 (RFC 8656 §9), scaled: with a 6 s permission lifetime, relayed at 4 s, dropped at 8 s."""
+    await _permission_lifetime(harness, 6.0, scaled=True)
+
+
+@pytest.mark.slow
+@pytest.mark.budget(420)
+@pytest.mark.requirement("TURN-PERM-01")
+@pytest.mark.needs("turn_server")
+async def test_permission_lasts_300_seconds(harness: Harness) -> None:
+    """TURN-PERM-01 (RFC 8656 §9): a permission lasts exactly 300 s: relayed at 290 s, dropped at 310 s."""
+    await _permission_lifetime(harness, 300.0, scaled=False)
+
+
+async def _permission_lifetime(h: Harness, lifetime: float, *, scaled: bool) -> None:
+    options = {"permission_lifetime": int(lifetime)} if scaled else None
+    srv = await start_turn_server(h, options=options)
+    c = await allocated(h, srv)
+    assert c.relayed is not None
+    (peer,) = await relay_peers(h, 1)
+    await permitted(c, peer)
+    start = peer.now()
+    margin = 2.0 if scaled else 10.0
+    await _until(peer.now, start + lifetime - margin)
+    before = payload("before-expiry")
+    peer.send(before, c.relayed)
+    got = await c.relayed_within(before, 1.0)
+    h.findings.check(got is not None, "TURN-PERM-01", f"not relayed {lifetime - margin:g} s after CreatePermission")
+    await _until(peer.now, start + lifetime + margin)
+    await c.refresh(600)  # keep the allocation: only the permission may expire
+    after = payload("after-expiry")
+    peer.send(after, c.relayed)
+    got = await c.relayed_within(after, SILENCE)
+    h.findings.check(got is None, "TURN-PERM-01", f"still relayed {lifetime + margin:g} s after CreatePermission")
+
+
+async def _until(now: object, when: float) -> None:
+    """Wait out a protocol timer the case measures (RFC 8656 lifetimes); only in scaled or slow cases."""
+    import asyncio
+
+    delay = when - now()  # type: ignore[operator]
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+@pytest.mark.requirement("TURN-PERM-06")
+@pytest.mark.needs("turn_server")
+async def test_channel_data_does_not_refresh_the_permission_scaled(harness: Harness) -> None:
+    """TURN-PERM-06 (RFC 8656 §12.6), scaled: ChannelData alone does not keep a 6 s permission alive."""
+    srv = await start_turn_server(harness, options={"permission_lifetime": 6, "channel_lifetime": 600})
+    c = await allocated(harness, srv)
+    assert c.relayed is not None
+    (peer,) = await relay_peers(harness, 1)
+    await bound(c, 0x4000, peer)
+    start = peer.now()
+    for i in range(8):
+        await _until(peer.now, start + i + 1)
+        c.channel_data(0x4000, payload(f"keepalive-{i}"))
+    late = payload("after-permission-expiry")
+    peer.send(late, c.relayed)
+    got = await c.relayed_within(late, SILENCE)
+    harness.findings.check(got is None, "TURN-PERM-06", f"ChannelData kept the permission alive past 6 s: {_d(got)}")
+
+
+# -- channels (RFC 8656 §12) ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.requirement("TURN-CHAN-01")
+@pytest.mark.needs("turn_server")
+@pytest.mark.parametrize("variant", ["0x3fff", "0x5000", "0x7fff", "rebind-number", "rebind-peer"])
+async def test_channel_bind_rejects_bad_numbers_and_conflicts(harness: Harness, variant: str) -> None:
+    """TURN-CHAN-01 (RFC 8656 §12.2): numbers outside 0x4000-0x4FFF and conflicting bindings get 400."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    p1, p2 = await relay_peers(harness, 2)
+    if variant.startswith("0x"):
+        rec = await c.channel_bind(int(variant, 16), p1.address)
+    else:
+        await bound(c, 0x4000, p1)
+        rec = await (
+            c.channel_bind(0x4000, p2.address) if variant == "rebind-number" else c.channel_bind(0x4001, p1.address)
+        )
+    harness.findings.check(
+        rec is not None and error_code(rec) == 400,
+        "TURN-CHAN-01",
+        f"ChannelBind {variant}: expected 400, got {_d(rec)}",
+    )
+
+
+@pytest.mark.requirement("TURN-CHAN-02", "TURN-CHAN-03", "TURN-CHAN-06")
+@pytest.mark.needs("turn_server")
+async def test_channel_bind_installs_permission_and_uses_channel_data(harness: Harness) -> None:
+    """TURN-CHAN-02/03/06 (RFC 8656 §12.2, §12.4, §12.5): bind alone relays, twice succeeds, ChannelData back."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    assert c.relayed is not None
+    (peer,) = await relay_peers(harness, 1)
+    await bound(c, 0x4000, peer)
+    again = await c.channel_bind(0x4000, peer.address)
+    harness.findings.check(
+        again is not None and again.is_type(CHANNEL_BIND, SUCCESS), "TURN-CHAN-02", f"the same bind twice: {_d(again)}"
+    )
+    data = payload("to-client")
+    peer.send(data, c.relayed)
+    got = await c.relayed_within(data, PROMPT)
+    harness.findings.check(
+        got is not None, "TURN-CHAN-02", "after only a ChannelBind the peer's datagram was not relayed"
+    )
+    assert got is not None
+    kind = relayed_payload(got)
+    harness.findings.check(
+        kind is not None and kind[0] == "channel", "TURN-CHAN-03", f"a bound peer's data came as {_d(got)}"
+    )
+    import struct
+
+    number, length = struct.unpack_from("!HH", got.data)
+    harness.findings.check(
+        number == 0x4000 and length == len(data) and len(got.data) - 4 - length < 4,
+        "TURN-CHAN-06",
+        f"ChannelData header channel 0x{number:04x} length {length} for a {len(data)}-byte payload",
+        "format",
+    )
+
+
+@pytest.mark.requirement("TURN-CHAN-04")
+@pytest.mark.needs("turn_server")
+@pytest.mark.parametrize("variant", ["unbound", "reserved-0x5000", "short"])
+async def test_bad_channel_data_is_dropped(harness: Harness, variant: str) -> None:
+    """TURN-CHAN-04 (RFC 8656 §12.6): ChannelData on an unbound or reserved channel, or truncated, is dropped."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    (peer,) = await relay_peers(harness, 1)
+    await bound(c, 0x4000, peer)
+    data = payload(variant)
+    if variant == "unbound":
+        c.channel_data(0x4001, data)
+    elif variant == "reserved-0x5000":
+        c.channel_data(0x5000, data)
+    else:
+        c.channel_data(0x4000, data, length=len(data) + 8)
+    got = await peer_receives(peer, data, SILENCE)
+    if got is None and variant == "short":
+        got = next((r for r in peer.history if r.data.startswith(data[:8])), None)
+    harness.findings.check(got is None, "TURN-CHAN-04", f"ChannelData {variant} reached the peer: {got!r}")
+    sanity = payload("sanity")
+    c.channel_data(0x4000, sanity)
+    harness.findings.info(
+        f"sanity ChannelData afterwards relayed: {await peer_receives(peer, sanity, PROMPT) is not None}"
+    )
+
+
+@pytest.mark.requirement("TURN-CHAN-05")
+@pytest.mark.needs("turn_server")
+async def test_empty_channel_data_becomes_an_empty_datagram(harness: Harness) -> None:
+    """TURN-CHAN-05 (RFC 8656 §12.4, §12.6): ChannelData of length 0 gives a 0-byte UDP datagram from the relay."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    (peer,) = await relay_peers(harness, 1)
+    await bound(c, 0x4000, peer)
+    c.channel_data(0x4000, b"")
+    got = next((r for r in peer.history if r.data == b""), None) or await peer.expect_silence(
+        lambda r: r.data == b"", PROMPT
+    )
+    harness.findings.check(
+        got is not None and got.src == c.relayed, "TURN-CHAN-05", f"no empty datagram from the relay {c.relayed}"
+    )
+
+
+# -- Send and Data (RFC 8656 §11) ----------------------------------------------------------------------------------
+
+
+@pytest.mark.requirement("TURN-DATA-01")
+@pytest.mark.needs("turn_server")
+@pytest.mark.parametrize("variant", ["no-data", "no-peer", "no-permission", "ipv6-peer"])
+async def test_bad_send_indications_are_discarded(harness: Harness, variant: str) -> None:
+    """TURN-DATA-01, TURN-ERR-01 (RFC 8656 §11.2): Send without DATA, peer or permission is discarded."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    permitted_peer, stranger = await relay_peers(harness, 2)
+    await permitted(c, permitted_peer)
+    data = payload(variant)
+    if variant == "no-data":
+        c.send_indication(permitted_peer.address, None)
+        got = await permitted_peer.expect_silence(lambda r: True, SILENCE)
+    elif variant == "no-peer":
+        c.send_indication(None, data)
+        got = await peer_receives(permitted_peer, data, SILENCE)
+    elif variant == "no-permission":
+        c.send_indication(stranger.address, data)
+        got = await peer_receives(stranger, data, SILENCE)
+    else:
+        c.send_indication(("::1", permitted_peer.address[1]), data)
+        got = await peer_receives(permitted_peer, data, SILENCE)
+    harness.findings.check(got is None, "TURN-DATA-01", f"Send indication {variant} was relayed: {got!r}")
+
+
+@pytest.mark.requirement("TURN-DATA-02", "TURN-DATA-03", "TURN-DATA-04")
+@pytest.mark.needs("turn_server")
+async def test_send_and_data_indications_relay_both_ways(harness: Harness) -> None:
+    """TURN-DATA-02/03/04 (RFC 8656 §5, §11.2, §11.3): an unauthenticated Send is relayed; peer data comes back."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    (peer,) = await relay_peers(harness, 1)
+    await permitted(c, peer)
+    data = payload("send")
+    c.send_indication(peer.address, data)
+    got = await peer_receives(peer, data, PROMPT)
+    harness.findings.check(got is not None, "TURN-DATA-04", "a Send indication (no MESSAGE-INTEGRITY) was not relayed")
+    assert got is not None
+    harness.findings.check(got.src == c.relayed, "TURN-DATA-02", f"relayed from {got.src}, not the relay {c.relayed}")
+    back = payload("data")
+    assert c.relayed is not None
+    peer.send(back, c.relayed)
+    rec = await c.relayed_within(back, PROMPT)
+    harness.findings.check(rec is not None, "TURN-DATA-03", "the peer's datagram did not reach the client")
+    assert rec is not None
+    kind = relayed_payload(rec)
+    harness.findings.check(
+        kind is not None and kind[0] == "data-indication" and kind[2] == peer.address,
+        "TURN-DATA-03",
+        f"expected a Data indication with XOR-PEER-ADDRESS {peer.address}, got {_d(rec)}",
+    )
+
+
+# -- lifetime (RFC 8656 §6, §7.2, §8) -------------------------------------------------------------------------------
+
+
+@pytest.mark.requirement("TURN-LIFE-01")
+@pytest.mark.needs("turn_server")
+async def test_default_lifetime_is_600(harness: Harness) -> None:
+    """TURN-LIFE-01 (RFC 8656 §6, §7.2): an Allocate without LIFETIME gets LIFETIME 600."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    harness.findings.check(c.lifetime == 600, "TURN-LIFE-01", f"granted LIFETIME {c.lifetime}, expected 600")
+
+
+@pytest.mark.requirement("TURN-LIFE-02")
+@pytest.mark.needs("turn_server")
+async def test_lifetime_rule_and_maximum(harness: Harness) -> None:
+    """TURN-LIFE-02 (RFC 8656 §7.2, §8.2): 30 gives the default 600; 1e6 gives at most 3600; Refresh has LIFETIME."""
+    srv = await start_turn_server(harness)
+    short = await allocated(harness, srv, lifetime=30, label="asks 30 s")
+    harness.findings.check(
+        short.lifetime == 600, "TURN-LIFE-02", f"asked 30 s, granted {short.lifetime} (expected 600)", "lifetime_rule"
+    )
+    rec = await short.refresh(30)
+    has = rec is not None and rec.index is not None and rec.index.has(0x000D)
+    harness.findings.check(has, "TURN-LIFE-02", f"Refresh success without LIFETIME: {_d(rec)}", "lifetime_rule")
+    long = await allocated(harness, srv, lifetime=1_000_000, label="asks 1e6 s")
+    assert long.lifetime is not None
+    harness.findings.check(
+        long.lifetime >= 600, "TURN-LIFE-02", f"asked 1e6 s, granted {long.lifetime}", "lifetime_rule"
+    )
+    harness.findings.check(
+        long.lifetime <= 3600, "TURN-LIFE-02", f"asked 1e6 s, granted {long.lifetime} (> 3600)", "max_3600"
+    )
+
+
+@pytest.mark.requirement("TURN-LIFE-03")
+@pytest.mark.needs("turn_server")
+async def test_refresh_zero_deletes_the_allocation(harness: Harness) -> None:
+    """TURN-LIFE-03 (RFC 8656 §8.2): Refresh 0 succeeds; then Refresh gets 437 and peer data is not relayed."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    assert c.relayed is not None
+    (peer,) = await relay_peers(harness, 1)
+    await permitted(c, peer)
+    rec = await c.refresh(0)
+    harness.findings.check(
+        rec is not None and rec.is_type(REFRESH, SUCCESS), "TURN-LIFE-03", f"Refresh LIFETIME=0: {_d(rec)}"
+    )
+    after = await c.refresh(600)
+    harness.findings.check(error_code(after) == 437, "TURN-LIFE-03", f"Refresh after delete: {_d(after)}")
+    data = payload("after-delete")
+    peer.send(data, c.relayed)
+    got = await c.relayed_within(data, SILENCE)
+    harness.findings.check(got is None, "TURN-LIFE-03", f"relayed after the allocation was deleted: {_d(got)}")
+
+
+@pytest.mark.requirement("TURN-LIFE-04")
+@pytest.mark.needs("turn_server")
+async def test_data_does_not_refresh_the_allocation_scaled(harness: Harness) -> None:
+    """TURN-LIFE-04 (RFC 8656 §6), scaled: ChannelData every second does not keep a short allocation alive."""
+    await _allocation_expiry(harness, {"max_allocation_lifetime": 6, "default_allocation_lifetime": 6}, 30)
+
+
+@pytest.mark.slow
+@pytest.mark.budget(720)
+@pytest.mark.requirement("TURN-LIFE-04")
+@pytest.mark.needs("turn_server")
+async def test_data_does_not_refresh_the_allocation(harness: Harness) -> None:
+    """TURN-LIFE-04 (RFC 8656 §6): with only ChannelData for 600 s the allocation expires at its lifetime."""
+    await _allocation_expiry(harness, None, 700)
+
+
+async def _allocation_expiry(h: Harness, options: dict[str, int] | None, limit: int) -> None:
+    from conformance.verdict import UnsupportedFeature
+
+    srv = await start_turn_server(h, options=options)
+    c = await allocated(h, srv)
+    assert c.relayed is not None and c.lifetime is not None
+    if c.lifetime > limit:
+        raise UnsupportedFeature(f"the IUT granted {c.lifetime} s: the lifetime could not be shortened to test this")
+    (peer,) = await relay_peers(h, 1)
+    await bound(c, 0x4000, peer)
+    start = peer.now()
+    margin = 2.0 if c.lifetime < 60 else 5.0
+    step = 1.0 if c.lifetime < 60 else 20.0
+    t = step
+    while t < c.lifetime + margin:
+        await _until(peer.now, start + t)
+        c.channel_data(0x4000, payload("keep-sending"))
+        t += step
+    rec = await c.refresh(600)
+    h.findings.check(
+        error_code(rec) == 437, "TURN-LIFE-04", f"{c.lifetime + margin:g} s after a {c.lifetime} s grant: {_d(rec)}"
+    )
+
+
+# -- security (RFC 8656 §21) ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.requirement("SEC-04", "TURN-ALLOC-14")
+@pytest.mark.needs("turn_server")
+async def test_forged_refresh_cannot_delete_another_allocation(harness: Harness) -> None:
+    """SEC-04 (RFC 8656 §21.1.3, §5): Refresh 0 as the same user from another 5-tuple gets 437; the victim relays."""
+    srv = await start_turn_server(harness)
+    victim = await allocated(harness, srv, label="victim")
+    assert victim.relayed is not None
+    (peer,) = await relay_peers(harness, 1)
+    await permitted(victim, peer)
+    attacker = await TurnClient.open(harness, srv, label="attacker (same user)")
+    rec = await attacker.refresh(0)
+    harness.findings.check(error_code(rec) == 437, "SEC-04", f"forged Refresh 0 from another 5-tuple got {_d(rec)}")
+    perm = await attacker.create_permission(("127.0.0.5", 1))
+    code = error_code(perm)
+    harness.findings.check(
+        code is not None and code >= 400, "SEC-04", f"forged CreatePermission from another 5-tuple got {_d(perm)}"
+    )
+    harness.findings.check(code == 437, "TURN-ALLOC-14", f"CreatePermission without an allocation got {_d(perm)}")
+
+    data = payload("victim-alive")
+    peer.send(data, victim.relayed)
+    got = await victim.relayed_within(data, PROMPT)
+    harness.findings.check(got is not None, "SEC-04", "the victim's allocation stopped relaying after the forgery")
+
+
+@pytest.mark.requirement("SEC-04")
+@pytest.mark.needs("turn_server")
+async def test_unauthenticated_refresh_on_the_victims_5_tuple_is_refused(harness: Harness) -> None:
+    """SEC-04 (RFC 8656 §21.1.3): Refresh 0 without MI on the victim's own 5-tuple gets 401; the allocation lives."""
+    srv = await start_turn_server(harness)
+    victim = await allocated(harness, srv, label="victim")
+    assert victim.relayed is not None
+    (peer,) = await relay_peers(harness, 1)
+    await permitted(victim, peer)
+    from conformance.packets import attr
+
+    rec = await victim.transact(victim.build(REFRESH, attributes=[attr.Lifetime(lifetime=0)], auth=False))
+    harness.findings.check(error_code(rec) == 401, "SEC-04", f"unauthenticated Refresh 0 got {_d(rec)}")
+    data = payload("still-alive")
+    peer.send(data, victim.relayed)
+    got = await victim.relayed_within(data, PROMPT)
+    harness.findings.check(
+        got is not None, "SEC-04", "the allocation stopped relaying after an unauthenticated Refresh"
+    )
+
+
+@pytest.mark.requirement("SEC-05")
+@pytest.mark.needs("turn_server")
+async def test_only_authenticated_requests_create_permissions(harness: Harness) -> None:
+    """SEC-05 (RFC 8656 §21.2.1): CreatePermission without MI gets 401 and the peer stays blocked."""
+    srv = await start_turn_server(harness)
+    c = await allocated(harness, srv)
+    assert c.relayed is not None
+    (peer,) = await relay_peers(harness, 1)
+    from conformance.packets import attr
+
+    msg = c.build(
+        CREATE_PERMISSION, attributes=[attr.XorPeerAddress(family=1, address=peer.address[0], port=1)], auth=False
+    )
+    rec = await c.transact(msg)
+    harness.findings.check(error_code(rec) == 401, "SEC-05", f"unauthenticated CreatePermission got {_d(rec)}")
+    data = payload("blocked")
+    peer.send(data, c.relayed)
+    got = await c.relayed_within(data, SILENCE)
+    harness.findings.check(got is None, "SEC-05", f"an unauthenticated CreatePermission opened the relay: {_d(got)}")
+
+
+@pytest.mark.requirement("SEC-06")
+@pytest.mark.needs("turn_server")
+async def test_allocation_quota_is_per_username(harness: Harness) -> None:
+    """SEC-06 (RFC 8656 §7.2 step 10): with a quota of 2, the third Allocate of one username gets 486."""
+    srv = await start_turn_server(harness, options={"user_quota": 2})
+    for i in range(2):
+        await allocated(harness, srv, label=f"alice {i + 1}")
+    third = await TurnClient.open(harness, srv, label="alice 3")
+    rec = await third.allocate()
+    harness.findings.check(error_code(rec) == 486, "SEC-06", f"third allocation of alice: {_d(rec)}", "by_username")
+
+
+@pytest.mark.requirement("SEC-07")
+@pytest.mark.needs("turn_server")
+async def test_reflection_ratio_of_unauthenticated_requests(harness: Harness) -> None:
+    """SEC-07 (harness metric): response bytes / request bytes for a minimal Binding and a minimal Allocate."""
+    from conformance.packets import STUN, attr, message_type
+
+    srv = await start_turn_server(harness)
+    c = await TurnClient.open(harness, srv)
+    ratios = []
+    for name, msg in (
+        ("Binding", STUN(type=message_type("Binding", "request"))),
+        ("Allocate", STUN(type=message_type("Allocate", "request"), attributes=[attr.RequestedTransport()])),
+    ):
+        data = bytes(msg)
+        rec = await c.transact(data)
+        size = len(rec.data) if rec is not None else 0
+        ratios.append(f"{name}: {len(data)} -> {size} bytes ({size / len(data):.2f}x)")
+        if size > 3 * len(data):
+            harness.findings.violation("SEC-07", f"{name} reflection {size / len(data):.2f}x exceeds 3x: {_d(rec)}")
+    harness.findings.info("reflection: " + "; ".join(ratios))
