@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import __version__
+from conformance.interop.commands import add_commands as add_interop_commands
 from conformance.report.commands import add_commands
 
 __all__ = ["main"]
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     vec = sub.add_parser("vectors", help="verify the RFC test vectors with the codec")
     vec.set_defaults(func=_cmd_vectors)
     add_commands(sub)
+    add_interop_commands(sub)
     return parser
 
 

@@ -8,15 +8,30 @@ and waits for the IUT to report its selected pair.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from conformance.adapters.base import Notification
-from conformance.tester.endpoint import Received
+from conformance.adapters.base import LocalDescription, Notification, RemoteError
+from conformance.tester.endpoint import Endpoint, Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, REQUEST, SUCCESS, IceSession
 from conformance.verdict import HarnessError
 
-__all__ = ["Exchange", "run_exchange"]
+__all__ = [
+    "ROLE_ATTRIBUTES",
+    "Exchange",
+    "error_code",
+    "host_line",
+    "is_check",
+    "is_data",
+    "open_endpoints",
+    "requests_from_iut",
+    "restart_iut",
+    "role_of",
+    "run_exchange",
+    "sanity_probe",
+    "send_data",
+]
 
 USE_CANDIDATE = 0x0025
 
@@ -62,3 +77,117 @@ async def run_exchange(h: Harness, role: str, *, timeout: float = 10.0, **sessio
     checks = ep.find(_is_iut_check)
     nominations = [r for r in checks if r.index is not None and r.index.has(USE_CANDIDATE)]
     return Exchange(session, checks, nominations, selected)
+
+
+def host_line(foundation: str, priority: int, address: tuple[str, int], component: int = 1) -> str:
+    """A host candidate attribute value (RFC 8839 §5.1) for a harness endpoint."""
+    return f"candidate:{foundation} {component} udp {priority} {address[0]} {address[1]} typ host"
+
+
+async def open_endpoints(h: Harness, count: int, label: str, hosts: list[str] | None = None) -> list[Endpoint]:
+    """``count`` plain harness endpoints, spread round-robin over ``hosts`` (loopback addresses)."""
+    pool = hosts or [h.host]
+    return [await h.endpoint(f"{label} {i + 1}", pool[i % len(pool)]) for i in range(count)]
+
+
+def requests_from_iut(endpoints: list[Endpoint], since: float = 0.0) -> list[Received]:
+    """Every Binding request the IUT sent to these endpoints since ``since``, in arrival order."""
+    recs = [r for ep in endpoints for r in ep.find(lambda r: r.is_type(BINDING, REQUEST), since)]
+    return sorted(recs, key=lambda r: r.time)
+
+
+async def sanity_probe(h: Harness, session: IceSession, when: str, requirement: str | None = None) -> None:
+    """A valid check must get a success (style point 8); before a hostile input its absence is an ERROR.
+
+    After the hostile input (``requirement`` given) a missing answer means the IUT stopped working: that
+    requirement's violation, quoted as such.
+    """
+    peer = session.peer
+    reply = await peer.transact(peer.check(), session.iut_address, timeout=3.0, note=f"sanity probe {when}")
+    if reply is not None and reply.is_type(BINDING, SUCCESS):
+        return
+    got = reply.describe() if reply is not None else "no response"
+    message = f"a valid check {when} got {got} (sanity probe to {session.iut_address})"
+    check_iut_alive(h, message)
+    if requirement is None:
+        raise HarnessError(message)
+    h.findings.violation(requirement, f"the IUT stopped answering valid checks: {message}")
+
+
+# -- helpers for the role, nomination, consent and restart cases (RFC 8445 §7, §8, §9; RFC 7675) -----------------
+
+ROLE_ATTRIBUTES = {0x802A: "ICE-CONTROLLING", 0x8029: "ICE-CONTROLLED"}
+
+
+def role_of(rec: Received) -> tuple[str | None, int | None]:
+    """The role attribute of a check and its tiebreaker (RFC 8445 §7.1.3), (None, None) without one."""
+    if rec.index is None:
+        return None, None
+    for code, name in ROLE_ATTRIBUTES.items():
+        raw = rec.index.value(code)
+        if raw is not None and len(raw) == 8:
+            return name, int.from_bytes(raw, "big")
+    return None, None
+
+
+def error_code(rec: Received) -> int | None:
+    """The ERROR-CODE of an error response as class * 100 + number (RFC 8489 §14.8), or None."""
+    raw = rec.index.value(0x0009) if rec.index is not None and rec.index.msg_class == 3 else None
+    if raw is None or len(raw) < 4:
+        return None
+    return (raw[2] & 0x07) * 100 + raw[3]
+
+
+def is_check(rec: Received) -> bool:
+    """A Binding request (an ICE connectivity or consent check, RFC 8445 §7.2.2)."""
+    return rec.is_type(BINDING, REQUEST)
+
+
+def is_data(rec: Received) -> bool:
+    """Application data: a datagram that is not STUN (first byte above 3, RFC 7983 §7)."""
+    return bool(rec.data) and rec.data[0] > 3
+
+
+async def send_data(h: Harness, agent: str, payload: bytes, component: int = 1) -> bool:
+    """Ask the IUT to send ``payload`` on its selected pair; False when it refuses (no pair, no consent).
+
+    An IUT without the operation raises :class:`~conformance.adapters.base.Unsupported` (UNSUPPORTED).
+    """
+    try:
+        await h.iut.send(agent, component, payload)
+    except RemoteError:
+        return False
+    return True
+
+
+async def restart_iut(h: Harness, session: IceSession, candidates: list[str] | None = None) -> LocalDescription:
+    """An ICE restart (RFC 8445 §9) driven through the IUT: new IUT and harness credentials, checks started."""
+    h.require("restart")
+    await h.iut.restart(session.agent)
+    desc = await h.iut.gather(session.agent)
+    peer = session.peer
+    peer.new_credentials()
+    peer.remote_ufrag, peer.remote_pwd = desc.ufrag, desc.pwd
+    await h.iut.set_remote(session.agent, peer.ufrag, peer.pwd, peer.candidates() if candidates is None else candidates)
+    await h.iut.connect(session.agent)
+    return desc
+
+
+async def first_since(
+    ep: Endpoint, predicate: Callable[[Received], bool], since: float, window: float
+) -> Received | None:
+    """The first datagram matching ``predicate`` from ``since`` to ``since + window`` (already arrived or not)."""
+    seen = ep.find(predicate, since)
+    if seen:
+        return seen[0]
+    remaining = since + window - ep.now()
+    if remaining <= 0:
+        return None
+    return await ep.expect_silence(predicate, remaining)
+
+
+def check_iut_alive(h: Harness, context: str) -> None:
+    """Raise ERROR (not FAIL) when the IUT's process has exited: a crash is reported as such (style point 14)."""
+    code = getattr(h.iut, "returncode", None)
+    if code is not None:
+        raise HarnessError(f"the IUT process exited with code {code} ({context}); see its stderr")

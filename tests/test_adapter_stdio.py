@@ -29,7 +29,7 @@ from conformance.adapters import (
     known_iuts,
     make_adapter,
 )
-from conformance.adapters.base import Credentials
+from conformance.adapters.base import CONTRACT_VERSION, Credentials
 from conformance.adapters.server import serve
 
 SHIMS = Path(__file__).resolve().parent / "shims"
@@ -384,12 +384,12 @@ def test_server_maps_methods_errors_and_notifications() -> None:
         def req(rid: int, method: str, params: Any) -> str:
             return json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
 
-        r = await ask(req(1, "initialize", {"contract": "1.0"}))
+        r = await ask(req(1, "initialize", {"contract": CONTRACT_VERSION}))
         assert r["result"] == {
             "name": "fake",
             "version": "1.2.3",
             "capabilities": ["controlling", "trickle"],
-            "contract": "1.0",
+            "contract": CONTRACT_VERSION,
         }
         assert (await ask(req(2, "create_agent", {"role": "controlling"})))["result"] == {"agent": "f1"}
         bad_role = await ask(req(3, "create_agent", {"role": "controlled"}))

@@ -95,9 +95,7 @@ def test_long_term_key_prepares_realm_and_password_with_opaque_string() -> None:
 
 
 def test_long_term_key_no_prep_keeps_string_as_given() -> None:
-    assert long_term_key("user", "realm", "a\u00a0b", prep=no_prep) != long_term_key(
-        "user", "realm", "a\u00a0b"
-    )
+    assert long_term_key("user", "realm", "a\u00a0b", prep=no_prep) != long_term_key("user", "realm", "a\u00a0b")
 
 
 def test_password_algorithm_values_match_registry() -> None:
@@ -246,9 +244,7 @@ def test_parse_nonce_features_rejects_malformed_cookie(nonce: str, reason: str) 
         parse_nonce_features(nonce)
 
 
-@given(
-    features=st.integers(min_value=0, max_value=0xFFFFFF), tail=st.text(alphabet="abcXYZ019+/", max_size=20)
-)
+@given(features=st.integers(min_value=0, max_value=0xFFFFFF), tail=st.text(alphabet="abcXYZ019+/", max_size=20))
 def test_parse_nonce_features_inverts_encode_nonce_cookie(features: int, tail: str) -> None:
     cookie = encode_nonce_cookie(features)
     assert cookie.startswith(NONCE_COOKIE)

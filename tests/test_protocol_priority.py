@@ -70,12 +70,7 @@ def test_priority_vector_type_preference_is_recommended_value(case: dict[str, An
 
 
 def test_type_preference_orders_prflx_above_srflx() -> None:
-    assert (
-        TYPE_PREFERENCE["host"]
-        > TYPE_PREFERENCE["prflx"]
-        > TYPE_PREFERENCE["srflx"]
-        > TYPE_PREFERENCE["relay"]
-    )
+    assert TYPE_PREFERENCE["host"] > TYPE_PREFERENCE["prflx"] > TYPE_PREFERENCE["srflx"] > TYPE_PREFERENCE["relay"]
 
 
 @pytest.mark.parametrize(
@@ -114,9 +109,7 @@ def test_decompose_priority_rejects_non_u32(value: int) -> None:
     local_pref=st.integers(min_value=0, max_value=65535),
     component=st.integers(min_value=1, max_value=256),
 )
-def test_decompose_priority_inverts_candidate_priority(
-    type_pref: int, local_pref: int, component: int
-) -> None:
+def test_decompose_priority_inverts_candidate_priority(type_pref: int, local_pref: int, component: int) -> None:
     if (type_pref, local_pref, component) == (0, 0, 256):
         return
     priority = candidate_priority(type_pref, local_pref, component)

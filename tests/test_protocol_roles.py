@@ -23,9 +23,7 @@ from conformance.protocol.roles import (
 )
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
-CASES: list[dict[str, Any]] = json.loads((VECTORS / "role_conflict.json").read_text(encoding="utf-8"))[
-    "cases"
-]
+CASES: list[dict[str, Any]] = json.loads((VECTORS / "role_conflict.json").read_text(encoding="utf-8"))["cases"]
 tiebreakers = st.integers(min_value=0, max_value=TIEBREAKER_MAX)
 
 
@@ -78,9 +76,7 @@ def test_decide_role_conflict_same_role_never_reports_no_conflict(own: int, peer
 
 
 @given(a=tiebreakers, b=tiebreakers, role=st.sampled_from(Role))
-def test_decide_role_conflict_resolves_distinct_tiebreakers_to_opposite_roles(
-    a: int, b: int, role: Role
-) -> None:
+def test_decide_role_conflict_resolves_distinct_tiebreakers_to_opposite_roles(a: int, b: int, role: Role) -> None:
     if a == b:
         return
     attribute = _attribute_of(role)
@@ -109,9 +105,7 @@ def test_decide_role_conflict_without_attribute_ignores_peer_tiebreaker() -> Non
         (0, "USE-CANDIDATE", 0, "neither ICE-CONTROLLING nor ICE-CONTROLLED"),
     ],
 )
-def test_decide_role_conflict_rejects_bad_input(
-    own: int, attribute: str, peer: int | None, message: str
-) -> None:
+def test_decide_role_conflict_rejects_bad_input(own: int, attribute: str, peer: int | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         decide_role_conflict(Role.CONTROLLING, own, attribute, peer)  # type: ignore[arg-type]
 

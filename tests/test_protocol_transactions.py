@@ -128,9 +128,7 @@ def test_txid_randomness_problems_flags_counter(order: str) -> None:
 def test_txid_randomness_problems_flags_constant_byte() -> None:
     ids = [b"\x00" + txid[1:] for txid in _random_ids(16)]
     problems = txid_randomness_problems(ids)
-    assert problems == [
-        "byte 0 of the transaction ID is 0x00 in all 16 IDs; random IDs would vary (RFC 8489 §5)"
-    ]
+    assert problems == ["byte 0 of the transaction ID is 0x00 in all 16 IDs; random IDs would vary (RFC 8489 §5)"]
 
 
 def test_txid_randomness_problems_flags_timestamp_prefix() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.selftest import collect_cases
 
-SUITE_FOLDERS = ("stun", "ice")
+SUITE_FOLDERS = ("stun", "ice", "consent")
 
 
 def _tables() -> set[str]:

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Version of the adapter contract. Minor bumps only add optional params, methods and notifications.
-CONTRACT_VERSION = "1.0"
+CONTRACT_VERSION = "1.1"
 
 #: Every capability an IUT may declare (PICS); see docs/adapter-contract.md.
 CAPABILITIES = frozenset(
@@ -178,6 +178,10 @@ class LocalDescription:
     ufrag: str
     pwd: str
     candidates: list[str]
+    #: Contract 1.1: the tokens of the IUT's a=ice-options (RFC 8839 §5.6); None when it has no SDP layer.
+    ice_options: list[str] | None = None
+    #: Contract 1.1: the IUT's a=remote-candidates values (RFC 8839 §5.2); None when it has no SDP layer.
+    remote_candidates: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,10 @@ class Adapter(Protocol):
 
     async def gather(self, agent: str) -> LocalDescription: ...
 
-    async def set_remote(self, agent: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False) -> None: ...
+    async def set_remote(self, agent: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False) -> None:
+        """The peer's description. Contract 1.1: adapters may also take ``options`` (SDP-level signalling, RFC
+        8839); the harness passes it only when set, so 1.0 adapters keep working."""
+        ...
 
     async def add_remote_candidate(self, agent: str, candidate: str | None) -> None: ...
 

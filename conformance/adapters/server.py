@@ -204,7 +204,12 @@ def _bind(adapter: Adapter, method: str, params: dict[str, Any]) -> Callable[[],
 
         async def gather() -> dict[str, Any]:
             desc = await a.gather(agent)
-            return {"ufrag": desc.ufrag, "pwd": desc.pwd, "candidates": list(desc.candidates)}
+            out: dict[str, Any] = {"ufrag": desc.ufrag, "pwd": desc.pwd, "candidates": list(desc.candidates)}
+            if desc.ice_options is not None:  # contract 1.1
+                out["ice_options"] = list(desc.ice_options)
+            if desc.remote_candidates is not None:
+                out["remote_candidates"] = list(desc.remote_candidates)
+            return out
 
         return gather
     if method == "set_remote":
@@ -214,9 +219,14 @@ def _bind(adapter: Adapter, method: str, params: dict[str, Any]) -> Callable[[],
         if not all(isinstance(c, str) for c in cands):
             raise _BadParams("param 'candidates' must be a list of strings")
         lite = _obj(params, "lite", bool, default=False)
+        remote_options = _obj(params, "options", dict, default={})
 
         async def set_remote() -> dict[str, Any]:
-            await a.set_remote(agent, ufrag, pwd, cands, lite)
+            if remote_options:  # contract 1.1; adapters without the parameter get the 1.0 call
+                extra: dict[str, Any] = {"options": remote_options}
+                await a.set_remote(agent, ufrag, pwd, cands, lite, **extra)
+            else:
+                await a.set_remote(agent, ufrag, pwd, cands, lite)
             return {}
 
         return set_remote

@@ -241,17 +241,35 @@ class StdioAdapter:
         cands = self._field(result, "gather", "candidates", list)
         if not all(isinstance(c, str) for c in cands):
             raise AdapterError(f"{self.name}: gather: candidates must be strings, got {cands!r}")
+        optional: dict[str, Any] = {}
+        for name in ("ice_options", "remote_candidates"):  # contract 1.1, optional
+            value = result.get(name)
+            if value is not None:
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise AdapterError(f"{self.name}: gather: {name} must be a list of strings, got {value!r}")
+                optional[name] = list(value)
         return LocalDescription(
             ufrag=self._field(result, "gather", "ufrag", str),
             pwd=self._field(result, "gather", "pwd", str),
             candidates=list(cands),
+            **optional,
         )
 
-    async def set_remote(self, agent: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False) -> None:
-        """``set_remote``: the peer's credentials and candidates (RFC 8445 §5.3)."""
+    async def set_remote(
+        self,
+        agent: str,
+        ufrag: str,
+        pwd: str,
+        candidates: list[str],
+        lite: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        """``set_remote``: the peer's credentials and candidates (RFC 8445 §5.3); ``options`` since 1.1."""
         params: dict[str, Any] = {"agent": agent, "ufrag": ufrag, "pwd": pwd, "candidates": list(candidates)}
         if lite:
             params["lite"] = True
+        if options:
+            params["options"] = dict(options)
         await self._request("set_remote", params)
 
     async def add_remote_candidate(self, agent: str, candidate: str | None) -> None:

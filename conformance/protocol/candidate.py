@@ -120,9 +120,7 @@ def parse_candidate(text: str) -> Candidate:
         related_port = _integer("rport", rest[1])
         rest = rest[2:]
     if len(rest) % 2:
-        raise CandidateError(
-            f"extension {rest[-1]!r} has no value; extensions are name/value pairs (RFC 8839 §5.1)"
-        )
+        raise CandidateError(f"extension {rest[-1]!r} has no value; extensions are name/value pairs (RFC 8839 §5.1)")
     tcptype: str | None = None
     extensions: list[tuple[str, str]] = []
     for name, value in zip(rest[::2], rest[1::2], strict=True):
@@ -258,8 +256,7 @@ def _candidate_problems(c: Candidate) -> list[str]:
     for name, value in c.extensions:
         if name.lower() in ("raddr", "rport", "typ"):
             problems.append(
-                f"{name} appears among the extensions; raddr and rport must follow the type directly "
-                "(RFC 8839 §5.1)"
+                f"{name} appears among the extensions; raddr and rport must follow the type directly (RFC 8839 §5.1)"
             )
         elif not _TOKEN.fullmatch(name):
             problems.append(f"extension name {name!r} is not a token (RFC 8839 §5.1)")
@@ -277,7 +274,5 @@ def grammar_problems(text: str) -> list[str]:
     problems = _candidate_problems(candidate)
     value = _strip_prefix(text)
     if "  " in value or "\t" in value:
-        problems.append(
-            "fields are separated by more than one space; the grammar uses single SP (RFC 8839 §5.1)"
-        )
+        problems.append("fields are separated by more than one space; the grammar uses single SP (RFC 8839 §5.1)")
     return problems

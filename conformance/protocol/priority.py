@@ -20,9 +20,7 @@ __all__ = [
 
 K = TypeVar("K")
 
-TYPE_PREFERENCE: Final[Mapping[str, int]] = MappingProxyType(
-    {"host": 126, "prflx": 110, "srflx": 100, "relay": 0}
-)
+TYPE_PREFERENCE: Final[Mapping[str, int]] = MappingProxyType({"host": 126, "prflx": 110, "srflx": 100, "relay": 0})
 """RECOMMENDED type preferences by candidate type (RFC 8445 §5.1.2.2)."""
 
 TYPE_PREFERENCE_MAX: Final = 126

@@ -90,9 +90,7 @@ def decide_role_conflict(
     if attribute not in (ICE_CONTROLLING, ICE_CONTROLLED):
         raise ValueError(f"role attribute {attribute!r} is neither ICE-CONTROLLING nor ICE-CONTROLLED")
     if peer_tiebreaker is None or not 0 <= peer_tiebreaker <= TIEBREAKER_MAX:
-        raise ValueError(
-            f"{attribute} tiebreaker {peer_tiebreaker!r} is not a 64-bit unsigned value (RFC 8445 §16.1)"
-        )
+        raise ValueError(f"{attribute} tiebreaker {peer_tiebreaker!r} is not a 64-bit unsigned value (RFC 8445 §16.1)")
     return ROLE_CONFLICT_TABLE[(own_role, attribute, own_tiebreaker >= peer_tiebreaker)]
 
 

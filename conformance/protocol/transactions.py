@@ -118,9 +118,7 @@ def txid_randomness_problems(txids: Sequence[bytes]) -> list[str]:
     problems: list[str] = []
     for index, txid in enumerate(txids):
         if len(txid) != TRANSACTION_ID_LENGTH:
-            problems.append(
-                f"transaction ID #{index} ({txid.hex()}) is {len(txid)} bytes, not 12 (RFC 8489 §5)"
-            )
+            problems.append(f"transaction ID #{index} ({txid.hex()}) is {len(txid)} bytes, not 12 (RFC 8489 §5)")
     ids = [bytes(t) for t in txids if len(t) == TRANSACTION_ID_LENGTH]
     n = len(ids)
 

@@ -13,6 +13,7 @@ import ipaddress
 import itertools
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from conformance import __version__
@@ -28,6 +29,8 @@ from ..adapters.base import (
     RemoteError,
     Unsupported,
 )
+from ..protocol.candidate import format_candidate, parse_candidate
+from ..protocol.roles import Role
 from .agent import AgentSettings, IceAgent, NoPairError
 from .faults import UnknownFault, check_faults
 
@@ -42,7 +45,18 @@ CAPABILITIES = frozenset(
     {"controlling", "controlled", "set_credentials", "trickle", "consent", "multi_component", "restart", "ipv6"}
 )
 
-_KNOWN_OPTIONS = frozenset({"faults", "tiebreaker", "consent", "consent_interval", "consent_timeout", "ta", "rto"})
+_KNOWN_OPTIONS = frozenset(
+    {"faults", "tiebreaker", "consent", "consent_interval", "consent_timeout", "ta", "rto", "max_pairs"}
+)
+
+
+def _split_address(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` (docs/adapter-contract.md) to (host, port); ValueError when malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"{text!r} has no port")
+    host = host.removeprefix("[").removesuffix("]")
+    return str(ipaddress.ip_address(host)), int(port)
 
 
 class ReferenceAdapter:
@@ -80,8 +94,12 @@ class ReferenceAdapter:
             raise RemoteError(method, ErrorCode.INVALID_PARAMS, f"bad role {config.role!r}")
         if not 1 <= config.components <= 256:
             raise RemoteError(method, ErrorCode.INVALID_PARAMS, f"bad component count {config.components}")
-        if config.stun_servers or config.turn_servers or config.relay_only:
-            raise Unsupported("create_agent: the reference peer gathers host candidates only (no STUN/TURN)")
+        if config.turn_servers or config.relay_only:
+            raise Unsupported("create_agent: the reference peer gathers host and server-reflexive candidates (no TURN)")
+        try:
+            stun_servers = tuple(_split_address(s) for s in config.stun_servers)
+        except ValueError as exc:
+            raise RemoteError(method, ErrorCode.INVALID_PARAMS, f"bad stun_servers entry: {exc}") from None
         options = dict(config.options)
         unknown = sorted(set(options) - _KNOWN_OPTIONS)
         if unknown:
@@ -104,8 +122,13 @@ class ReferenceAdapter:
             pwd=config.pwd,
             interfaces=interfaces or ("127.0.0.1",),
             faults=faults,
+            stun_servers=stun_servers,
         )
         try:
+            if "max_pairs" in options:
+                settings.max_pairs = int(options["max_pairs"])
+                if settings.max_pairs < 1:
+                    raise ValueError("option 'max_pairs' must be at least 1")
             if "tiebreaker" in options:
                 settings.tiebreaker = int(options["tiebreaker"])
             if "consent" in options:
@@ -145,21 +168,81 @@ class ReferenceAdapter:
         agent = self._agent("gather", agent_id)
         try:
             candidates = [c.sdp() for c in await agent.gather()]
+            candidates += [agent.srflx_sdp(base, mapped, prio) for base, mapped, prio in agent.srflx]
         except OSError as exc:
             raise AdapterError(f"gather: cannot bind: {exc}") from None
-        if self._trickle[agent_id]:
-            emit = self._sink(agent_id)
+        candidates += self._extra_candidates(agent, candidates)
+        trickle = self._trickle[agent_id]
+        if trickle or "trickle-always" in agent.faults:
+            self._announce(agent_id, agent, candidates)
+        if trickle:
+            candidates = []
+        return LocalDescription(
+            ufrag=agent.ufrag,
+            pwd=agent.pwd,
+            candidates=candidates,
+            ice_options=self._ice_options(agent, trickle),
+            remote_candidates=self._remote_candidates(agent),
+        )
+
+    @staticmethod
+    def _extra_candidates(agent: IceAgent, candidates: list[str]) -> list[str]:
+        """Candidate lines the candidate faults add (RFC 8445 §5.1.1.1, §5.1.3)."""
+        out: list[str] = []
+        if "site-local-candidate" in agent.faults:
+            out.append("candidate:9 1 udp 2130706175 fec0::1 9 typ host")
+        if "redundant-candidates" in agent.faults:
+            for value in candidates:
+                c = parse_candidate(value)
+                out.append(format_candidate(replace(c, foundation=c.foundation + "r", priority=c.priority - 1)))
+        return out
+
+    def _announce(self, agent_id: str, agent: IceAgent, candidates: list[str]) -> None:
+        """Trickle the local candidates, then end-of-candidates naming the generation (RFC 8838 §13)."""
+        emit = self._sink(agent_id)
+        ufrag = agent.ufrag
+
+        def send() -> None:
             for value in candidates:
                 emit("candidate", {"candidate": value})
-            emit("candidate", {"candidate": None})
-            candidates = []
-        return LocalDescription(ufrag=agent.ufrag, pwd=agent.pwd, candidates=candidates)
+            emit("candidate", {"candidate": None, "ufrag": ufrag})
+            if "candidates-after-eoc" in agent.faults and candidates:
+                emit("candidate", {"candidate": candidates[0]})
 
-    async def set_remote(self, agent_id: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False) -> None:
-        """``set_remote``: non-trickle agents end the remote candidates here."""
+        if "check-before-trickle" in agent.faults:
+            asyncio.get_running_loop().call_later(3.0, send)
+        else:
+            send()
+
+    @staticmethod
+    def _ice_options(agent: IceAgent, trickle: bool) -> list[str]:
+        """The a=ice-options tokens (RFC 8445 §10, RFC 8838 §3)."""
+        out = [] if "no-ice2" in agent.faults else ["ice2"]
+        return out + (["trickle"] if trickle else [])
+
+    @staticmethod
+    def _remote_candidates(agent: IceAgent) -> list[str]:
+        """a=remote-candidates: the selected remote candidates, in a controlling agent's re-offer (RFC 8839 §5.2)."""
+        allowed = agent.role is Role.CONTROLLING or "remote-candidates-in-answer" in agent.faults
+        if not allowed or not agent.selected or "no-remote-candidates" in agent.faults:
+            return []
+        return [agent.selected[c].remote.sdp() for c in sorted(agent.selected)]
+
+    async def set_remote(
+        self,
+        agent_id: str,
+        ufrag: str,
+        pwd: str,
+        candidates: list[str],
+        lite: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        """``set_remote``: non-trickle agents end the remote candidates here; ``options`` as in contract 1.1."""
         agent = self._agent("set_remote", agent_id)
         if lite:
-            logger.info("agent %s: the reference peer treats a lite peer as full", agent_id)
+            agent.peer_is_lite()
+        if options:
+            agent.sdp_options(options)
         agent.set_remote(ufrag, pwd, candidates, end_of_candidates=not self._trickle[agent_id])
 
     async def add_remote_candidate(self, agent_id: str, candidate: str | None) -> None:

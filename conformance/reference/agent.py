@@ -109,7 +109,22 @@ KNOWN_REQUIRED = frozenset(
     }
 )
 
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 420: "Unknown Attribute", 487: "Role Conflict"}
+#: Comprehension-optional attributes this agent understands (RFC 8489 §14, RFC 8445 §16.1).
+KNOWN_OPTIONAL = frozenset({SOFTWARE, FINGERPRINT, ICE_CONTROLLED_ATTR, ICE_CONTROLLING_ATTR, 0x8023, 0x8027})
+#: Known attributes that have no business in a Binding request of ICE (the strict-attributes fault refuses them).
+UNEXPECTED_IN_CHECK = frozenset({0x0014, 0x0015, 0x001D, 0x001E})
+ALTERNATE_SERVER = 0x8023
+#: Default limit on candidate pairs (RFC 8445 §6.1.2.5).
+MAX_PAIRS_DEFAULT = 100
+
+_REASONS = {
+    300: "Try Alternate",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    420: "Unknown Attribute",
+    487: "Role Conflict",
+}
 
 
 @dataclass(frozen=True)
@@ -189,8 +204,8 @@ def decode(data: bytes) -> StunMessage | None:
     return StunMessage(data, mtype, data[8:20], tuple(attrs), padding_zero)
 
 
-def _tlv(code: int, value: bytes) -> bytes:
-    return struct.pack("!HH", code, len(value)) + value + bytes(-len(value) & 3)
+def _tlv(code: int, value: bytes, pad: int = 0) -> bytes:
+    return struct.pack("!HH", code, len(value)) + value + bytes([pad]) * (-len(value) & 3)
 
 
 def encode(
@@ -201,9 +216,10 @@ def encode(
     key: bytes | None,
     fingerprint: Literal["ok", "none", "bad"] = "ok",
     length_delta: int = 0,
+    pad: int = 0,
 ) -> bytes:
     """A STUN message, then MESSAGE-INTEGRITY under ``key`` and FINGERPRINT (RFC 8489 §5, §14.5, §14.7)."""
-    body = b"".join(_tlv(code, value) for code, value in attributes)
+    body = b"".join(_tlv(code, value, pad) for code, value in attributes)
     if key is not None:
         header = struct.pack("!HH", mtype, len(body) + 24) + _COOKIE + txid
         body += _tlv(MESSAGE_INTEGRITY, hmac.new(key, header + body, hashlib.sha1).digest())
@@ -247,6 +263,35 @@ def _xor_address(host: str, port: int, txid: bytes) -> bytes:
     mask = _COOKIE if ip.version == 4 else _COOKIE + txid
     raw = bytes(a ^ b for a, b in zip(ip.packed, mask, strict=True))
     return struct.pack("!BBH", 0, 1 if ip.version == 4 else 2, xport) + raw
+
+
+def _unxor_address(value: bytes, txid: bytes) -> Address | None:
+    """Decode an XOR-MAPPED-ADDRESS value (RFC 8489 §14.2); None when malformed."""
+    if len(value) not in (8, 20):
+        return None
+    family, xport = value[1], struct.unpack_from("!H", value, 2)[0]
+    mask = _COOKIE if family == 1 else _COOKIE + txid
+    raw = bytes(a ^ b for a, b in zip(value[4:], mask, strict=False))
+    if (family == 1 and len(raw) != 4) or (family == 2 and len(raw) != 16):
+        return None
+    return str(ipaddress.ip_address(raw)), xport ^ (MAGIC_COOKIE >> 16)
+
+
+def _plain_address(value: bytes) -> Address | None:
+    """Decode a MAPPED-ADDRESS or ALTERNATE-SERVER value (RFC 8489 §14.1)."""
+    if len(value) not in (8, 20):
+        return None
+    port = struct.unpack_from("!H", value, 2)[0]
+    return str(ipaddress.ip_address(value[4:])), port
+
+
+def _family(address: Address) -> int:
+    return ipaddress.ip_address(address[0]).version
+
+
+def _repair_header(data: bytes) -> bytes:
+    """The lenient-header fault: top bits cleared, cookie and length restored (RFC 8489 §6.3 checks undone)."""
+    return bytes([data[0] & 0x3F, data[1]]) + struct.pack("!H", len(data) - 20) + _COOKIE + data[8:]
 
 
 def _error_value(code: int) -> bytes:
@@ -411,6 +456,10 @@ class AgentSettings:
     consent_interval: float = 5.0
     consent_timeout: float = 30.0
     software: str = f"ice-conformance reference peer {__version__}"
+    max_pairs: int = MAX_PAIRS_DEFAULT
+    keepalive_interval: float = 15.0
+    stun_servers: tuple[tuple[str, int], ...] = ()
+    gather_timeout: float = 10.0
 
 
 _ICE_CHARS = string.ascii_letters + string.digits
@@ -438,9 +487,17 @@ class IceAgent:
         self._on_event = on_event
         self.journal: collections.deque[str] = collections.deque(maxlen=1000)
         self.role = Role.CONTROLLING if settings.controlling else Role.CONTROLLED
+        if "swapped-initial-role" in self.faults:
+            self.role = Role.CONTROLLED if settings.controlling else Role.CONTROLLING
         self.tiebreaker = settings.tiebreaker if settings.tiebreaker is not None else secrets.randbits(64)
-        self.ufrag = settings.ufrag or _random_text(8)
-        self.pwd = settings.pwd or _random_text(24)
+        short = "short-credentials" in self.faults
+        self.ufrag = settings.ufrag or _random_text(3 if short else 8)
+        self.pwd = settings.pwd or _random_text(16 if short else 24)
+        #: SDP-level state (RFC 8839): the peer answered a=ice-mismatch; ICE gave up on an unusable answer.
+        self.ice_mismatch = False
+        self._gave_up = False
+        self._consent_paused = False
+        self._keepalive_task: asyncio.Task[None] | None = None
         self.remote_ufrag: str | None = None
         self.remote_pwd: str | None = None
         self.local_candidates: list[LocalCandidate] = []
@@ -461,6 +518,9 @@ class IceAgent:
         self._fixed_txid = os.urandom(12)
         self._prflx_count = 0
         self._rto = 0.1 if "fast-retransmit" in self.faults else settings.rto
+        self._gathering: dict[bytes, asyncio.Future[tuple[StunMessage, Address]]] = {}
+        #: Server-reflexive candidates learnt while gathering: (base, mapped address, priority).
+        self.srflx: list[tuple[LocalCandidate, Address, int]] = []
 
     # -- small helpers ---------------------------------------------------------------------------------------
 
@@ -484,6 +544,12 @@ class IceAgent:
 
     def _new_txid(self) -> bytes:
         return self._fixed_txid if "constant-txid" in self.faults else os.urandom(12)
+
+    def _software(self) -> bytes:
+        return b"x" * 200 if "long-software" in self.faults else self.settings.software.encode()
+
+    def _pad(self) -> int:
+        return 0x20 if "nonzero-padding" in self.faults else 0
 
     def _fp_mode(self) -> Literal["ok", "none", "bad"]:
         if "no-fingerprint" in self.faults:
@@ -532,7 +598,8 @@ class IceAgent:
             host = str(ipaddress.ip_address(host))
             for component in range(1, self.settings.components + 1):
                 local_pref, priority = self._host_priority(component, iface)
-                cand = LocalCandidate(component, host, 0, str(iface + 1), local_pref, priority)
+                foundation = "x" * 33 if "bad-foundation" in self.faults else str(iface + 1)
+                cand = LocalCandidate(component, host, 0, foundation, local_pref, priority)
                 transport, _ = await loop.create_datagram_endpoint(self._endpoint_factory(cand), local_addr=(host, 0))
                 cand.transport = transport
                 cand.port = int(transport.get_extra_info("sockname")[1])
@@ -541,10 +608,88 @@ class IceAgent:
                     cand.side = side
                 self.local_candidates.append(cand)
                 self._log(logging.INFO, "gathered %s", cand.sdp())
+        # Remote candidates signalled before gathering (the answerer's order) are paired now (RFC 8445 §6.1.2.2).
+        cross = "cross-component-pairs" in self.faults
+        for remote in list(self.remote_candidates):
+            for local in self.local_candidates:
+                same = (local.component == remote.component or cross) and local.version == remote.version
+                if same and self._find_pair(local, remote.address) is None:
+                    self._add_pair(local, remote)
+        if self.settings.stun_servers:
+            hosts = list(self.local_candidates)
+            await asyncio.gather(
+                *[
+                    self._query_stun_server(c, s)
+                    for c in hosts
+                    for s in self.settings.stun_servers
+                    if _family(s) == c.version
+                ]
+            )
         return list(self.local_candidates)
+
+    def srflx_sdp(self, base: LocalCandidate, mapped: Address, priority: int) -> str:
+        """A server-reflexive candidate line, raddr/rport = its base (RFC 8839 §5.1)."""
+        cand = Candidate(
+            f"s{base.foundation}", base.component, "udp", priority, mapped[0], mapped[1], "srflx", base.host, base.port
+        )
+        return format_candidate(cand)
+
+    async def _stun_transaction(self, local: LocalCandidate, server: Address) -> tuple[StunMessage, Address] | None:
+        """One Binding transaction to a STUN server on the RFC 8489 §6.2.1 schedule (capped by gather_timeout)."""
+        if local.transport is None:
+            return None
+        txid = self._new_txid()
+        request = encode(BINDING_REQUEST, txid, [], key=None, fingerprint=self._fp_mode(), pad=self._pad())
+        future: asyncio.Future[tuple[StunMessage, Address]] = asyncio.get_running_loop().create_future()
+        self._gathering[txid] = future
+        offsets, fail_at = retransmission_schedule(self._rto, self.settings.rc, self.settings.rm)
+        deadline = min(fail_at, self.settings.gather_timeout)
+        start = self._now()
+        try:
+            for offset in offsets:
+                if offset >= deadline:
+                    break
+                wait = start + offset - self._now()
+                if wait > 0:
+                    done, _ = await asyncio.wait({future}, timeout=wait)
+                    if done:
+                        return future.result()
+                local.transport.sendto(request, server)
+            wait = start + deadline - self._now()
+            if wait > 0:
+                await asyncio.wait({future}, timeout=wait)
+            return future.result() if future.done() else None
+        finally:
+            self._gathering.pop(txid, None)
+
+    async def _query_stun_server(self, local: LocalCandidate, server: Address) -> None:
+        """Server-reflexive gathering (RFC 8445 §5.1.1.2); ALTERNATE-SERVER in a 300 is ignored."""
+        answer = await self._stun_transaction(local, server)
+        if answer is None:
+            self._log(logging.INFO, "no answer from STUN server %s:%d", *server)
+            return
+        msg, _ = answer
+        if msg.msg_class == 3:
+            alternate_value = msg.get(ALTERNATE_SERVER)
+            self._log(logging.INFO, "STUN server %s:%d answered error %s", *server, msg.error_code())
+            if alternate_value is not None and "follow-alternate-server" in self.faults:
+                alternate = _plain_address(alternate_value)
+                if alternate is not None:
+                    self._log(logging.INFO, "following ALTERNATE-SERVER %s:%d", *alternate)
+                    await self._stun_transaction(local, alternate)
+            return
+        value = msg.get(XOR_MAPPED_ADDRESS)
+        mapped = _unxor_address(value, msg.txid) if value is not None else None
+        if mapped is None or mapped == local.address:
+            return  # the same transport address and base as the host candidate: redundant (RFC 8445 §5.1.3)
+        priority = candidate_priority(100, local.local_pref, local.component)
+        self._log(logging.INFO, "server-reflexive %s:%d (base %s:%d)", *mapped, *local.address)
+        self.srflx.append((local, mapped, priority))
 
     def set_remote(self, ufrag: str, pwd: str, candidates: Iterable[str], end_of_candidates: bool = True) -> None:
         """Remote credentials and candidates; a restart's new credentials start a new checklist (RFC 8445 §9)."""
+        if "truncate-remote-credentials" in self.faults:
+            ufrag, pwd = ufrag[:32], pwd[:32]
         self.remote_ufrag, self.remote_pwd = ufrag, pwd
         for value in candidates:
             self.add_remote_candidate(value)
@@ -561,7 +706,10 @@ class IceAgent:
             self._log(logging.INFO, "end of remote candidates")
             self._check_failed()
             return
-        if self._end_of_candidates:
+        if self._gave_up or self.ice_mismatch:
+            self._log(logging.INFO, "ignoring candidate %s: ICE is over for this stream", value)
+            return
+        if self._end_of_candidates and "accept-after-eoc" not in self.faults:
             self._log(logging.INFO, "ignoring candidate after end-of-candidates: %s", value)  # RFC 8838 §13
             return
         try:
@@ -572,13 +720,18 @@ class IceAgent:
         if cand.protocol != "udp" or not is_ip_address(cand.address) or not 1 <= cand.component <= 256:
             self._log(logging.INFO, "ignoring candidate %r (not UDP over an IP literal)", value)  # RFC 8839 §5.1
             return
-        host = str(ipaddress.ip_address(cand.address))
-        if self._find_remote(cand.component, (host, cand.port)) is not None:
+        if cand.extensions and "reject-unknown-extensions" in self.faults:
+            self._log(logging.INFO, "ignoring candidate %r with extensions", value)
             return
+        host = str(ipaddress.ip_address(cand.address))
+        known = self._find_remote(cand.component, (host, cand.port))
+        if known is not None and not (known.type == "prflx" and "duplicate-prflx-pair" in self.faults):
+            return  # a duplicate of a known (e.g. peer-reflexive) candidate adds no pair (RFC 8838 §11)
         remote = RemoteCandidate(cand.component, host, cand.port, cand.priority, cand.kind, cand.foundation)
         self.remote_candidates.append(remote)
+        cross = "cross-component-pairs" in self.faults
         for local in self.local_candidates:
-            if local.component == remote.component and local.version == remote.version:
+            if (local.component == remote.component or cross) and local.version == remote.version:
                 self._add_pair(local, remote)
         self._wake.set()
 
@@ -588,12 +741,19 @@ class IceAgent:
             return
         self._started = True
         self._set_state("checking")
+        if "fail-without-candidates" in self.faults and not self.remote_candidates:
+            self._log(logging.INFO, "no remote candidate yet: giving up")
+            self._gave_up = True
+            self._set_state("failed")
         self._spawn(self._pacer(), "pacer")
         self._wake.set()
 
     def send(self, component: int, data: bytes) -> None:
         """Send on the selected pair, else on the best valid pair (RFC 8445 §12.1); NoPairError without one."""
         pair = self.selected.get(component)
+        if "data-on-highest-pair" in self.faults:
+            mine = [p for p in self.pairs if p.component == component]
+            pair = max(mine, key=self.pair_priority) if mine else pair
         if pair is None:
             valid = [p for p in self.pairs if p.component == component and p.state is PairState.SUCCEEDED]
             pair = max(valid, key=self.pair_priority) if valid else None
@@ -611,7 +771,15 @@ class IceAgent:
 
     def restart(self) -> tuple[str, str]:
         """ICE restart: new ufrag and pwd, same role, a new checklist (RFC 8445 §9)."""
+        old_pwd = self.pwd
         self.ufrag, self.pwd = _random_text(8), _random_text(24)
+        if "restart-keeps-pwd" in self.faults:
+            self.pwd = old_pwd
+        if "restart-flips-role" in self.faults:
+            self.role = Role.CONTROLLED if self.role is Role.CONTROLLING else Role.CONTROLLING
+        if "drop-pair-on-restart" in self.faults:
+            self.selected.clear()
+        self._consent_paused = "no-consent-during-restart" in self.faults
         self.generation += 1
         self.remote_ufrag = self.remote_pwd = None
         self.remote_candidates = []
@@ -657,11 +825,26 @@ class IceAgent:
                 return pair
         return None
 
-    def _add_pair(self, local: LocalCandidate, remote: RemoteCandidate) -> CandidatePair:
+    def _add_pair(self, local: LocalCandidate, remote: RemoteCandidate, protect: bool = False) -> CandidatePair:
         pair = CandidatePair(local, remote, self.generation)
         self.pairs.append(pair)
         self._log(logging.DEBUG, "new pair %s", pair.describe())
+        self._limit_pairs(keep=pair if protect else None)
         return pair
+
+    def _limit_pairs(self, keep: CandidatePair | None) -> None:
+        """Discard the lowest-priority pairs beyond the limit, 100 by default (RFC 8445 §6.1.2.5)."""
+        if "no-pair-limit" in self.faults:
+            return
+        current = [p for p in self.pairs if p.generation == self.generation]
+        while len(current) > self.settings.max_pairs:
+            idle = [p for p in current if p is not keep and p.state in (PairState.WAITING, PairState.FROZEN)]
+            if not idle:
+                return
+            victim = min(idle, key=self.pair_priority)
+            self.pairs.remove(victim)
+            current.remove(victim)
+            self._log(logging.DEBUG, "pair limit %d: discarded %s", self.settings.max_pairs, victim.describe())
 
     def _all_selected(self) -> bool:
         return all(
@@ -677,7 +860,7 @@ class IceAgent:
 
     def _next_check(self) -> tuple[CandidatePair, bool] | None:
         """Triggered checks first, then the highest-priority Waiting pair (RFC 8445 §6.1.4.2)."""
-        if not self._started or self._credentials() is None:
+        if not self._started or self._credentials() is None or self._gave_up or self.ice_mismatch:
             return None
         while self._triggered:
             pair, nominate = self._triggered.popleft()
@@ -686,6 +869,8 @@ class IceAgent:
         waiting = [p for p in self.pairs if p.state is PairState.WAITING and not self._component_done(p.component)]
         if not waiting:
             return None
+        if "unordered-checks" in self.faults:
+            return min(waiting, key=self.pair_priority), False
         return max(waiting, key=self.pair_priority), False
 
     async def _pacer(self) -> None:
@@ -697,7 +882,7 @@ class IceAgent:
                 await self._wake.wait()
                 continue
             self._start_check(*nxt)
-            await asyncio.sleep(self.settings.ta)
+            await asyncio.sleep(0.001 if "no-pacing" in self.faults else self.settings.ta)
 
     def _request(self, pair: CandidatePair, creds: _Credentials, use_candidate: bool) -> tuple[bytes, bytes, bytes]:
         """(txid, request bytes, response key) of a connectivity or consent check (RFC 8445 §7.2.2)."""
@@ -712,14 +897,22 @@ class IceAgent:
             (PRIORITY, struct.pack("!I", prio)),
         ]
         role_code = ICE_CONTROLLING_ATTR if self.role is Role.CONTROLLING else ICE_CONTROLLED_ATTR
+        if "tiebreaker-per-check" in self.faults:
+            self.tiebreaker = secrets.randbits(64)
         attrs.append((role_code, struct.pack("!Q", self.tiebreaker)))
         if use_candidate:
             attrs.append((USE_CANDIDATE, b""))
-        attrs.append((SOFTWARE, self.settings.software.encode()))
+        attrs.append((SOFTWARE, self._software()))
         key = creds.local_pwd if "wrong-integrity-key" in self.faults else creds.remote_pwd
         length_delta = 4 if "bad-header-length" in self.faults else 0
         data = encode(
-            BINDING_REQUEST, txid, attrs, key=key.encode(), fingerprint=self._fp_mode(), length_delta=length_delta
+            BINDING_REQUEST,
+            txid,
+            attrs,
+            key=key.encode(),
+            fingerprint=self._fp_mode(),
+            length_delta=length_delta,
+            pad=self._pad(),
         )
         return txid, data, creds.remote_pwd.encode()
 
@@ -751,13 +944,18 @@ class IceAgent:
         tx.sends += 1
         loop = asyncio.get_running_loop()
         if tx.kind == "consent":  # consent checks are not retransmitted (RFC 7675 §5.1)
-            tx.timer = loop.call_later(self.settings.consent_interval * 2, self._finish, tx)
+            if "late-response-restores-consent" not in self.faults:
+                tx.timer = loop.call_later(self.settings.consent_interval * 2, self._finish, tx)
             return
         offsets, fail_at = retransmission_schedule(self._rto, self.settings.rc, self.settings.rm)
         if tx.sends < len(offsets):
             tx.timer = loop.call_later(offsets[tx.sends] - offsets[tx.sends - 1], self._transmit, tx)
         else:
             tx.timer = loop.call_later(fail_at - offsets[-1], self._timeout, tx)
+
+    def _send_raw(self, pair: CandidatePair, data: bytes) -> None:
+        if pair.local.transport is not None and not self._closed:
+            pair.local.transport.sendto(data, pair.remote.address)
 
     def _finish(self, tx: _Transaction) -> None:
         if tx.timer is not None:
@@ -776,6 +974,10 @@ class IceAgent:
 
     def _timeout(self, tx: _Transaction) -> None:
         """A check transaction timed out: the pair fails (RFC 8445 §7.2.5.4)."""
+        if "never-fail-pair" in self.faults and not tx.cancelled and tx.kind == "check":
+            tx.sends = 0  # start the schedule over instead of failing the pair
+            self._transmit(tx)
+            return
         self._finish(tx)
         if tx.cancelled or tx.kind != "check" or tx.pair.transaction is not tx:
             return
@@ -783,6 +985,10 @@ class IceAgent:
         self._pair_failed(tx.pair, nomination=tx.use_candidate)
 
     def _pair_failed(self, pair: CandidatePair, nomination: bool = False) -> None:
+        if nomination and self.role is Role.CONTROLLING and "keep-failed-nomination" in self.faults:
+            self._log(logging.INFO, "nomination of %s failed: selected anyway", pair.describe())
+            self._select(pair)
+            return
         pair.state = PairState.FAILED
         if nomination and self.role is Role.CONTROLLING:
             # The nominating check failed: the pair leaves the valid list and the checklist fails (§8.1.1).
@@ -846,16 +1052,39 @@ class IceAgent:
 
     def _select(self, pair: CandidatePair) -> None:
         """A nominated pair: select the highest-priority nominated pair of its component (RFC 8445 §8.1.1)."""
+        if "select-best-valid-pair" in self.faults and self.role is Role.CONTROLLED:
+            valid = [
+                p
+                for p in self.pairs
+                if p.component == pair.component and p.state is PairState.SUCCEEDED and p.generation == pair.generation
+            ]
+            pair = max(valid, key=self.pair_priority) if valid else pair
+        previous = self.selected.get(pair.component)
+        if "keep-first-nomination" in self.faults and previous is not None and previous.generation == pair.generation:
+            pair.nominated = True
+            return
         pair.nominated = True
         nominated = [
             p for p in self.pairs if p.component == pair.component and p.nominated and p.generation == pair.generation
         ]
         best = max(nominated, key=self.pair_priority)
+        if "select-latest-nomination" in self.faults:
+            best = pair
         current = self.selected.get(pair.component)
         if current is best:
             return
         self.selected[pair.component] = best
+        self._consent_paused = False
         self._log(logging.INFO, "component %d selected %s", pair.component, best.describe())
+        if "check-after-nomination" in self.faults:
+            asyncio.get_running_loop().call_later(1.0, self._recheck_others, best)
+        if self._keepalive_task is None and {"fast-keepalive", "keepalive-with-integrity"} & self.faults:
+            self._keepalive_task = self._spawn(self._keepalive_loop(), "keepalive")
+        if "retransmit-indication" in self.faults and best.local.transport is not None:
+            keepalive = encode(BINDING_INDICATION, self._new_txid(), [], key=None, fingerprint=self._fp_mode())
+            loop = asyncio.get_running_loop()
+            for delay in (0.0, 0.5, 1.0):  # a keepalive sent three times with one transaction ID
+                loop.call_later(delay, self._send_raw, best, keepalive)
         self._emit(
             "selected_pair", {"component": pair.component, "local": best.local.sdp(), "remote": best.remote.sdp()}
         )
@@ -865,6 +1094,51 @@ class IceAgent:
             )
         if self._all_selected():
             self._set_state("connected")
+
+    async def _keepalive_loop(self) -> None:
+        """The keepalive faults: Binding indications every 2 s on selected pairs, whatever was sent (RFC 8445 §11)."""
+        while not self._closed:
+            await asyncio.sleep(2.0)
+            for pair in list(self.selected.values()):
+                creds = pair.credentials
+                if "keepalive-with-integrity" in self.faults and creds is not None:
+                    attrs = [(USERNAME, f"{creds.remote_ufrag}:{creds.local_ufrag}".encode())]
+                    data = encode(BINDING_INDICATION, self._new_txid(), attrs, key=creds.remote_pwd.encode())
+                else:
+                    data = encode(BINDING_INDICATION, self._new_txid(), [], key=None, fingerprint=self._fp_mode())
+                self._send_raw(pair, data)
+
+    def _recheck_others(self, best: CandidatePair) -> None:
+        """The check-after-nomination fault: the other pairs of the component are checked again."""
+        for other in self.pairs:
+            if other.component == best.component and other is not best and other.generation == best.generation:
+                other.state = PairState.WAITING
+                self._enqueue(other)
+
+    def peer_is_lite(self) -> None:
+        """The peer is an ICE-lite agent: a full agent takes the controlling role (RFC 8445 §6.1.1)."""
+        if "ignore-lite-peer" not in self.faults:
+            self._set_role(Role.CONTROLLING, "the peer is lite")
+
+    def sdp_options(self, options: dict[str, Any]) -> None:
+        """SDP-level signalling of the peer's description (RFC 8839 §4.2.5, §5.3)."""
+        default = str(options.get("default_destination", ""))
+        host, _, port = default.rpartition(":")
+        host = host.strip("[]")
+        if options.get("ice_mismatch"):
+            if "ignore-ice-mismatch" in self.faults and host and port.isdigit():
+                self._log(logging.INFO, "ice-mismatch ignored: checking the default destination %s", default)
+                self.add_remote_candidate(f"candidate:D 1 udp 1 {host} {port} typ host")
+                return
+            self._log(logging.INFO, "the peer answered a=ice-mismatch: no ICE for this stream (RFC 8839 §4.2.5)")
+            self.ice_mismatch = True
+            self.remote_candidates = []
+            self.pairs = []
+            return
+        if port == "9" and host in ("0.0.0.0", "::") and "null-default-destination-fails" in self.faults:
+            self._log(logging.INFO, "default destination %s: giving up", default)
+            self._gave_up = True
+            self._set_state("failed")
 
     # -- consent freshness (RFC 7675) ------------------------------------------------------------------------
 
@@ -891,7 +1165,7 @@ class IceAgent:
                     self._log(logging.INFO, "consent lost on %s", pair.describe())
                     self._set_state("failed")
                 continue
-            if "no-consent" in self.faults or pair.local.transport is None:
+            if "no-consent" in self.faults or pair.local.transport is None or self._consent_paused:
                 continue
             creds = pair.credentials
             if creds is None:
@@ -906,6 +1180,11 @@ class IceAgent:
     def _on_datagram(self, local: LocalCandidate, data: bytes, addr: Address) -> None:
         if self._closed:
             return
+        if len(data) >= 20 and data[4:8] != _COOKIE and data[:2] == b"\x00\x01" and "rfc3489-compat" in self.faults:
+            self._answer_rfc3489(local, data, addr)
+            return
+        if len(data) >= 20 and "lenient-header" in self.faults:
+            data = _repair_header(data)
         if not data or data[0] > 3:  # not STUN (RFC 7983 §7)
             if any(r.component == local.component and r.address == addr for r in self.remote_candidates) or any(
                 p.local is local and p.remote.address == addr for p in self.selected.values()
@@ -921,6 +1200,11 @@ class IceAgent:
             return
         if msg.method != 0x001:
             return
+        waiting = self._gathering.get(msg.txid)
+        if waiting is not None and msg.msg_class in (2, 3):
+            if not waiting.done():
+                waiting.set_result((msg, addr))
+            return
         if not _fingerprint_ok(msg) and "accept-bad-fingerprint" not in self.faults:
             self._log(logging.DEBUG, "dropped a message with a missing or bad FINGERPRINT from %s:%d", *addr)
             return
@@ -934,6 +1218,14 @@ class IceAgent:
         else:
             self._on_response(local, msg, addr)
 
+    def _answer_rfc3489(self, local: LocalCandidate, data: bytes, addr: Address) -> None:
+        """The rfc3489-compat fault: a cookie-less Binding request gets MAPPED-ADDRESS (RFC 3489 §11.1)."""
+        ip = ipaddress.ip_address(addr[0])
+        value = struct.pack("!BBH", 0, 1 if ip.version == 4 else 2, addr[1]) + ip.packed
+        body = _tlv(MAPPED_ADDRESS, value)
+        if local.transport is not None:
+            local.transport.sendto(struct.pack("!HH", BINDING_SUCCESS, len(body)) + data[4:20] + body, addr)
+
     def _reply(
         self,
         local: LocalCandidate,
@@ -946,7 +1238,7 @@ class IceAgent:
         """Send a response from the address the request arrived on (RFC 8489 §6.3.1.2)."""
         transport = local.side if "asymmetric-response" in self.faults and local.side else local.transport
         if transport is not None:
-            transport.sendto(encode(mtype, txid, attrs, key=key, fingerprint=self._fp_mode()), addr)
+            transport.sendto(encode(mtype, txid, attrs, key=key, fingerprint=self._fp_mode(), pad=self._pad()), addr)
 
     def _auth_error(self, local: LocalCandidate, addr: Address, msg: StunMessage, code: int) -> None:
         """400/401 without MESSAGE-INTEGRITY or USERNAME (RFC 8489 §9.1.3)."""
@@ -955,6 +1247,13 @@ class IceAgent:
 
     def _on_request(self, local: LocalCandidate, msg: StunMessage, addr: Address) -> None:
         """Answer a Binding request (RFC 8489 §9.1.3, RFC 8445 §7.3)."""
+        if "answer-first-candidate-only" in self.faults and local is not self.local_candidates[0]:
+            return
+        if "drop-early-checks" in self.faults and self.remote_ufrag is None:
+            return
+        chosen = self.selected.get(local.component)
+        if "ignore-checks-after-selection" in self.faults and chosen is not None and chosen.remote.address != addr:
+            return
         username = msg.get(USERNAME)
         if username is None or not msg.has(MESSAGE_INTEGRITY):
             self._auth_error(local, addr, msg, 401 if "no-400-missing-mi" in self.faults else 400)
@@ -966,7 +1265,12 @@ class IceAgent:
         if not verify_integrity(msg, key) and "accept-bad-integrity" not in self.faults:
             self._auth_error(local, addr, msg, 401)
             return
-        unknown = sorted({c for c, _, _ in msg.visible() if c < 0x8000 and c not in KNOWN_REQUIRED})
+        seen = msg.attributes if "check-after-integrity" in self.faults else msg.visible()
+        unknown = sorted({c for c, _, _ in seen if c < 0x8000 and c not in KNOWN_REQUIRED})
+        if "strict-attributes" in self.faults:
+            unknown += sorted(
+                {c for c, _, _ in seen if (c >= 0x8000 and c not in KNOWN_OPTIONAL) or c in UNEXPECTED_IN_CHECK}
+            )
         if unknown and "ignore-unknown-required" not in self.faults:
             value = b"".join(struct.pack("!H", c) for c in unknown)
             attrs = [(ERROR_CODE, _error_value(420)), (UNKNOWN_ATTRIBUTES, value)]
@@ -978,10 +1282,15 @@ class IceAgent:
             return
         if not self._role_check(local, msg, addr, key):
             return
-        attrs = [(XOR_MAPPED_ADDRESS, _xor_address(addr[0], addr[1], msg.txid))]
+        mapped = _xor_address(addr[0], addr[1], msg.txid)
+        if "plain-mapped-address" in self.faults:
+            ip = ipaddress.ip_address(addr[0])
+            mapped = struct.pack("!BBH", 0, 1 if ip.version == 4 else 2, addr[1]) + ip.packed
+        attrs = [(XOR_MAPPED_ADDRESS, mapped)]
         if "response-with-username" in self.faults:
             attrs.append((USERNAME, username))
-        attrs.append((SOFTWARE, self.settings.software.encode()))
+        if "no-software" not in self.faults:
+            attrs.append((SOFTWARE, self._software()))
         reply_key = key
         if "response-wrong-key" in self.faults:
             reply_key = (self.remote_pwd or "").encode()
@@ -1004,6 +1313,8 @@ class IceAgent:
         if action is RoleAction.SEND_487:
             if self.role is Role.CONTROLLING and "no-487" in self.faults:
                 return True
+            if self.role is Role.CONTROLLED and "controlled-no-487" in self.faults:
+                return True
             self._log(logging.INFO, "role conflict with %s:%d: 487", *addr)
             self._reply(local, addr, BINDING_ERROR, msg.txid, [(ERROR_CODE, _error_value(487))], key)
             return False
@@ -1023,20 +1334,23 @@ class IceAgent:
         pair = self._find_pair(local, addr)
         new = pair is None
         if pair is None:
-            pair = self._add_pair(local, remote)
+            pair = self._add_pair(local, remote, protect=True)  # a pair learnt from a check is being checked
         if "no-triggered-check" in self.faults:
             if new:
                 pair.state = PairState.FROZEN
         elif pair.state is not PairState.SUCCEEDED:
-            if pair.state is PairState.IN_PROGRESS and pair.transaction is not None:
+            in_progress = pair.state is PairState.IN_PROGRESS and pair.transaction is not None
+            if in_progress and pair.transaction is not None and "no-cancel-in-progress" not in self.faults:
                 self._cancel(pair.transaction)
             pair.state = PairState.WAITING
             self._enqueue(pair)
+        elif "recheck-succeeded" in self.faults:
+            asyncio.get_running_loop().call_soon(self._start_check, pair, False)
         if use_candidate and self.role is Role.CONTROLLED:
             if pair.state is PairState.SUCCEEDED:
                 self._select(pair)
             else:
-                pair.nominate_on_success = True
+                pair.nominate_on_success = "ignore-early-use-candidate" not in self.faults
 
     def _on_response(self, local: LocalCandidate, msg: StunMessage, addr: Address) -> None:
         """Complete a check or consent transaction (RFC 8445 §7.2.5, RFC 7675 §5.1)."""
@@ -1052,8 +1366,11 @@ class IceAgent:
         if tx.kind == "consent":
             if not symmetric:
                 return
+            if not self._has_consent(pair) and "late-response-restores-consent" not in self.faults:
+                return  # a response after consent expired does not restore it (RFC 7675 §5.1)
             if msg.msg_class == 2:
                 pair.consent_at = self._now()
+                pair.consent_lost = False
             elif msg.error_code() == 403 and "ignore-403" not in self.faults:
                 pair.consent_revoked = True
                 self._log(logging.INFO, "consent revoked by 403 on %s", pair.describe())
@@ -1075,9 +1392,27 @@ class IceAgent:
                     pair.state = PairState.WAITING
                 self._enqueue(pair)
                 return
+            if "retry-errors" in self.faults:
+                self._log(logging.INFO, "error %s on %s: checking again", code, pair.describe())
+                pair.state = PairState.WAITING
+                asyncio.get_running_loop().call_later(0.2, self._enqueue, pair)
+                return
             self._log(logging.INFO, "error %s on %s: pair failed", code, pair.describe())
             self._pair_failed(pair, nomination=tx.use_candidate)
             return
+        unknown = [c for c, _, _ in msg.visible() if c < 0x8000 and c not in KNOWN_REQUIRED]
+        if unknown and "accept-unknown-required-response" not in self.faults:
+            # An unknown comprehension-required attribute fails the transaction (RFC 8489 §6.3.3).
+            self._log(logging.INFO, "success with unknown attributes %s on %s: pair failed", unknown, pair.describe())
+            self._pair_failed(pair, nomination=tx.use_candidate)
+            return
+        if "reject-unknown-mapped" in self.faults:
+            value = msg.get(XOR_MAPPED_ADDRESS)
+            mapped = _unxor_address(value, msg.txid) if value is not None else None
+            if mapped not in [c.address for c in self.local_candidates]:
+                self._log(logging.INFO, "unknown mapped address %s on %s: pair failed", mapped, pair.describe())
+                self._pair_failed(pair, nomination=tx.use_candidate)
+                return
         if pair.state is not PairState.SUCCEEDED:
             pair.state = PairState.SUCCEEDED
             pair.consent_at = self._now()

@@ -204,6 +204,291 @@ _ALL = [
         ("CONS-06",),
         "an authenticated 403 to a consent check does not revoke consent (RFC 7675 §5.2)",
     ),
+    # STUN as an ICE agent uses it, connectivity checks, triggered checks, peer-reflexive, security (area A).
+    Fault(
+        "lenient-header",
+        ("STUN-MSG-04",),
+        "repairs and processes messages with non-zero top bits, a wrong magic cookie or a wrong length instead of "
+        "discarding them (RFC 8489 §6.3)",
+    ),
+    Fault(
+        "strict-attributes",
+        ("STUN-MSG-05",),
+        "answers 420 to a check carrying an unknown comprehension-optional attribute or a known attribute that has "
+        "no use in a check (REALM, NONCE) instead of ignoring it (RFC 8489 §6.3)",
+    ),
+    Fault(
+        "check-after-integrity",
+        ("STUN-MSG-07",),
+        "looks for unknown comprehension-required attributes after MESSAGE-INTEGRITY too, and answers 420 "
+        "(RFC 8489 §9, §14.5)",
+    ),
+    Fault(
+        "nonzero-padding",
+        ("STUN-MSG-08",),
+        "pads attribute values with 0x20 bytes instead of zeros in every message it sends (RFC 8489 §14)",
+    ),
+    Fault(
+        "plain-mapped-address",
+        ("STUN-MSG-09",),
+        "XOR-MAPPED-ADDRESS in success responses carries the address and port without the XOR (RFC 8489 §14.2)",
+    ),
+    Fault("no-software", ("STUN-MSG-09",), "success responses carry no SOFTWARE attribute (RFC 8489 §6.3.1.1)"),
+    Fault(
+        "long-software",
+        ("STUN-MSG-10",),
+        "SOFTWARE in its requests and responses is 200 characters long, above the 128 limit (RFC 8489 §14.14)",
+    ),
+    Fault(
+        "retry-errors",
+        ("STUN-RTX-05",),
+        "after a 4xx or 5xx error response to a check it checks the pair again 0.2 s later, without limit, instead "
+        "of failing it (RFC 8489 §6.3.4)",
+    ),
+    Fault(
+        "accept-unknown-required-response",
+        ("STUN-RTX-05",),
+        "a success response carrying an unknown comprehension-required attribute makes the pair Succeeded instead "
+        "of failing the transaction (RFC 8489 §6.3.3)",
+    ),
+    Fault(
+        "unordered-checks",
+        ("ICE-PAIR-01",),
+        "ordinary checks start with the lowest-priority Waiting pair instead of the highest (RFC 8445 §6.1.4.2)",
+    ),
+    Fault(
+        "cross-component-pairs",
+        ("ICE-PAIR-02",),
+        "pairs local and remote candidates of different components (same IP family) (RFC 8445 §6.1.2.2)",
+    ),
+    Fault(
+        "no-pacing",
+        ("ICE-CHK-01",),
+        "starts a new check every 1 ms instead of every Ta = 50 ms (RFC 8445 §14.2)",
+    ),
+    Fault(
+        "tiebreaker-per-check",
+        ("ICE-CHK-02",),
+        "draws a new tie-breaker for every check instead of keeping one per session (RFC 8445 §7.1.3, §16.1)",
+    ),
+    Fault(
+        "rfc3489-compat",
+        ("ICE-CHK-03",),
+        "answers a cookie-less (RFC 3489) Binding request with a success carrying MAPPED-ADDRESS (RFC 8445 §7.3)",
+    ),
+    Fault(
+        "never-fail-pair",
+        ("ICE-CHK-05",),
+        "a check transaction that times out starts its retransmission schedule over instead of failing the pair "
+        "(RFC 8445 §7.2.5.2.3)",
+    ),
+    Fault(
+        "answer-first-candidate-only",
+        ("ICE-CHK-06",),
+        "drops checks that arrive on any local candidate but the first one (RFC 8445 §7.3)",
+    ),
+    Fault(
+        "drop-early-checks",
+        ("ICE-CHK-07",),
+        "drops checks that arrive before the peer's credentials (the answer) are known (RFC 8445 §7.3)",
+    ),
+    Fault(
+        "data-on-highest-pair",
+        ("ICE-CHK-09",),
+        "send() uses the highest-priority pair of the component whatever its state, not the selected pair "
+        "(RFC 8445 §12.1)",
+    ),
+    Fault(
+        "recheck-succeeded",
+        ("ICE-TRIG-02",),
+        "a check received on a Succeeded pair triggers a new check of it (RFC 8445 §7.3.1.4)",
+    ),
+    Fault(
+        "no-cancel-in-progress",
+        ("ICE-TRIG-03",),
+        "a check received on an In-Progress pair enqueues a new check but leaves the old transaction "
+        "retransmitting (RFC 8445 §7.3.1.4)",
+    ),
+    Fault(
+        "reject-unknown-mapped",
+        ("ICE-PRFLX-02",),
+        "a success response whose XOR-MAPPED-ADDRESS matches no local candidate fails the pair instead of making a "
+        "peer-reflexive local candidate (RFC 8445 §7.2.5.3.1)",
+    ),
+    Fault(
+        "duplicate-prflx-pair",
+        ("ICE-PRFLX-03",),
+        "a trickled candidate equal to a known peer-reflexive one adds a second remote candidate and pair, which "
+        "gets its own checks (RFC 8838 §11)",
+    ),
+    Fault(
+        "no-pair-limit",
+        ("SEC-01",),
+        "keeps every candidate pair instead of discarding the lowest-priority ones beyond 100 (RFC 8445 §6.1.2.5)",
+    ),
+    Fault(
+        "follow-alternate-server",
+        ("SEC-03",),
+        "while gathering, a 300 with ALTERNATE-SERVER from the STUN server makes it query the alternate "
+        "(RFC 8445 §5.1.1.2)",
+    ),
+    Fault(
+        "retransmit-indication",
+        ("STUN-RTX-02",),
+        "once a pair is selected it sends a Binding indication three times with one transaction ID (RFC 8489 §6.2.1)",
+    ),
+    # Area B: candidates and SDP, roles, nomination, keepalives and consent, restart, trickle.
+    Fault(
+        "site-local-candidate",
+        ("ICE-CAND-01",),
+        "also advertises a host candidate on the site-local IPv6 address fec0::1 (RFC 8445 §5.1.1.1)",
+    ),
+    Fault(
+        "redundant-candidates",
+        ("ICE-CAND-02",),
+        "advertises every host candidate twice, the copy with priority - 1 and the same address and base "
+        "(RFC 8445 §5.1.3)",
+    ),
+    Fault(
+        "short-credentials",
+        ("ICE-CAND-03",),
+        "chooses a 3-character ufrag and a 16-character pwd (RFC 8445 §5.3: at least 4 and 22)",
+    ),
+    Fault(
+        "truncate-remote-credentials",
+        ("ICE-CAND-03",),
+        "keeps only the first 32 characters of the peer's ufrag and pwd (RFC 8839 §5.4: up to 256 accepted)",
+    ),
+    Fault("bad-foundation", ("ICE-CAND-04",), "host candidates carry a 33-character foundation (RFC 8839 §5.1)"),
+    Fault(
+        "reject-unknown-extensions",
+        ("ICE-CAND-05",),
+        "drops remote candidate lines that carry extension attributes instead of ignoring the pairs (RFC 8839 §5.1)",
+    ),
+    Fault("no-ice2", ("ICE-CAND-06",), "its a=ice-options lack the ice2 token (RFC 8445 §10)"),
+    Fault(
+        "null-default-destination-fails",
+        ("ICE-CAND-07",),
+        "a peer description whose default destination is 0.0.0.0 port 9 makes ICE fail (RFC 8839 §4.2.5)",
+    ),
+    Fault(
+        "swapped-initial-role",
+        ("ICE-ROLE-01",),
+        "starts in the opposite role to the one it was created with (RFC 8445 §6.1.1)",
+    ),
+    Fault(
+        "ignore-lite-peer",
+        ("ICE-ROLE-01",),
+        "a full agent facing an ICE-lite peer keeps the controlled role (RFC 8445 §6.1.1)",
+    ),
+    Fault(
+        "controlled-no-487",
+        ("ICE-ROLE-05",),
+        "a controlled agent that wins an ICE-CONTROLLED conflict answers success instead of 487 (RFC 8445 §7.3.1.1)",
+    ),
+    Fault(
+        "keep-failed-nomination",
+        ("ICE-NOM-04",),
+        "when its nominating check fails, it selects the pair anyway and sends data on it (RFC 8445 §7.2.5.3.4)",
+    ),
+    Fault(
+        "select-best-valid-pair",
+        ("ICE-NOM-05",),
+        "the controlled agent selects its highest-priority valid pair instead of the nominated one (RFC 8445 §7.3.1.5)",
+    ),
+    Fault(
+        "keep-first-nomination",
+        ("ICE-NOM-06",),
+        "the controlled agent keeps the first nominated pair when a higher-priority one is nominated (RFC 8445 §8.1.1)",
+    ),
+    Fault(
+        "check-after-nomination",
+        ("ICE-NOM-07",),
+        "once a pair is selected, it checks the other pairs of the component again (RFC 8445 §8.1.2)",
+    ),
+    Fault(
+        "ignore-checks-after-selection",
+        ("ICE-NOM-07",),
+        "once a pair is selected, checks from other remote addresses are dropped at once (RFC 8445 §8.3.1: 3 s)",
+    ),
+    Fault(
+        "fast-keepalive",
+        ("ICE-KA-01",),
+        "sends a Binding indication every 2 s on selected pairs, whatever else it sent (RFC 8445 §11: Tr >= 15 s)",
+    ),
+    Fault(
+        "keepalive-with-integrity",
+        ("ICE-KA-02",),
+        "sends Binding indications every 2 s on selected pairs with USERNAME and MESSAGE-INTEGRITY (RFC 8445 §11)",
+    ),
+    Fault(
+        "late-response-restores-consent",
+        ("CONS-04",),
+        "consent transactions never time out and a response arriving after expiry restores consent (RFC 7675 §5.1)",
+    ),
+    Fault(
+        "no-consent-during-restart",
+        ("CONS-07",),
+        "an ICE restart stops consent checks on the old selected pair until a new one is selected (RFC 7675 §5.1)",
+    ),
+    Fault("restart-keeps-pwd", ("ICE-RST-01",), "an ICE restart changes the ufrag but keeps the pwd (RFC 8445 §9)"),
+    Fault("restart-flips-role", ("ICE-RST-02",), "an ICE restart switches its role (RFC 8445 §9)"),
+    Fault(
+        "drop-pair-on-restart",
+        ("ICE-RST-04",),
+        "an ICE restart forgets the selected pair: no data until a new pair is selected (RFC 8445 §9, §12.1)",
+    ),
+    Fault(
+        "trickle-always",
+        ("TRK-01",),
+        "agents created without trickle also announce their candidates one by one (RFC 8838 §3)",
+    ),
+    Fault(
+        "fail-without-candidates",
+        ("TRK-02",),
+        "connect with no remote candidate yet fails ICE at once and ignores later candidates (RFC 8838 §8)",
+    ),
+    Fault(
+        "check-before-trickle",
+        ("TRK-03",),
+        "a trickle agent announces its candidates 3 s late, after checking from them (RFC 8838 §10)",
+    ),
+    Fault(
+        "candidates-after-eoc",
+        ("TRK-04",),
+        "a trickle agent announces a candidate again after its end-of-candidates (RFC 8838 §13)",
+    ),
+    Fault(
+        "accept-after-eoc",
+        ("TRK-05",),
+        "remote candidates trickled after the peer's end-of-candidates are paired and checked (RFC 8838 §14)",
+    ),
+    Fault(
+        "remote-candidates-in-answer",
+        ("SDP-01",),
+        "a controlled agent's description carries a=remote-candidates (RFC 8839 §5.2)",
+    ),
+    Fault(
+        "no-remote-candidates",
+        ("SDP-01",),
+        "a controlling agent's re-offer after completion lacks a=remote-candidates (RFC 8839 §5.2)",
+    ),
+    Fault(
+        "ignore-early-use-candidate",
+        ("ICE-NOM-05",),
+        "USE-CANDIDATE on a pair that has not succeeded yet is forgotten: the triggered check does not nominate "
+        "(RFC 8445 §7.3.1.5)",
+    ),
+    Fault(
+        "select-latest-nomination",
+        ("ICE-NOM-06",),
+        "the controlled agent selects the latest nominated pair, not the highest-priority one (RFC 8445 §8.1.1)",
+    ),
+    Fault(
+        "ignore-ice-mismatch",
+        ("SDP-02",),
+        "an answer with a=ice-mismatch makes it check the default destination (RFC 8839 §4.2.5)",
+    ),
 ]
 
 #: Every fault, by name.

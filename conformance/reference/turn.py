@@ -101,6 +101,21 @@ SERVER_FAULTS: dict[str, tuple[tuple[str, ...], str]] = {
     "data-refreshes-allocation": (("TURN-LIFE-04",), "ChannelData from the client refreshes the allocation"),
     "stale-nonce-not-438": (("STUN-AUTH-14",), "an expired nonce is still accepted"),
     "require-auth-for-binding": (("STUN-MSG-11",), "Binding requests need credentials"),
+    "skip-allocate-family-checks": (("TURN-ALLOC-05",), "no 400/440/508 for bad family or reservation attributes"),
+    "ipv6-relay-by-default": (("TURN-ALLOC-05",), "an IPv6 relay without REQUESTED-ADDRESS-FAMILY"),
+    "dont-fragment-400": (("TURN-ALLOC-07",), "400 (not 420 or success) for DONT-FRAGMENT"),
+    "no-437-without-allocation": (("TURN-ALLOC-14",), "a Refresh from a 5-tuple without an allocation succeeds"),
+    "unknown-user-gets-400": (("STUN-AUTH-13",), "400 instead of 401 for an unknown username"),
+    "md5-answered-with-sha256": (("STUN-AUTH-15",), "MD5 requests get MESSAGE-INTEGRITY-SHA256 responses"),
+    "accept-permission-without-peer": (("TURN-PERM-04",), "CreatePermission without XOR-PEER-ADDRESS succeeds"),
+    "permissions-never-expire": (("TURN-PERM-01",), "permissions outlive their 300 s lifetime"),
+    "allow-channel-rebinding": (("TURN-CHAN-01",), "rebinds a bound number or peer to something else"),
+    "relay-bad-channel-data": (("TURN-CHAN-04",), "relays ChannelData on 0x5000-0x7FFF and short ChannelData"),
+    "lenient-send-indications": (("TURN-DATA-01",), "Send indications without DATA or with a bad peer are relayed"),
+    "data-indication-wrong-peer": (("TURN-DATA-03",), "the Data indication's XOR-PEER-ADDRESS has the wrong port"),
+    "default-lifetime-300": (("TURN-LIFE-01",), "grants 300 s when no LIFETIME is requested"),
+    "unauthenticated-refresh": (("SEC-04",), "a Refresh without MESSAGE-INTEGRITY is honoured"),
+    "amplify-challenges": (("SEC-07",), "401 challenges carry a 500-byte SOFTWARE"),
 }
 
 #: Client faults: name -> (requirement IDs it breaks, what the client does wrong).
@@ -114,19 +129,24 @@ CLIENT_FAULTS: dict[str, tuple[tuple[str, ...], str]] = {
     "no-userhash": (("STUN-AUTH-10",), "sends USERNAME although the nonce asks for anonymity"),
     "no-software": (("TURN-ALLOC-08",), "no SOFTWARE in Allocate and Refresh"),
     "tcp-transport": (("TURN-ALLOC-09",), "REQUESTED-TRANSPORT 6 (TCP)"),
-    "retry-437-forever": (("TURN-ALLOC-11",), "retries Allocate after 440 from the same address"),
+    "retry-437-forever": (("TURN-ALLOC-11",), "retries Allocate at once after 437, 440, 486 or 508"),
+    "keep-unusable-family": (("TURN-ALLOC-10",), "keeps an allocation whose relayed address is IPv6"),
     "follow-unauthenticated-alternate": (("TURN-ALLOC-12",), "follows a 300 without MESSAGE-INTEGRITY"),
+    "ignore-alternate": (("TURN-ALLOC-12",), "gives up on an authenticated 300 instead of trying the alternate"),
     "ignore-437": (("TURN-ALLOC-15",), "keeps using the relay after a 437 to Refresh"),
     "no-refresh": (("TURN-LIFE-05",), "never refreshes the allocation"),
     "no-delete": (("TURN-LIFE-06",), "does not delete the allocation on close"),
     "data-before-permission": (("TURN-PERM-05",), "sends data to a peer before any permission"),
+    "check-before-permission": (("ICE-CHK-08",), "sends the first check through the relay before the permission"),
+    "channel-before-ice": (("ICE-CHK-08",), "binds a channel (no CreatePermission) before the checks"),
     "channel-length-padded": (("TURN-CHAN-06",), "ChannelData length counts the padding"),
     "no-restart-after-400": (("TURN-CHAN-08",), "keeps the allocation after a 400 to ChannelBind"),
     "deliver-reserved": (("TURN-CHAN-09",), "delivers datagrams with a reserved first byte"),
     "no-channel": (("TURN-CHAN-10",), "never binds a channel"),
-    "reject-data-indication": (("TURN-DATA-04",), "drops every Data indication"),
-    "deliver-malformed-data": (("TURN-DATA-05",), "delivers a Data indication without XOR-PEER-ADDRESS"),
-    "retry-5xx-forever": (("TURN-ERR-02",), "retries every error response"),
+    "reject-data-indication": (("TURN-DATA-04",), "drops Data indications carrying application data"),
+    "deliver-malformed-data": (("TURN-DATA-05",), "delivers Data indications without XOR-PEER-ADDRESS or DATA"),
+    "accept-unpermitted-data": (("TURN-DATA-05",), "delivers Data indications from peers without a permission"),
+    "retry-5xx-forever": (("TURN-ERR-02",), "retries every error response to Allocate, up to 8 times"),
 }
 
 
@@ -195,7 +215,7 @@ class ReferenceTurnAdapter:
         self._capture = Capture()
 
     async def initialize(self) -> IutInfo:
-        caps = frozenset({"turn_server", "stun_server", "turn_client", "controlling"})
+        caps = frozenset({"turn_server", "stun_server", "turn_client", "controlling"})  # no ipv6: TURN-ALLOC-10
         return IutInfo(name=NAME, version=__version__, capabilities=caps)
 
     # -- server --------------------------------------------------------------------------------------------
@@ -307,8 +327,11 @@ class ReferenceTurnAdapter:
                 rto *= 2
                 continue
             unauthenticated = rec.index is not None and not rec.index.has(0x0008) and not rec.index.has(0x001C)
-            lenient = "accept-unauthenticated-400" in a.faults
-            if error_code(rec) == 400 and unauthenticated and a.nonce is not None and not lenient:
+            code = error_code(rec)
+            lenient = (code == 400 and "accept-unauthenticated-400" in a.faults) or (
+                code == 300 and "follow-unauthenticated-alternate" in a.faults
+            )
+            if unauthenticated and a.nonce is not None and code not in (401, 438) and not lenient:
                 since = loop.time()
                 continue  # RFC 8489 §9.2.5: discard, keep retransmitting
             if not unauthenticated and a.nonce is not None and check_integrity(rec.data, self._key(a)) is not None:
@@ -385,22 +408,26 @@ class ReferenceTurnAdapter:
             except _Failed as exc:
                 code = error_code(exc.rec)
                 tried += 1
-                if code == 300 and exc.rec is not None and tried < 3:
-                    authentic = exc.rec.index is not None and exc.rec.index.has(0x0008)
+                if code == 300 and exc.rec is not None and tried < 3 and "ignore-alternate" not in a.faults:
                     alt = exc.rec.msg.attr("ALTERNATE-SERVER") if exc.rec.msg is not None else None
-                    if alt is not None and (authentic or "follow-unauthenticated-alternate" in a.faults):
+                    if alt is not None:  # an unauthenticated 300 never gets here (RFC 8489 §9.2.5, §10)
                         to = (str(alt.address), int(alt.port))
                         a.server = to
                         continue
-                if code in (437, 440) and "retry-437-forever" in a.faults and tried < 6:
+                if code in (437, 440, 486, 508) and "retry-437-forever" in a.faults and tried < 6:
                     continue
-                if code is not None and code >= 500 and "retry-5xx-forever" in a.faults and tried < 8:
+                if code is not None and code >= 400 and "retry-5xx-forever" in a.faults and tried < 8:
                     continue
-                if code is not None and 500 <= code < 600 and tried < 2:
-                    continue
+                if code is not None and 500 <= code < 600 and code != 508 and tried < 2:
+                    continue  # one retry of a server error (RFC 8489 §6.3.4); 508: wait a minute (RFC 8656 §7.4)
                 raise AdapterError(f"TURN Allocate failed: {exc}") from None
         a.relayed = xor_address(rec, "XOR-RELAYED-ADDRESS")
         a.mapped = xor_address(rec, "XOR-MAPPED-ADDRESS")
+        if a.relayed is not None and ":" in a.relayed[0] and "keep-unusable-family" not in a.faults:
+            with contextlib.suppress(_Failed):  # an IPv6 relay is unusable here: delete it (RFC 8656 §7.3)
+                await self._request(a, REFRESH, [attr.Lifetime(lifetime=0)])
+            a.dead = True
+            raise AdapterError(f"TURN relayed address {a.relayed} is IPv6, which this client cannot use")
         raw = rec.index.value(0x000D) if rec.index is not None else None
         lifetime = struct.unpack("!I", raw)[0] if raw is not None and len(raw) == 4 else 600
         if "no-refresh" not in a.faults:
@@ -439,7 +466,8 @@ class ReferenceTurnAdapter:
     async def _checks(self, a: _Agent) -> None:
         try:
             for peer in a.remote:
-                await self._prepare_peer(a, peer)
+                if "check-before-permission" not in a.faults:
+                    await self._prepare_peer(a, peer)
                 check = STUN(
                     type=0x0001,
                     key=short_term_key(a.remote_pwd),
@@ -453,25 +481,32 @@ class ReferenceTurnAdapter:
                     ],
                 )
                 a.pending_check = bytes(check)[8:20]
-                for _ in range(5):
+                for attempt in range(5):
                     self._send_to_peer(a, peer, bytes(check))
+                    if attempt == 0 and "check-before-permission" in a.faults:
+                        await self._prepare_peer(a, peer)
                     if await self._await_check(a, 1.0):
                         a.selected = peer
-                        await self._notify_state(a, "connected")
+                        if "no-channel" not in a.faults and peer not in a.channels:
+                            await self._bind(a, peer)  # a channel once ICE is done (RFC 8445 §12.1)
                         await self.notifications.put(
                             Notification(
                                 "selected_pair",
                                 {"agent": a.id, "component": 1, "local": a.relayed, "remote": list(peer)},
                             )
                         )
+                        await self._notify_state(a, "connected")
                         return
             await self._notify_state(a, "failed")
         except _Failed as exc:
             logger.info("reference TURN client: %s", exc)
             if error_code(exc.rec) == 400 and "no-restart-after-400" not in a.faults:
-                with contextlib.suppress(_Failed):
+                with contextlib.suppress(_Failed):  # start afresh (RFC 8656 §12.3)
                     await self._request(a, REFRESH, [attr.Lifetime(lifetime=0)])
                 a.nonce = None
+                for t in a.tasks:
+                    if t is not asyncio.current_task():
+                        t.cancel()
                 with contextlib.suppress(Exception):
                     await self._allocate(a)
             await self._notify_state(a, "failed")
@@ -485,15 +520,20 @@ class ReferenceTurnAdapter:
             return False
 
     async def _prepare_peer(self, a: _Agent, peer: Address) -> None:
+        """A permission before the checks: CreatePermission (RFC 8445 §7.2.1, RFC 8656 §11.1)."""
         if "data-before-permission" in a.faults and peer[0] not in a.permitted:
             self._send_to_peer(a, peer, b"early")
-        if "no-channel" in a.faults:
-            await self._request(a, CREATE_PERMISSION, [attr.XorPeerAddress(family=1, address=peer[0], port=peer[1])])
+        if "channel-before-ice" in a.faults:
+            await self._bind(a, peer)
         else:
-            number = 0x4000 + len(a.channels)
-            peer_attr = attr.XorPeerAddress(family=1, address=peer[0], port=peer[1])
-            await self._request(a, CHANNEL_BIND, [attr.ChannelNumber(channel=number), peer_attr])
-            a.channels[peer] = number
+            await self._request(a, CREATE_PERMISSION, [attr.XorPeerAddress(family=1, address=peer[0], port=peer[1])])
+        a.permitted.add(peer[0])
+
+    async def _bind(self, a: _Agent, peer: Address) -> None:
+        number = 0x4000 + len(a.channels)
+        peer_attr = attr.XorPeerAddress(family=1, address=peer[0], port=peer[1])
+        await self._request(a, CHANNEL_BIND, [attr.ChannelNumber(channel=number), peer_attr])
+        a.channels[peer] = number
         a.permitted.add(peer[0])
 
     def _send_to_peer(self, a: _Agent, peer: Address, data: bytes) -> None:
@@ -527,14 +567,17 @@ class ReferenceTurnAdapter:
             peer = next((p for p, n in a.channels.items() if n == number), None)
             payload = data[4 : 4 + length] if peer is not None else None
         elif first < 4 and rec.is_type(0x007, INDICATION) and rec.index is not None:
-            if "reject-data-indication" in a.faults:
-                return
             peer = xor_address(rec, "XOR-PEER-ADDRESS")
             payload = rec.index.value(0x0013)
-            if peer is None and "deliver-malformed-data" in a.faults and payload is not None:
-                peer = a.selected or (a.remote[0] if a.remote else ("0.0.0.0", 0))
-            if peer is None or payload is None:
+            if "reject-data-indication" in a.faults and payload is not None and payload[:1] >= b"\x04":
                 return
+            if "deliver-malformed-data" in a.faults and (peer is None or payload is None):
+                peer = peer or a.selected or (a.remote[0] if a.remote else ("0.0.0.0", 0))
+                payload = payload or b""
+            if peer is None or payload is None:
+                return  # RFC 8656 §11.4
+            if peer[0] not in a.permitted and "accept-unpermitted-data" not in a.faults:
+                return  # no permission towards that peer (RFC 8656 §11.4)
         elif "deliver-reserved" in a.faults and (first > 0x4F or 4 <= first < 0x40):
             payload, peer = data, a.selected
         if payload is None or peer is None:

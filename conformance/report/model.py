@@ -183,7 +183,11 @@ class MatrixGroup:
 
 @dataclass
 class InteropGrid:
-    """Interop cases arranged by pair: ``cells[(a, b)]`` holds the cases of ``a`` against ``b``."""
+    """Interop cases arranged by pair: ``cells[(a, b)]`` holds the cases of ``a`` against ``b``.
+
+    Rows are the first IUT of each pair (controlling or client), columns the second; :meth:`cell` picks the case
+    of one topology, so the template can draw one IUT-by-IUT grid per topology (as quic-interop-runner does).
+    """
 
     rows: list[str]
     columns: list[str]
@@ -192,6 +196,25 @@ class InteropGrid:
 
     def worst(self, a: str, b: str) -> str:
         return worst([c.verdict for c in self.cells.get((a, b), [])])
+
+    def cell(self, a: str, b: str, topology: str) -> CaseEntry | None:
+        """The case of ``a`` against ``b`` on ``topology`` (the last one when several), or None."""
+        found = [c for c in self.cells.get((a, b), []) if str(c.record.get("topology") or "") == topology]
+        return found[-1] if found else None
+
+    def counts(self, topology: str | None = None) -> dict[str, int]:
+        """Verdict counts over the grid, or over one topology."""
+        out = dict.fromkeys(VERDICTS, 0)
+        for cases in self.cells.values():
+            for c in cases:
+                if topology is None or str(c.record.get("topology") or "") == topology:
+                    out[c.verdict] = out.get(c.verdict, 0) + 1
+        return out
+
+    def connected(self, topology: str) -> tuple[int, int]:
+        """(cells that connected, cells) on one topology."""
+        cases = [c for cs in self.cells.values() for c in cs if str(c.record.get("topology") or "") == topology]
+        return sum(1 for c in cases if c.record.get("connected")), len(cases)
 
 
 @dataclass
@@ -357,11 +380,12 @@ def interop_grid(cases: list[CaseEntry]) -> InteropGrid | None:
             topologies.add(str(c.record["topology"]))
     if not cells:
         return None
+    order = [str(t) for t in dict.fromkeys(str(c.record.get("topology") or "") for c in cases) if t]
     return InteropGrid(
         rows=sorted({a for a, _ in cells}),
         columns=sorted({b for _, b in cells}),
         cells=dict(cells),
-        topologies=sorted(topologies),
+        topologies=[t for t in order if t in topologies],
     )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.adapters.base import Adapter, AgentConfig, LocalDescription, Notification
+from conformance.adapters.base import Adapter, AgentConfig, LocalDescription, Notification, TurnServer
 from conformance.packets import STUN, ErrorCode, attr, check_integrity
 from conformance.protocol.candidate import Candidate, parse_candidate
 from conformance.protocol.keys import short_term_key
@@ -57,8 +57,13 @@ class IcePeer:
         self.remote_ufrag = ""
         self.remote_pwd = ""
         self.auto_respond = True
-        #: Overrides for auto-responses: a function (request) -> bytes | None; None means "answer normally".
+        #: Overrides for auto-responses: a function (request) -> bytes | None; None means "answer normally", b""
+        #: means "do not answer".
         self.responder: Callable[[Received], bytes | None] | None = None
+        #: Extra endpoints (more candidates of a component), as (endpoint, component), see :meth:`attach`.
+        self.extra: list[tuple[Endpoint, int]] = []
+        #: Earlier (ufrag, pwd) generations, newest first, still answered after :meth:`new_credentials` (§9).
+        self.previous: list[tuple[str, str]] = []
         self._unhook = [ep.on_datagram(self._on_datagram) for ep in endpoints]
 
     @classmethod
@@ -85,6 +90,32 @@ class IcePeer:
             prio = candidate_priority(126, 65535, i) - priority_offset
             out.append(f"candidate:H{i} {i} udp {prio} {ep.address[0]} {ep.address[1]} typ host")
         return out
+
+    def attach(self, endpoint: Endpoint, component: int = 1) -> None:
+        """Answer checks on one more endpoint, a further candidate of ``component`` (RFC 8445 §5.1.1)."""
+        self.extra.append((endpoint, component))
+        self._unhook.append(endpoint.on_datagram(self._on_datagram))
+
+    def all_endpoints(self, component: int | None = None) -> list[Endpoint]:
+        """The main and attached endpoints (of one component, or all)."""
+        out = [(ep, i) for i, ep in enumerate(self.endpoints, start=1)] + self.extra
+        return [ep for ep, c in out if component is None or c == component]
+
+    def new_credentials(self, ufrag: str | None = None, pwd: str | None = None) -> None:
+        """ICE restart on the harness side: fresh ufrag and pwd; the old ones stay answerable (RFC 8445 §9)."""
+        self.previous.insert(0, (self.ufrag, self.pwd))
+        fresh = random_credentials()
+        self.ufrag, self.pwd = ufrag or fresh[0], pwd or fresh[1]
+
+    def generation_of(self, rec: Received) -> int | None:
+        """0 when ``rec`` is a valid check under the current credentials, n for the n-th previous, else None."""
+        if not rec.is_type(BINDING, REQUEST) or rec.index is None:
+            return None
+        username = rec.index.value(0x0006) or b""
+        for n, (ufrag, pwd) in enumerate([(self.ufrag, self.pwd), *self.previous]):
+            if username.startswith(ufrag.encode() + b":") and check_integrity(rec.data, short_term_key(pwd)) is None:
+                return n
+        return None
 
     @property
     def local_key(self) -> bytes:
@@ -165,11 +196,19 @@ class IcePeer:
         return username.startswith(self.ufrag.encode() + b":") and check_integrity(rec.data, self.local_key) is None
 
     def _on_datagram(self, rec: Received) -> None:
-        if not self.auto_respond or not self.is_valid_check(rec):
+        if not self.auto_respond:
             return
-        ep = next(e for e in self.endpoints if e.address == rec.dst)
+        generation = self.generation_of(rec) if self.previous else (0 if self.is_valid_check(rec) else None)
+        if generation is None:
+            return
+        ep = next(e for e in self.all_endpoints() if e.address == rec.dst)
         custom = self.responder(rec) if self.responder is not None else None
-        ep.send(custom if custom is not None else bytes(self.success(rec)), rec.src)
+        if custom == b"":
+            return
+        if custom is None:
+            key = None if generation == 0 else short_term_key(self.previous[generation - 1][1])
+            custom = bytes(self.success(rec, key=key))
+        ep.send(custom, rec.src)
 
     async def transact(
         self, message: STUN, to: Address, timeout: float = 5.0, component: int = 1, note: str = ""
@@ -204,6 +243,8 @@ class IcePeer:
         for unhook in self._unhook:
             unhook()
         for ep in self.endpoints:
+            ep.close()
+        for ep, _ in self.extra:
             ep.close()
 
 
@@ -269,6 +310,8 @@ class IceSession:
     local: LocalDescription | None = None
     log: NotificationLog | None = None
     candidates: list[Candidate] = field(default_factory=list)
+    _remote: list[str] = field(default_factory=list, repr=False)
+    _remote_extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     async def open(
@@ -284,28 +327,80 @@ class IceSession:
         remote_candidates: list[str] | None = None,
         connect: bool = True,
         options: dict[str, Any] | None = None,
+        interfaces: list[str] | None = None,
+        stun_servers: list[str] | None = None,
+        trickle: bool = False,
+        signal_remote: bool = True,
+        lite: bool = False,
+        remote_options: dict[str, Any] | None = None,
+        turn_servers: list[TurnServer] | None = None,
+        relay_only: bool = False,
     ) -> IceSession:
-        """Create the IUT agent in ``role``, gather, give it the harness's description, and start checks."""
+        """Create the IUT agent in ``role``, gather, give it the harness's description, and start checks.
+
+        ``signal_remote=False`` (controlling IUT only) stops after gathering: the case delivers the answer later with
+        :meth:`signal_remote` (RFC 8445 §7.3, checks arriving before the answer). With ``trickle`` the IUT's local
+        candidates are collected from its ``candidate`` notifications up to end-of-candidates (RFC 8838 §13).
+        ``turn_servers`` and ``relay_only`` give the agent TURN servers (relayed candidates, RFC 8445 §5.1.1.2).
+        """
         config = AgentConfig(
-            role=role, components=components, ufrag=ufrag, pwd=pwd, interfaces=["127.0.0.1"], options=options or {}
+            role=role,
+            components=components,
+            ufrag=ufrag,
+            pwd=pwd,
+            interfaces=list(interfaces or ["127.0.0.1"]),
+            stun_servers=list(stun_servers or []),
+            trickle=trickle,
+            options=options or {},
+            turn_servers=list(turn_servers or []),
+            relay_only=relay_only,
         )
         session = cls(adapter, peer, role, log=log)
         session.agent = await adapter.create_agent(config)
         log.watch(session.agent)
         peer.role = "controlled" if role == "controlling" else "controlling"
         cands = peer.candidates() if remote_candidates is None else remote_candidates
+        session._remote = cands
+        if role == "controlled" and not signal_remote:
+            raise HarnessError("a controlled IUT answers: it needs the harness's description before gathering")
         # Offer/answer order: the controlling IUT offers (gathers first); the controlled IUT answers, so it learns
         # the harness's description before gathering (SDP-driven stacks need that order).
+        # lite and the SDP-level options (contract 1.1) are passed only when set, for older adapters.
+        extra: dict[str, Any] = {"options": remote_options} if remote_options else {}
+        if lite:
+            extra["lite"] = True
+        session._remote_extra = extra
         if role == "controlled":
-            await adapter.set_remote(session.agent, peer.ufrag, peer.pwd, cands)
+            await adapter.set_remote(session.agent, peer.ufrag, peer.pwd, cands, **extra)
         session.local = await adapter.gather(session.agent)
-        session.candidates = [parse_candidate(c) for c in session.local.candidates]
+        lines = list(session.local.candidates)
+        if trickle:
+            lines += await session._trickled_candidates(log)
+        session.candidates = [parse_candidate(c) for c in lines]
         peer.remote_ufrag, peer.remote_pwd = session.local.ufrag, session.local.pwd
-        if role == "controlling":
-            await adapter.set_remote(session.agent, peer.ufrag, peer.pwd, cands)
-        if connect:
+        if role == "controlling" and signal_remote:
+            await adapter.set_remote(session.agent, peer.ufrag, peer.pwd, cands, **extra)
+        if connect and (signal_remote or role == "controlled"):
             await adapter.connect(session.agent)
         return session
+
+    async def _trickled_candidates(self, log: NotificationLog, timeout: float = 15.0) -> list[str]:
+        """The local candidates a trickle agent announced, up to its end-of-candidates (RFC 8838 §13)."""
+
+        def mine(n: Notification) -> bool:
+            return n.method == "candidate" and str(n.params.get("agent")) == self.agent
+
+        end = await log.wait("candidate", lambda n: mine(n) and n.params.get("candidate") is None, timeout)
+        if end is None:
+            raise HarnessError(f"the trickle IUT announced no end-of-candidates within {timeout:g} s")
+        return [str(n.params["candidate"]) for n in log.of("candidate") if mine(n) and n.params.get("candidate")]
+
+    async def signal_remote(self, candidates: list[str] | None = None, *, connect: bool = True) -> None:
+        """Deliver the harness's answer (credentials and candidates) to the IUT, then start its checks."""
+        cands = self._remote if candidates is None else candidates
+        await self.adapter.set_remote(self.agent, self.peer.ufrag, self.peer.pwd, cands)
+        if connect:
+            await self.adapter.connect(self.agent)
 
     def iut_addresses(self, component: int = 1) -> list[Address]:
         """The transport addresses of the IUT's UDP host candidates for a component."""

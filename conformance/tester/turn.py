@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -31,6 +32,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from conformance.adapters.base import AgentConfig
+from conformance.adapters.base import TurnServer as TurnServerConfig
 from conformance.packets import STUN, ChannelData, ErrorCode, attr, check_integrity, message_type
 from conformance.protocol.keys import (
     PasswordAlgorithm,
@@ -42,12 +45,15 @@ from conformance.protocol.keys import (
 )
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
+from conformance.tester.ice import IcePeer, IceSession
 from conformance.verdict import HarnessError
 
 __all__ = [
     "ALLOCATE",
     "BINDING",
+    "CASE_OPTIONS_ENV",
     "CHANNEL_BIND",
+    "CLIENT_REALM",
     "CREATE_PERMISSION",
     "DATA",
     "ERROR",
@@ -60,21 +66,27 @@ __all__ = [
     "SUCCESS",
     "USERS",
     "Allocation",
+    "RelayAgent",
     "Rule",
     "TurnClient",
     "TurnServer",
     "TurnServerUnderTest",
     "allocated",
     "bound",
+    "case_options",
     "error_code",
     "format_address",
     "payload",
     "peer_receives",
     "permitted",
     "relay_peers",
+    "relay_session",
     "relayed_payload",
+    "scripted_turn_server",
     "split_address",
+    "start_relay_agent",
     "start_turn_server",
+    "wait_selected",
     "xor_address",
 ]
 
@@ -98,6 +110,11 @@ USERS: dict[str, str] = {"alice": "secret", "bob": "hunter2"}
 PEER_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 
 SOFTWARE = b"ice-conformance TURN"
+#: The realm of the scripted server in the TURN-client cases (the catalog's example, RFC 8489 §9.2.5).
+CLIENT_REALM = "example.org"
+#: JSON object {case ID relative to suites/: {option: value}}: IUT options added to one case's ``start_server`` and
+#: ``create_agent`` (``"*"`` for every case); lists are appended. Used by the self-tests to give each case its fault.
+CASE_OPTIONS_ENV = "ICE_CONFORMANCE_CASE_OPTIONS"
 #: Attribute codes a TURN server understands (RFC 8489 §18.3, RFC 8656 §18); others below 0x8000 get a 420.
 _KNOWN_REQUIRED = frozenset(
     {0x0006, 0x0008, 0x0009, 0x000C, 0x000D, 0x0012, 0x0013, 0x0014, 0x0015, 0x0016, 0x0017, 0x0018, 0x0019}
@@ -173,7 +190,7 @@ async def start_turn_server(
     """Ask the IUT to start a TURN server on loopback for this case; it is stopped when the case ends."""
     h.require("turn_server")
     users = dict(USERS if users is None else users)
-    server_id, address = await h.iut.start_server("turn", "127.0.0.1:0", realm, users, dict(options or {}))
+    server_id, address = await h.iut.start_server("turn", "127.0.0.1:0", realm, users, case_options(options))
 
     async def stop() -> None:
         await h.iut.stop_server(server_id)
@@ -476,6 +493,10 @@ class TurnServer:
         #: Lifetime granted in the next Allocate/Refresh success (a case may set it to any value).
         self.grant_lifetime: int | None = None
         self.requests: list[Received] = []
+        #: Send indications and ChannelData from clients that were not relayed, with the reason (RFC 8656 §11.2).
+        self.dropped: list[tuple[Received, str]] = []
+        #: Permissions installed: (time, client, peer IP, "CreatePermission" or "ChannelBind") (RFC 8656 §9).
+        self.installed: list[tuple[float, Address, str, str]] = []
         self.rules: list[Rule] = []
         self.allocations: dict[Address, Allocation] = {}
         self.deleted: list[Allocation] = []
@@ -484,6 +505,7 @@ class TurnServer:
         self._responses: dict[bytes, tuple[float, bytes]] = {}
         self._in_progress: set[bytes] = set()
         self._tokens: dict[bytes, Endpoint] = {}
+        self._last_permitted: dict[Address, Address] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self._unhook = endpoint.on_datagram(self._on_datagram)
@@ -566,6 +588,8 @@ class TurnServer:
         """A 401 (or 438) with REALM, a fresh NONCE and PASSWORD-ALGORITHMS when that feature is on."""
         nonce = nonce or self.challenge_nonce(request.src)
         extra: list[Any] = [attr.Realm(realm=self.realm.encode()), attr.Nonce(nonce=nonce)]
+        if "amplify-challenges" in self.faults:
+            extra.append(attr.Software(software=b"x" * 500))
         features = parse_nonce_features(nonce) or SecurityFeature.NONE
         if features & SecurityFeature.PASSWORD_ALGORITHMS:
             extra.append(self._algorithms_attribute())
@@ -598,7 +622,8 @@ class TurnServer:
     # -- receiving --------------------------------------------------------------------------------------------
 
     def _on_datagram(self, rec: Received) -> None:
-        if rec.data[:1] and 0x40 <= rec.data[0] <= 0x4F:
+        top = 0x7F if "relay-bad-channel-data" in self.faults else 0x4F
+        if rec.data[:1] and 0x40 <= rec.data[0] <= top:
             self._channel_data(rec)
             return
         if rec.index is None:
@@ -656,7 +681,8 @@ class TurnServer:
         a.deleted = True
         self.allocations.pop(a.client, None)
         self.deleted.append(a)
-        a.relay.close()
+        if "relay-after-delete" not in self.faults:
+            a.relay.close()
 
     # -- authentication (RFC 8489 §9.2.4) ----------------------------------------------------------------------
 
@@ -702,13 +728,13 @@ class TurnServer:
                 algorithm = PasswordAlgorithm(value)
         password = self.users.get(username)
         if password is None:
-            return self.challenge(rec)
+            return self.error(rec, 400) if "unknown-user-gets-400" in self.faults else self.challenge(rec)
         key = long_term_key(username, self.realm, password, algorithm)
         sha256 = has_sha and not has_mi
         reason = check_integrity(rec.data, key, "sha256" if sha256 else "sha1")
         if reason is not None and "accept-wrong-key" not in self.faults:
             return self.challenge(rec)
-        return username, key, sha256
+        return username, key, sha256 or "md5-answered-with-sha256" in self.faults
 
     # -- requests ---------------------------------------------------------------------------------------------
 
@@ -726,12 +752,18 @@ class TurnServer:
             if a is not None:
                 self._permit(a, rec)
                 return self._finish(method, SUCCESS, rec.transaction_id, [], None)
+        if method == REFRESH and "unauthenticated-refresh" in self.faults and not i.has(0x0008):
+            a = self._live(rec.src)
+            if a is not None:
+                return self._refresh(rec, a, None, False)
         auth = self._authenticate(rec)
         if not isinstance(auth, tuple):
             return auth
         username, key, sha256 = auth
         unknown = [t for t, _, _ in i.attributes if t < 0x8000 and t not in _KNOWN_REQUIRED]
         if method == ALLOCATE and i.has(0x001A):
+            if "dont-fragment-400" in self.faults:
+                return self.error(rec, 400, key=key, sha256=sha256)
             unknown.append(0x001A)  # this server cannot set DF (RFC 8656 §7.2 step 4)
         if unknown and "ignore-unknown-attributes" not in self.faults:
             return self.error(rec, 420, key=key, sha256=sha256, extra=[attr.UnknownAttributes(types=unknown)])
@@ -740,6 +772,8 @@ class TurnServer:
         a = self._live(rec.src)
         if a is None and "allocation-by-username" in self.faults:
             a = next((x for x in self.allocations.values() if x.username == username), None)
+        if a is None and method == REFRESH and "no-437-without-allocation" in self.faults:
+            return self._finish(method, SUCCESS, rec.transaction_id, [attr.Lifetime(lifetime=600)], key, sha256)
         if a is None:
             return self.error(rec, 437, key=key, sha256=sha256)
         if a.username != username and "no-441" not in self.faults:
@@ -757,6 +791,8 @@ class TurnServer:
     def _check_peers(self, rec: Received) -> int | None:
         assert rec.msg is not None
         peers = rec.msg.attrs("XOR-PEER-ADDRESS")
+        if not peers and "accept-permission-without-peer" in self.faults and rec.is_type(CREATE_PERMISSION, REQUEST):
+            return None
         if not peers or any(not hasattr(p, "address") for p in peers):
             return 400
         if any(int(p.family) != 1 for p in peers) and "accept-ipv6-peer" not in self.faults:
@@ -766,15 +802,18 @@ class TurnServer:
     def _permit(self, a: Allocation, rec: Received) -> None:
         assert rec.msg is not None
         expiry = self._loop.time() + self.permission_lifetime
+        how = "ChannelBind" if rec.is_type(CHANNEL_BIND, REQUEST) else "CreatePermission"
         for p in rec.msg.attrs("XOR-PEER-ADDRESS"):
             if hasattr(p, "address"):
                 key = f"{p.address}:{p.port}" if "permission-port-sensitive" in self.faults else str(p.address)
                 a.permissions[key] = expiry
+                self.installed.append((self._loop.time(), a.client, str(p.address), how))
+                self._last_permitted[a.client] = (str(p.address), int(p.port))
 
     def _permitted(self, a: Allocation, peer: Address) -> bool:
         if "relay-without-permission" in self.faults:
             return True
-        now = self._loop.time()
+        now = self._loop.time() if "permissions-never-expire" not in self.faults else float("-inf")
         pools = [a]
         if "permissions-shared-across-allocations" in self.faults:
             pools = list(self.allocations.values())
@@ -785,7 +824,7 @@ class TurnServer:
         if self.grant_lifetime is not None:
             return self.grant_lifetime
         if requested is None:
-            return self.default_lifetime
+            return 300 if "default-lifetime-300" in self.faults else self.default_lifetime
         computed = min(requested, self.max_lifetime)
         if "short-lifetime-granted" in self.faults:
             return computed
@@ -806,6 +845,8 @@ class TurnServer:
         raf, aaf, token, even = i.value(0x0017), i.value(0x8000), i.value(0x0022), i.value(0x0018)
         if even is not None and "ignore-even-port" in self.faults:
             return None
+        if "skip-allocate-family-checks" in self.faults:
+            raf = aaf = token = None
         if (raf is not None and aaf is not None) or (aaf is not None and aaf[:1] == b"\x01"):
             return self.error(rec, 400, key=key, sha256=sha256)
         if token is not None and (even is not None or raf is not None or aaf is not None):
@@ -834,6 +875,8 @@ class TurnServer:
             if reserved is not None:
                 token_out = secrets.token_bytes(8)
                 self._tokens[token_out] = reserved
+        elif "ipv6-relay-by-default" in self.faults and raf is None:
+            relay = await Endpoint.open(self.capture, "::1", 0, "relay")
         else:
             relay = await self._relay_endpoint()
         lt = i.value(0x000D)
@@ -848,7 +891,7 @@ class TurnServer:
         if "wrong-mapped-address" in self.faults:
             mapped = (mapped[0], mapped[1] ^ 1)
         attrs: list[Any] = [
-            attr.XorRelayedAddress(family=1, address=rhost, port=rport),
+            attr.XorRelayedAddress(family=2 if ":" in rhost else 1, address=rhost, port=rport),
             attr.Lifetime(lifetime=lifetime),
         ]
         if token_out is not None:
@@ -885,7 +928,7 @@ class TurnServer:
             return relay, nxt
         return None
 
-    def _refresh(self, rec: Received, a: Allocation, key: bytes, sha256: bool) -> bytes:
+    def _refresh(self, rec: Received, a: Allocation, key: bytes | None, sha256: bool) -> bytes:
         i = rec.index
         assert i is not None
         lt = i.value(0x000D)
@@ -917,7 +960,7 @@ class TurnServer:
         conflict = (number in live and live[number][0] != peer) or any(
             v[0] == peer and n != number for n, v in live.items()
         )
-        if not in_range or conflict:
+        if not in_range or (conflict and "allow-channel-rebinding" not in self.faults):
             return self.error(rec, 400, key=key, sha256=sha256)
         a.channels[number] = (peer, now + self.channel_lifetime)
         self._permit(a, rec)
@@ -934,9 +977,17 @@ class TurnServer:
             return
         peer = xor_address(rec, "XOR-PEER-ADDRESS")
         data = rec.index.value(0x0013)
+        if "lenient-send-indications" in self.faults:
+            if peer is None or ":" in peer[0]:
+                peer = self._last_permitted.get(a.client)
+            if data is None and peer is not None:
+                _send_empty(a.relay, peer)
+                return
         if peer is None or data is None or ":" in peer[0]:
+            self.dropped.append((rec, "malformed Send indication"))
             return
         if not self._permitted(a, peer):
+            self.dropped.append((rec, f"Send indication to {format_address(peer)} without a permission"))
             return
         a.relay.send(data, peer, "relayed from Send indication")
 
@@ -946,13 +997,18 @@ class TurnServer:
             return
         number, length = struct.unpack_from("!HH", rec.data)
         bound = a.channels.get(number)
-        if "relay-on-unbound-channel" in self.faults and bound is None and a.channels:
+        lenient = "relay-bad-channel-data" in self.faults
+        if ("relay-on-unbound-channel" in self.faults or lenient) and bound is None and a.channels:
             bound = next(iter(a.channels.values()))
+        if lenient:
+            length = min(length, len(rec.data) - 4)
         if bound is None or len(rec.data) < 4 + length:
+            self.dropped.append((rec, f"ChannelData on unbound channel 0x{number:04x} or short"))
             return
         peer, expiry = bound
         now = self._loop.time()
         if expiry <= now or not self._permitted(a, peer):
+            self.dropped.append((rec, f"ChannelData to {format_address(peer)} without a live binding or permission"))
             return
         if length == 0 and "drop-empty-channeldata" in self.faults:
             return
@@ -987,6 +1043,8 @@ class TurnServer:
             self.endpoint.send(bytes(ChannelData(channel=channel, data=rec.data)), a.client, "ChannelData to client")
             return
         host, port = rec.src
+        if "data-indication-wrong-peer" in self.faults:
+            port ^= 1
         attrs: list[Any] = [attr.XorPeerAddress(family=1, address=host, port=port), attr.Data(data=rec.data)]
         if self.fingerprint:
             attrs.append(attr.Fingerprint())
@@ -1074,3 +1132,145 @@ async def peer_receives(peer: Endpoint, payload: bytes, window: float) -> Receiv
 def payload(tag: str) -> bytes:
     """A unique application payload (never STUN- or ChannelData-shaped: it starts with 0x80, RTP-like)."""
     return b"\x80" + tag.encode() + b"-" + secrets.token_hex(6).encode()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The IUT as a TURN client
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def case_options(options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``options`` plus the running case's entry of ``$ICE_CONFORMANCE_CASE_OPTIONS`` (lists appended)."""
+    out = dict(options or {})
+    raw = os.environ.get(CASE_OPTIONS_ENV)
+    if not raw:
+        return out
+    try:
+        table = json.loads(raw)
+    except ValueError as exc:
+        raise HarnessError(f"${CASE_OPTIONS_ENV} is not JSON: {exc}") from None
+    current = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0].removeprefix("suites/")
+    for key in ("*", current):
+        for name, value in dict(table.get(key) or {}).items():
+            before = out.get(name)
+            out[name] = [*before, *value] if isinstance(before, list) and isinstance(value, list) else value
+    return out
+
+
+async def scripted_turn_server(h: Any, label: str = "TURN server", **kw: Any) -> TurnServer:
+    """A scripted TURN server on loopback for a TURN-client case (realm example.org), closed when the case ends."""
+    h.require("turn_client")
+    kw.setdefault("realm", CLIENT_REALM)
+    server = await TurnServer.open(h.capture, h.host, 0, label, **kw)
+
+    async def stop() -> None:
+        server.close()
+
+    h.defer(stop)
+    return server
+
+
+def _turn_config(server: TurnServer, username: str, password: str | None) -> list[TurnServerConfig]:
+    return [TurnServerConfig(server.uri(), username, server.users[username] if password is None else password)]
+
+
+@dataclass
+class RelayAgent:
+    """An IUT agent told to use one TURN server, relay only, gathering in the background (RFC 8445 §5.1.1.2)."""
+
+    h: Any
+    agent: str
+    gathering: asyncio.Task[Any]
+    closed: bool = False
+
+    async def gathered(self, timeout: float = 10.0) -> bool:
+        """Whether gathering (hence the Allocate) finished successfully within ``timeout``."""
+        done, _ = await asyncio.wait({self.gathering}, timeout=timeout)
+        return bool(done) and not self.gathering.cancelled() and self.gathering.exception() is None
+
+    async def close(self) -> None:
+        """Close the IUT agent (a TURN client deletes its allocation here, RFC 8656 §8); errors are logged."""
+        if self.closed:
+            return
+        self.closed = True
+        self.gathering.cancel()
+        with contextlib.suppress(BaseException):
+            await self.gathering
+        try:
+            await asyncio.wait_for(self.h.iut.close(self.agent), 10)
+        except Exception as exc:
+            logger.info("closing agent %s: %s", self.agent, exc)
+
+
+async def start_relay_agent(
+    h: Any,
+    server: TurnServer,
+    *,
+    role: str = "controlling",
+    username: str = "alice",
+    password: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> RelayAgent:
+    """Create a relay-only IUT agent on ``server`` and start gathering without waiting (for Allocate cases)."""
+    h.require("turn_client", role)
+    config = AgentConfig(
+        role=role,
+        turn_servers=_turn_config(server, username, password),
+        relay_only=True,
+        options=case_options(options),
+    )
+    agent = await h.iut.create_agent(config)
+    h.log.watch(agent)
+    task = asyncio.get_running_loop().create_task(h.iut.gather(agent))
+    relay = RelayAgent(h, agent, task)
+    h.defer(relay.close)
+    return relay
+
+
+async def relay_session(
+    h: Any,
+    server: TurnServer,
+    *,
+    role: str = "controlling",
+    peer_host: str = PEER_HOSTS[0],
+    username: str = "alice",
+    options: dict[str, Any] | None = None,
+    connect: bool = True,
+) -> tuple[IceSession, IcePeer]:
+    """A relay-only IUT agent wired to a harness ICE peer on ``peer_host``: ICE runs through ``server``'s relay."""
+    h.require("turn_client")
+    peer = await IcePeer.open(h.capture, peer_host, 1, "harness peer")
+
+    async def close_peer() -> None:
+        peer.close()
+
+    h.defer(close_peer)
+    session = await h.session(
+        role,
+        peer=peer,
+        turn_servers=_turn_config(server, username, None),
+        relay_only=True,
+        options=case_options(options),
+        connect=connect,
+    )
+
+    async def close_agent() -> None:
+        try:
+            await asyncio.wait_for(h.iut.close(session.agent), 10)
+        except Exception as exc:
+            logger.info("closing agent %s: %s", session.agent, exc)
+
+    h.defer(close_agent)  # before the server closes, so the IUT's delete is answered
+    for a in server.allocations.values():
+        h.capture.label(a.relay.address, "relay (IUT's relayed candidate)")
+        h.capture.label(a.client, "IUT TURN client")
+    return session, peer
+
+
+async def wait_selected(h: Any, session: IceSession, timeout: float = 15.0) -> bool:
+    """Whether the IUT reported a selected pair for component 1 within ``timeout`` (RFC 8445 §8.1.1)."""
+
+    def mine(n: Any) -> bool:
+        return str(n.params.get("agent")) == session.agent
+
+    return await h.log.wait("selected_pair", mine, timeout) is not None

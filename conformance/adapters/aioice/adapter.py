@@ -332,10 +332,20 @@ class AioiceAdapter:
         agent.gathered = True
         return self._description(agent, True)
 
-    async def set_remote(self, agent_id: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False) -> None:
+    async def set_remote(
+        self,
+        agent_id: str,
+        ufrag: str,
+        pwd: str,
+        candidates: list[str],
+        lite: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         """``set_remote``: remote credentials and candidates; non-trickle agents end candidates here."""
         method = "set_remote"
         agent = self._agent(method, agent_id)
+        if options:  # contract 1.1: SDP-level signalling; aioice has no SDP layer
+            self._log(logging.INFO, "agent %s: aioice has no SDP layer, ignoring options %s", agent_id, sorted(options))
         conn = agent.conn
         conn.remote_username = ufrag
         conn.remote_password = pwd

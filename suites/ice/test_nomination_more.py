@@ -1,0 +1,288 @@
+"""Nomination beyond the plain exchange: one pair for good, failed nominations, which pair the controlled side uses,
+and what happens to the other pairs (RFC 8445 §7.2.5.3.4, §7.3.1.5, §8.1.1, §8.1.2, §8.3.1)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from conformance.adapters.base import Notification, Unsupported
+from conformance.exchange import host_line, is_check, is_data, send_data
+from conformance.protocol.priority import candidate_priority
+from conformance.tester.endpoint import Endpoint, Received
+from conformance.tester.harness import Harness
+from conformance.tester.ice import BINDING, SUCCESS, IcePeer, IceSession
+from conformance.verdict import HarnessError
+
+USE_CANDIDATE = 0x0025
+
+
+def _nominating(rec: Received) -> bool:
+    return is_check(rec) and rec.index is not None and rec.index.has(USE_CANDIDATE)
+
+
+async def _two_candidates(h: Harness) -> tuple[IcePeer, Endpoint, list[str]]:
+    """A harness peer with a high-priority candidate A (its main endpoint) and a lower one B (attached)."""
+    peer = await h.peer()
+    b = await h.endpoint("harness peer B")
+    peer.attach(b)
+    lines = [
+        host_line("A", candidate_priority(126, 65535, 1), peer.endpoint.address),
+        host_line("B", candidate_priority(126, 1000, 1), b.address),
+    ]
+    return peer, b, lines
+
+
+def _remote_port(note: Notification | None) -> int | None:
+    if note is None:
+        return None
+    fields = str(note.params.get("remote", "")).split()
+    return int(fields[5]) if len(fields) > 5 and fields[5].isdigit() else None
+
+
+async def _expect_any(
+    endpoints: list[Endpoint], predicate: Callable[[Received], bool], timeout: float, since: float = 0.0
+) -> Received | None:
+    """The first datagram matching ``predicate`` at any of the endpoints, or None after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        hits = sorted((r for ep in endpoints for r in ep.find(predicate, since)), key=lambda r: r.time)
+        remaining = deadline - loop.time()
+        if hits or remaining <= 0:
+            return hits[0] if hits else None
+        await endpoints[0].expect_silence(predicate, min(0.1, remaining))
+
+
+async def _data_lands_on(h: Harness, s: IceSession, endpoints: list[Endpoint], tag: bytes) -> Endpoint | None:
+    """Ask the IUT for data and return the harness endpoint it reached (None: nothing within 3 s)."""
+    payload = b"\x80conformance-" + tag
+    since = endpoints[0].now()
+    if not await send_data(h, s.agent, payload):
+        return None
+    rec = await _expect_any(endpoints, lambda r: r.data == payload, 3.0, since)
+    return next((ep for ep in endpoints if rec is not None and ep.address == rec.dst), None)
+
+
+@pytest.mark.requirement("ICE-NOM-03")
+@pytest.mark.parametrize(
+    "window",
+    [pytest.param(8.0, id="8s"), pytest.param(60.0, id="60s", marks=[pytest.mark.slow, pytest.mark.budget(100)])],
+)
+async def test_controlling_iut_never_nominates_a_second_pair(harness: Harness, window: float) -> None:
+    """ICE-NOM-03 (RFC 8445 §8.1.1): once a pair is nominated, no other pair of the component is, over a window."""
+    if window > 30:
+        harness.findings.info("slow variant: 60 s window")
+    peer, b, lines = await _two_candidates(harness)
+    s = await harness.session("controlling", peer=peer, remote_candidates=lines)
+    first = await peer.endpoint.expect(is_check, 10, what="connectivity check from the IUT")
+    await peer.transact(peer.check(), first.src, timeout=5)
+    nomination = await _expect_any([peer.endpoint, b], _nominating, 10)
+    if nomination is None:
+        raise HarnessError("no nominating check from the IUT within 10 s (graded by ICE-NOM-02)")
+    await peer.endpoint.expect_silence(lambda r: False, window)
+    pairs = {(r.src, r.dst) for ep in (peer.endpoint, b) for r in ep.find(_nominating)}
+    harness.findings.check(
+        len(pairs) == 1,
+        "ICE-NOM-03",
+        f"{len(pairs)} pairs of component 1 nominated within {window:g} s of the first nomination "
+        f"({nomination.describe()}): {sorted(pairs)}",
+    )
+    harness.findings.info(f"IUT agent {s.agent}: {len(pairs)} nominated pair(s) seen")
+
+
+@pytest.mark.requirement("ICE-NOM-04")
+async def test_a_failed_nomination_fails_the_pair(harness: Harness) -> None:
+    """ICE-NOM-04 (RFC 8445 §7.2.5.3.4): a nominating check answered 400 leaves the pair Failed: no data on it."""
+    f = harness.findings
+    peer = await harness.peer()
+    peer.responder = lambda rec: bytes(peer.error(rec, 400)) if _nominating(rec) else None
+    s = await harness.session("controlling", peer=peer)
+    ep = peer.endpoint
+    first = await ep.expect(is_check, 10, what="connectivity check from the IUT")
+    await peer.transact(peer.check(), first.src, timeout=5)
+    nomination = await ep.expect(_nominating, 10, what="nominating check from the IUT (graded by ICE-NOM-02)")
+    failed = await harness.log.wait("state", lambda n: n.params.get("state") == "failed", 10)
+    for _ in range(3):
+        try:
+            await send_data(harness, s.agent, b"\x80after-failed-nomination")
+        except Unsupported:
+            f.info("the IUT cannot be asked to send data; judged from its notifications only")
+            break
+    await ep.expect_silence(lambda r: False, 1.0)
+    data = ep.find(is_data, nomination.time)
+    f.check(
+        not data,
+        "ICE-NOM-04",
+        f"the nominating check {nomination.describe()} got a 400, yet the IUT sent data on that pair: "
+        f"{data[0].describe() if data else ''}",
+    )
+    selected = [n for n in harness.log.of("selected_pair") if n.time >= nomination.time]
+    f.check(
+        not selected,
+        "ICE-NOM-04",
+        f"the nominating check got a 400, yet the IUT reported: {selected[0].params if selected else None}",
+    )
+    f.check(
+        failed is not None,
+        "ICE-NOM-04",
+        "the only pair's nominating check got a 400, but the IUT did not report ICE failed within 10 s",
+    )
+
+
+@pytest.mark.requirement("ICE-NOM-05")
+@pytest.mark.parametrize("variant", ["succeeded", "not-yet-checked"])
+async def test_controlled_iut_uses_the_pair_the_harness_nominates(harness: Harness, variant: str) -> None:
+    """ICE-NOM-05 (RFC 8445 §7.3.1.5): USE-CANDIDATE on a lower-priority pair B (Succeeded or not yet checked)."""
+    f = harness.findings
+    peer, b, lines = await _two_candidates(harness)
+    peer.auto_respond = variant == "succeeded"
+    s = await harness.session("controlled", peer=peer, remote_candidates=lines)
+    target = s.iut_address
+    if variant == "succeeded":
+        for ep in (peer.endpoint, b):
+            await ep.expect(is_check, 10, what=f"the IUT's check to {ep.label}")
+        for component_ep in (peer.endpoint, b):
+            response = await _check_from(peer, component_ep, target, use_candidate=False)
+            if response is None:
+                f.info(f"no answer to the harness's ordinary check from {component_ep.label}")
+    else:
+        await b.expect(is_check, 10, what="the IUT's (unanswered) check to B")
+    response = await _check_from(peer, b, target, use_candidate=True)
+    peer.auto_respond = True
+    f.check(
+        response is not None and response.is_type(BINDING, SUCCESS),
+        "ICE-NOM-05",
+        f"the nominating check from B was not answered with success: {response.describe() if response else None}",
+    )
+    selected = await harness.log.wait("selected_pair", timeout=10)
+    port = _remote_port(selected)
+    f.check(
+        port == b.address[1],
+        "ICE-NOM-05",
+        f"the harness nominated B ({b.address[0]}:{b.address[1]}); the IUT selected "
+        f"{selected.params.get('remote') if selected else 'nothing within 10 s'}",
+    )
+    try:
+        landed = await _data_lands_on(harness, s, [peer.endpoint, b], b"nom05")
+    except Unsupported:
+        f.info("the IUT cannot be asked to send data; judged from its selected_pair report only")
+        return
+    f.check(
+        landed is b,
+        "ICE-NOM-05",
+        f"after nominating B the IUT's data reached {landed.label if landed else 'no harness endpoint'}, not B",
+    )
+
+
+async def _check_from(
+    peer: IcePeer, ep: Endpoint, to: tuple[str, int], *, use_candidate: bool, priority: int | None = None
+) -> Received | None:
+    """One harness check sent from ``ep`` (not only the peer's main endpoint), retransmitted until answered."""
+    message = bytes(peer.check(use_candidate=use_candidate, priority=priority))
+    txid = message[8:20]
+    since = ep.now()
+    rto = 0.5
+    for _ in range(5):
+        ep.send(message, to, "check" + (" USE-CANDIDATE" if use_candidate else ""))
+        try:
+            return await ep.expect(
+                lambda r: r.transaction_id == txid and r.index is not None and r.index.msg_class in (2, 3),
+                rto,
+                since=since,
+            )
+        except HarnessError:
+            rto *= 2
+    return None
+
+
+@pytest.mark.requirement("ICE-NOM-06")
+@pytest.mark.parametrize("order", ["low-then-high", "high-then-low"])
+async def test_controlled_iut_uses_the_highest_priority_nominated_pair(harness: Harness, order: str) -> None:
+    """ICE-NOM-06 (RFC 8445 §8.1.1): with two nominations (an RFC 5245 aggressive peer) the higher pair is used."""
+    f = harness.findings
+    peer, b, lines = await _two_candidates(harness)
+    s = await harness.session("controlled", peer=peer, remote_candidates=lines)
+    a = peer.endpoint
+    target = s.iut_address
+    for ep in (a, b):
+        await ep.expect(is_check, 10, what=f"the IUT's check to {ep.label}")
+        await _check_from(peer, ep, target, use_candidate=False)
+    sequence = [b, a] if order == "low-then-high" else [a, b]
+    for ep in sequence:
+        response = await _check_from(peer, ep, target, use_candidate=True)
+        if response is None or not response.is_type(BINDING, SUCCESS):
+            f.info(f"nomination from {ep.label} answered {response.describe() if response else 'nothing'}")
+        await harness.log.wait("selected_pair", timeout=5)
+    await a.expect_silence(lambda r: False, 1.5)
+    reports = harness.log.of("selected_pair")
+    last = reports[-1] if reports else None
+    f.check(
+        _remote_port(last) == a.address[1],
+        "ICE-NOM-06",
+        f"the harness nominated B then A ({order}); A's pair has the higher priority, but the IUT's selected pair "
+        f"is {last.params.get('remote') if last else 'unreported'}",
+    )
+    try:
+        landed = await _data_lands_on(harness, s, [a, b], b"nom06")
+    except Unsupported:
+        f.info("the IUT cannot be asked to send data; judged from its selected_pair reports only")
+        return
+    f.check(
+        landed is a,
+        "ICE-NOM-06",
+        f"after nominations {order}, the IUT's data reached {landed.label if landed else 'no harness endpoint'}, "
+        "not the higher-priority pair A",
+    )
+
+
+@pytest.mark.requirement("ICE-NOM-07")
+async def test_after_nomination_other_pairs_stop_and_checks_are_answered(harness: Harness) -> None:
+    """ICE-NOM-07 (RFC 8445 §8.1.2, §8.3.1): no new checks on other pairs; checks still answered for 3 s."""
+    f = harness.findings
+    peer, b, lines = await _two_candidates(harness)
+    a = peer.endpoint
+    peer.responder = lambda rec: b"" if rec.dst == b.address else None  # B's checks stay unanswered
+    s = await harness.session("controlled", peer=peer, remote_candidates=lines)
+    target = s.iut_address
+    await a.expect(is_check, 10, what="the IUT's check to A")
+    await b.expect(is_check, 10, what="the IUT's check to B")
+    await _check_from(peer, a, target, use_candidate=False)
+    nominated = await _check_from(peer, a, target, use_candidate=True)
+    selected = await harness.log.wait("selected_pair", timeout=10)
+    if selected is None or _remote_port(selected) != a.address[1]:
+        raise HarnessError(f"the IUT did not select the nominated pair A (graded by ICE-NOM-05): {selected}")
+    t_sel = selected.time
+    t_nom = nominated.time if nominated is not None else t_sel
+    known = {r.transaction_id for r in b.find(is_check) if r.time <= t_nom + 0.3}
+    response = await _check_from(peer, a, target, use_candidate=False)
+    f.check(
+        response is not None and response.is_type(BINDING, SUCCESS),
+        "ICE-NOM-07",
+        f"a check on the selected pair after nomination was not answered with success: {response}",
+        "prune",
+    )
+    await b.expect_silence(lambda r: False, max(0.0, t_sel + 1.8 - b.now()))
+    late = [r for r in b.find(is_check, t_nom + 0.3) if r.transaction_id not in known]
+    f.check(
+        not late,
+        "ICE-NOM-07",
+        f"after selecting A the IUT started a new check on the other pair: {late[0].describe() if late else ''}",
+        "prune",
+    )
+    resent = [r for r in b.find(is_check, t_sel + 1.0) if r.transaction_id in known]
+    if resent:
+        f.info(
+            f"{len(resent)} retransmissions of an earlier check to B after the nomination (RFC 8445 §8.1.2: SHOULD "
+            "cease for lower-priority pairs; not graded, the catalog has no clause for it)"
+        )
+    grace = await _check_from(peer, b, target, use_candidate=False)
+    f.check(
+        grace is not None and grace.is_type(BINDING, SUCCESS) and grace.time - t_sel <= 3.5,
+        "ICE-NOM-07",
+        f"a check from the non-selected candidate B within 3 s of completion was not answered: "
+        f"{grace.describe() if grace else 'no answer'}",
+        "grace_3s",
+    )

@@ -1,0 +1,574 @@
+"""STUN as an ICE agent speaks it: the server side of checks and the client side of its own transactions.
+
+RFC 8489 §5, §6.2, §6.3, §7, §9, §14 and RFC 8445 §7.2, §7.3, §14.3, seen from outside: the harness sends crafted
+checks to the IUT's candidates and answers (or not) the IUT's own checks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from conformance.exchange import (
+    check_iut_alive,
+    host_line,
+    open_endpoints,
+    requests_from_iut,
+    run_exchange,
+    sanity_probe,
+)
+from conformance.packets import STUN, attr
+from conformance.packets.fast import index
+from conformance.protocol.transactions import txid_randomness_problems
+from conformance.tester.endpoint import Address, Received
+from conformance.tester.harness import Harness
+from conformance.tester.ice import BINDING, ERROR, REQUEST, SUCCESS, IceSession
+from conformance.verdict import HarnessError
+
+ROLES = ["controlling", "controlled"]
+MAGIC_COOKIE = 0x2112A442
+UNKNOWN_REQUIRED = 0x7F31  # unassigned, comprehension-required (RFC 8489 §18.3)
+UNKNOWN_OPTIONAL = 0xC0DE  # unassigned, comprehension-optional
+USE_CANDIDATE = 0x0025
+
+
+def _stun_from_iut(h: Harness) -> list[Received]:
+    eps = [ep for p in h._peers for ep in p.endpoints] + list(h._endpoints)
+    return [r for ep in eps for r in ep.history if r.is_stun]
+
+
+def _xor_mapped(rec: Received) -> Address | None:
+    """XOR-MAPPED-ADDRESS decoded from the raw value (RFC 8489 §14.2), independent of the Scapy layer."""
+    value = rec.index.value(0x0020) if rec.index else None
+    if value is None or len(value) not in (8, 20):
+        return None
+    port = struct.unpack_from("!H", value, 2)[0] ^ (MAGIC_COOKIE >> 16)
+    mask = struct.pack("!I", MAGIC_COOKIE) + (rec.transaction_id if len(value) == 20 else b"")
+    raw = bytes(a ^ b for a, b in zip(value[4:], mask, strict=True))
+    return str(ipaddress.ip_address(raw)), port
+
+
+def _error_code(rec: Received) -> int | None:
+    value = rec.index.value(0x0009) if rec.index else None
+    if value is None or len(value) < 4:
+        return None
+    return (value[2] & 0x07) * 100 + value[3]
+
+
+async def _send_and_wait(
+    h: Harness, s: IceSession, data: bytes, note: str, requirement: str, clause: str | None = None
+) -> Received:
+    ep = s.peer.endpoint
+    since = ep.now()
+    ep.send(data, s.iut_address, note=note)
+    return await ep.expect(
+        lambda r: r.is_stun and r.transaction_id == data[8:20] and r.index is not None and r.index.msg_class >= SUCCESS,
+        3.0,
+        since=since,
+        what=f"response to the {note}",
+        findings=h.findings,
+        requirement=requirement,
+        clause=clause,
+    )
+
+
+# -- transaction IDs (RFC 8489 §5) ------------------------------------------------------------------------------
+
+
+@pytest.mark.requirement("STUN-MSG-02")
+@pytest.mark.parametrize("role", ROLES)
+async def test_transaction_ids_are_fresh_random_and_kept_on_retransmission(harness: Harness, role: str) -> None:
+    """STUN-MSG-02 (RFC 8489 §5): one random ID per transaction, the same ID on each retransmission."""
+    f = harness.findings
+    eps = await open_endpoints(harness, 40, "silent remote")
+    lines = [host_line(f"R{i}", 2130706431 - i * 256, ep.address) for i, ep in enumerate(eps)]
+    await harness.session(role, remote_candidates=lines)
+    # No answers: every pair stays In-Progress, so each destination sees one transaction and its retransmissions.
+    first = await eps[-1].expect(lambda r: r.is_type(BINDING, REQUEST), 15.0, what="a check to the last candidate")
+    await eps[-1].expect_silence(lambda r: False, 2.0)
+    checks = requests_from_iut(eps)
+    by_destination: dict[Address, list[Received]] = defaultdict(list)
+    for rec in checks:
+        by_destination[rec.dst].append(rec)
+    f.info(f"{len(checks)} requests to {len(by_destination)} unanswered candidates (last first seen {first.time:.2f})")
+    for dst, recs in by_destination.items():
+        ids = list(dict.fromkeys(r.transaction_id for r in recs))
+        f.check(
+            len(ids) == 1,
+            "STUN-MSG-02",
+            f"{len(recs)} requests to the unanswered candidate {dst[0]}:{dst[1]} carry {len(ids)} transaction IDs "
+            f"({', '.join(i.hex() for i in ids[:4])}): a retransmission must reuse the ID of its transaction",
+            "unique_id",
+        )
+    txids = [recs[0].transaction_id for recs in sorted(by_destination.values(), key=lambda rs: rs[0].time)]
+    problems = txid_randomness_problems(txids)
+    reused = [p for p in problems if "different transactions" in p]
+    for problem in reused:
+        f.violation("STUN-MSG-02", problem, "unique_id")
+    for problem in problems:
+        if problem not in reused:
+            f.violation("STUN-MSG-02", f"{problem} (over {len(txids)} transactions)", "crypto_random")
+
+
+# -- the server side of checks (RFC 8489 §6.3, RFC 8445 §7.3) ------------------------------------------------------
+
+
+@pytest.mark.requirement("STUN-MSG-03")
+async def test_response_leaves_from_the_request_destination(harness: Harness) -> None:
+    """STUN-MSG-03 (RFC 8489 §6.3.1.2): the response goes from the request's destination to its source."""
+    s = await harness.session("controlling")
+    data = bytes(s.peer.check())
+    reply = await _send_and_wait(harness, s, data, "valid check", "STUN-MSG-03")
+    harness.findings.check(
+        reply.src == s.iut_address,
+        "STUN-MSG-03",
+        f"the check went to {s.iut_address[0]}:{s.iut_address[1]} but its response came from "
+        f"{reply.src[0]}:{reply.src[1]}: {reply.describe()}",
+    )
+    harness.findings.check(
+        reply.index is not None and reply.index.method == BINDING,
+        "STUN-MSG-03",
+        f"the response's method is not Binding: {reply.describe()}",
+    )
+
+
+def _malformed(s: IceSession, variant: str) -> bytes:
+    if variant == "indication":
+        return bytes(STUN(type=0x0011, attributes=[attr.Fingerprint()]))
+    raw = bytearray(bytes(s.peer.check()))
+    if variant == "top-bits":
+        raw[0] |= 0x40
+    elif variant == "bad-cookie":
+        raw[7] ^= 0x01
+    elif variant == "length-plus-4":
+        struct.pack_into("!H", raw, 2, struct.unpack_from("!H", raw, 2)[0] + 4)
+    return bytes(raw)
+
+
+@pytest.mark.requirement("STUN-MSG-04")
+@pytest.mark.parametrize("variant", ["top-bits", "bad-cookie", "length-plus-4", "indication"])
+async def test_malformed_messages_and_indications_get_no_response(harness: Harness, variant: str) -> None:
+    """STUN-MSG-04 (RFC 8489 §6.3, §6.3.2): silent discard of bad headers; no response to an indication."""
+    s = await harness.session("controlling")
+    await sanity_probe(harness, s, "before the hostile message")
+    hostile = await harness.endpoint("hostile sender")
+    data = _malformed(s, variant)
+    hostile.send(data, s.iut_address, note=variant)
+    answer = await hostile.expect_silence(lambda r: True, 3.0)
+    harness.findings.check(
+        answer is None,
+        "STUN-MSG-04",
+        f"a {variant} message ({data[:8].hex()}…) was answered: {answer.describe() if answer else ''}",
+    )
+    await sanity_probe(harness, s, f"after the {variant} message", "STUN-MSG-04")
+
+
+@pytest.mark.requirement("STUN-MSG-05")
+@pytest.mark.parametrize(
+    ("variant", "clause"), [("unknown-optional", "unknown_optional"), ("known-unexpected", "unexpected_known")]
+)
+async def test_unknown_optional_and_unexpected_attributes_are_ignored(
+    harness: Harness, variant: str, clause: str
+) -> None:
+    """STUN-MSG-05 (RFC 8489 §6.3): an unknown comprehension-optional (or a known, unexpected) attribute is ignored."""
+    s = await harness.session("controlling")
+    extra: list[Any] = (
+        [attr.StunAttribute(type=UNKNOWN_OPTIONAL, value=b"harness")]
+        if variant == "unknown-optional"
+        else [attr.Realm(realm=b"example.org")]
+    )
+    data = bytes(s.peer.check(extra=extra))
+    reply = await _send_and_wait(harness, s, data, f"check with an {variant} attribute", "STUN-MSG-05", clause)
+    harness.findings.check(
+        reply.is_type(BINDING, SUCCESS),
+        "STUN-MSG-05",
+        f"a valid check carrying {extra[0].attribute_name} was not answered with success: {reply.describe()}",
+        clause,
+    )
+
+
+@pytest.mark.requirement("STUN-MSG-06")
+async def test_unknown_comprehension_required_attribute_gets_420(harness: Harness) -> None:
+    """STUN-MSG-06 (RFC 8489 §6.3.1, §14.13): 420 with UNKNOWN-ATTRIBUTES listing the unknown type."""
+    s = await harness.session("controlling")
+    extra = [attr.StunAttribute(type=UNKNOWN_REQUIRED, value=b"\x00\x00\x00\x00")]
+    data = bytes(s.peer.check(extra=extra))
+    reply = await _send_and_wait(
+        harness, s, data, "check with an unknown comprehension-required attribute", "STUN-MSG-06"
+    )
+    f = harness.findings
+    f.check(
+        reply.is_type(BINDING, ERROR) and _error_code(reply) == 420,
+        "STUN-MSG-06",
+        f"expected a 420 error for attribute 0x{UNKNOWN_REQUIRED:04x}, got {reply.describe()}",
+    )
+    raw = reply.index.value(0x000A) if reply.index else None
+    listed = [struct.unpack_from("!H", raw, i)[0] for i in range(0, len(raw) - 1, 2)] if raw else []
+    f.check(
+        UNKNOWN_REQUIRED in listed,
+        "STUN-MSG-06",
+        f"UNKNOWN-ATTRIBUTES {[hex(c) for c in listed]} does not list 0x{UNKNOWN_REQUIRED:04x}: {reply.describe()}",
+    )
+
+
+@pytest.mark.requirement("STUN-MSG-07")
+async def test_attributes_after_message_integrity_are_ignored(harness: Harness) -> None:
+    """STUN-MSG-07 (RFC 8489 §9, §14.5): an unknown attribute after MI (FINGERPRINT recomputed) changes nothing."""
+    s = await harness.session("controlling")
+    msg = STUN(bytes(s.peer.check(fingerprint=False)))
+    msg.length = None
+    msg.attributes = [
+        *msg.attributes,
+        attr.StunAttribute(type=UNKNOWN_REQUIRED, value=b"\x00\x00\x00\x00"),
+        attr.Fingerprint(),
+    ]
+    data = bytes(msg)
+    reply = await _send_and_wait(
+        harness, s, data, "check with an unknown attribute after MESSAGE-INTEGRITY", "STUN-MSG-07"
+    )
+    harness.findings.check(
+        reply.is_type(BINDING, SUCCESS),
+        "STUN-MSG-07",
+        f"attribute 0x{UNKNOWN_REQUIRED:04x} after MESSAGE-INTEGRITY was not ignored: {reply.describe()}",
+    )
+
+
+@pytest.mark.requirement("STUN-MSG-08")
+@pytest.mark.parametrize("role", ROLES)
+async def test_attribute_padding_sent_by_the_iut_is_zero(harness: Harness, role: str) -> None:
+    """STUN-MSG-08 (a) (RFC 8489 §14): padding bytes are zero in every message the IUT sends."""
+    await run_exchange(harness, role)
+    received = _stun_from_iut(harness)
+    padded = 0
+    for rec in received:
+        assert rec.index is not None
+        for code, offset, length in rec.index.attributes:
+            pad = rec.data[offset + length : offset + length + (-length & 3)]
+            if not pad:
+                continue
+            padded += 1
+            harness.findings.check(
+                not any(pad),
+                "STUN-MSG-08",
+                f"attribute 0x{code:04x} is padded with {pad.hex()} (RFC 8489 §14 requires zeros; RFC 5389 allowed "
+                f"any value): {rec.describe()}",
+            )
+    harness.findings.info(f"{padded} padded attributes in {len(received)} STUN messages from the IUT")
+
+
+@pytest.mark.requirement("STUN-MSG-09")
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+async def test_success_carries_the_source_as_xor_mapped_address(harness: Harness, family: str) -> None:
+    """STUN-MSG-09 (RFC 8489 §14.2, §6.3.1.1): XOR-MAPPED-ADDRESS = the request's source; SOFTWARE (SHOULD)."""
+    if family == "ipv6":
+        harness.require("ipv6")
+        s = await harness.session("controlling", interfaces=["127.0.0.1", "::1"])
+        targets = [a for a in s.iut_addresses() if ":" in a[0]]
+        if not targets:
+            raise HarnessError(f"the IUT declares ipv6 but gathered no ::1 candidate: {s.local}")
+        ep = await harness.endpoint("harness IPv6", "::1")
+        target = targets[0]
+    else:
+        s = await harness.session("controlling")
+        ep = s.peer.endpoint
+        target = s.iut_address
+    data = bytes(s.peer.check())
+    since = ep.now()
+    ep.send(data, target, note="valid check")
+    reply = await ep.expect(
+        lambda r: r.is_stun and r.transaction_id == data[8:20],
+        3.0,
+        since=since,
+        what="response to a valid check",
+        findings=harness.findings,
+        requirement="STUN-MSG-09",
+        clause="xor_mapped",
+    )
+    f = harness.findings
+    f.check(reply.is_type(BINDING, SUCCESS), "STUN-MSG-09", f"expected success, got {reply.describe()}", "xor_mapped")
+    mapped = _xor_mapped(reply)
+    source = (str(ipaddress.ip_address(ep.address[0])), ep.address[1])
+    f.check(
+        mapped == source,
+        "STUN-MSG-09",
+        f"XOR-MAPPED-ADDRESS decodes to {mapped}, the request came from {source[0]}:{source[1]}: {reply.describe()}",
+        "xor_mapped",
+    )
+    value = reply.index.value(0x0020) if reply.index else None
+    f.check(
+        value is not None and value[0] == 0,
+        "STUN-MSG-09",
+        f"the first byte of XOR-MAPPED-ADDRESS is not zero: {value.hex() if value else None}",
+        "xor_mapped",
+    )
+    f.check(
+        reply.index is not None and reply.index.has(0x8022),
+        "STUN-MSG-09",
+        f"the success response carries no SOFTWARE: {reply.describe()}",
+        "software",
+    )
+
+
+_LIMITS = {0x0006: ("USERNAME", 509, "bytes"), 0x0014: ("REALM", 128, "chars"), 0x0015: ("NONCE", 128, "chars")}
+_LIMITS[0x8022] = ("SOFTWARE", 128, "chars")
+
+
+def _limit_problems(rec: Received) -> list[str]:
+    out = []
+    assert rec.index is not None
+    for code, offset, length in rec.index.attributes:
+        value = rec.data[offset : offset + length]
+        if code in _LIMITS:
+            name, limit, unit = _LIMITS[code]
+            size = len(value) if unit == "bytes" else len(value.decode("utf-8", "replace"))
+            if size >= limit:
+                out.append(f"{name} is {size} {unit} (must be < {limit})")
+        elif code == 0x0009 and length >= 4:
+            cls, number = value[2] & 0x07, value[3]
+            reason = value[4:].decode("utf-8", "replace")
+            if not 3 <= cls <= 6 or number > 99:
+                out.append(f"ERROR-CODE class {cls} number {number} (class 3-6, number 0-99)")
+            if len(reason) >= 128:
+                out.append(f"ERROR-CODE reason phrase is {len(reason)} characters (must be < 128)")
+    return out
+
+
+@pytest.mark.requirement("STUN-MSG-10")
+@pytest.mark.parametrize("role", ROLES)
+async def test_fields_sent_by_the_iut_respect_the_size_limits(harness: Harness, role: str) -> None:
+    """STUN-MSG-10 (RFC 8489 §14.3, §14.8-14.10, §14.14): USERNAME, SOFTWARE, ERROR-CODE within their limits."""
+    x = await run_exchange(harness, role)
+    peer = x.session.peer
+    # Provoke the error responses the IUT can send: 400 (no MI), 401 (bad MI), 420 (unknown attribute).
+    provoked = [
+        peer.check(integrity=False),
+        peer.check(username=f"zzzz:{peer.ufrag}".encode()),
+        peer.check(extra=[attr.StunAttribute(type=UNKNOWN_REQUIRED, value=b"\x00\x00\x00\x00")]),
+    ]
+    for msg in provoked:
+        await peer.transact(msg, x.session.iut_address, timeout=2.0, note="provoking an error response")
+    received = _stun_from_iut(harness)
+    harness.findings.info(f"{len(received)} STUN messages from the IUT inspected")
+    for rec in received:
+        for problem in _limit_problems(rec):
+            harness.findings.violation("STUN-MSG-10", f"{problem}: {rec.describe()}")
+
+
+@pytest.mark.requirement("STUN-FP-02")
+@pytest.mark.parametrize("variant", ["missing", "wrong"])
+async def test_check_with_missing_or_wrong_fingerprint_is_discarded(harness: Harness, variant: str) -> None:
+    """STUN-FP-02 (RFC 8489 §6.3, §7): with FINGERPRINT in use, a check without it or with a bad CRC is dropped."""
+    s = await harness.session("controlling")
+    await sanity_probe(harness, s, "before the hostile check")
+    if variant == "missing":
+        data = bytes(s.peer.check(fingerprint=False))
+    else:
+        raw = bytearray(bytes(s.peer.check()))
+        raw[-1] ^= 0x01
+        data = bytes(raw)
+    hostile = await harness.endpoint("hostile sender")
+    hostile.send(data, s.iut_address, note=f"check with a {variant} FINGERPRINT")
+    answer = await hostile.expect_silence(lambda r: True, 3.0)
+    harness.findings.check(
+        answer is None,
+        "STUN-FP-02",
+        f"a valid-MI check with a {variant} FINGERPRINT was not discarded: {answer.describe() if answer else ''}",
+    )
+    await sanity_probe(harness, s, f"after the {variant}-FINGERPRINT check", "STUN-FP-02")
+
+
+# -- the client side: the IUT's own transactions (RFC 8489 §6.2, §6.3.3-4, §9.1.4; RFC 8445 §14.3) ------------------
+
+
+@pytest.mark.requirement("STUN-AUTH-04")
+@pytest.mark.parametrize("role", ROLES)
+async def test_response_with_bad_integrity_is_discarded(harness: Harness, role: str) -> None:
+    """STUN-AUTH-04 (RFC 8489 §9.1.4): a success with a wrong MI is dropped; the same txid is retransmitted."""
+    peer = await harness.peer()
+    peer.auto_respond = False
+    s = await harness.session(role, peer=peer)
+    ep = peer.endpoint
+    first = await ep.expect(lambda r: r.is_type(BINDING, REQUEST), 10.0, what="connectivity check from the IUT")
+    fixed = _corrupt_integrity(bytes(peer.success(first)))
+
+    def answer_badly(rec: Received) -> None:
+        if rec.is_type(BINDING, REQUEST) and rec.transaction_id == first.transaction_id:
+            ep.send(fixed, rec.src, note="success with a wrong MESSAGE-INTEGRITY")
+
+    ep.send(fixed, first.src, note="success with a wrong MESSAGE-INTEGRITY")
+    unhook = ep.on_datagram(answer_badly)
+    harness.defer(lambda: _unhook(unhook))
+    again = await ep.expect(
+        lambda r: r.is_type(BINDING, REQUEST) and r.transaction_id == first.transaction_id,
+        4.0,
+        since=first.time + 0.001,
+        what=f"retransmission of {first.transaction_id.hex()} after a response with a wrong MESSAGE-INTEGRITY",
+        findings=harness.findings,
+        requirement="STUN-AUTH-04",
+    )
+    harness.findings.info(f"retransmitted {again.time - first.time:.3f} s after the first transmission")
+    if role == "controlling":
+        # An aggressive nominator puts USE-CANDIDATE in its first check already: only a new transaction counts.
+        earlier = {r.transaction_id for r in ep.find(lambda r: r.is_type(BINDING, REQUEST))}
+        nomination = await ep.expect_silence(
+            lambda r: (
+                r.is_type(BINDING, REQUEST)
+                and r.transaction_id not in earlier
+                and r.index is not None
+                and r.index.has(USE_CANDIDATE)
+            ),
+            2.0,
+        )
+        harness.findings.check(
+            nomination is None and not harness.log.of("selected_pair"),
+            "STUN-AUTH-04",
+            "the IUT treated the pair as valid after a response with a wrong MESSAGE-INTEGRITY: "
+            + (nomination.describe() if nomination else "it reported a selected pair"),
+        )
+    assert s.agent
+
+
+def _corrupt_integrity(data: bytes) -> bytes:
+    """The same message with one MESSAGE-INTEGRITY byte flipped and FINGERPRINT recomputed."""
+    idx = index(data)
+    assert idx is not None
+    offset = next(off for code, off, _ in idx.attributes if code == 0x0008)
+    raw = bytearray(data)
+    raw[offset] ^= 0xFF
+    msg = STUN(bytes(raw))
+    msg.length = None
+    msg.attributes = [a for a in msg.attributes if a.attribute_name != "FINGERPRINT"] + [attr.Fingerprint()]
+    return bytes(msg)
+
+
+async def _unhook(unhook: Any) -> None:
+    unhook()
+
+
+@pytest.mark.requirement("STUN-RTX-06")
+@pytest.mark.parametrize("role", ROLES)
+async def test_first_retransmission_waits_at_least_500_ms(harness: Harness, role: str) -> None:
+    """STUN-RTX-06 (RFC 8445 §14.3): RTO >= 500 ms, so a first retransmission comes >= 490 ms after the original."""
+    eps = await open_endpoints(harness, 3, "silent remote")
+    lines = [host_line(f"R{i}", 2130706431 - i * 256, ep.address) for i, ep in enumerate(eps)]
+    await harness.session(role, remote_candidates=lines)
+    f = harness.findings
+    for ep in eps:
+        first = await ep.expect(lambda r: r.is_type(BINDING, REQUEST), 10.0, what="connectivity check from the IUT")
+        txid = first.transaction_id
+        again = await ep.expect(
+            lambda r, t=txid: r.is_type(BINDING, REQUEST) and r.transaction_id == t,  # type: ignore[misc]
+            5.0,
+            since=first.time + 0.0001,
+            what=f"retransmission of the unanswered check {txid.hex()}",
+        )
+        gap = again.time - first.time
+        f.info(f"first retransmission to {ep.address[0]}:{ep.address[1]} after {gap * 1000:.0f} ms")
+        f.check(
+            gap >= 0.490,
+            "STUN-RTX-06",
+            f"the check {txid.hex()} was retransmitted {gap * 1000:.0f} ms after it was first sent (RTO < 500 ms)",
+            "rto_floor",
+        )
+
+
+@pytest.mark.requirement("STUN-RTX-05")
+@pytest.mark.parametrize("variant", ["500", "403", "unknown-required-in-success"])
+async def test_error_and_malformed_responses_end_the_transaction(harness: Harness, variant: str) -> None:
+    """STUN-RTX-05 (RFC 8489 §6.3.3, §6.3.4): 5xx resends limited (<= 4), 4xx fails, unknown attribute fails."""
+    peer = await harness.peer()
+    f = harness.findings
+    code = {"500": 500, "403": 403}.get(variant)
+
+    def respond(rec: Received) -> bytes | None:
+        if code is not None:
+            return bytes(peer.error(rec, code))
+        host, port = rec.src
+        msg = STUN(
+            type=0x0101,
+            transaction_id=rec.transaction_id,
+            key=peer.local_key,
+            attributes=[
+                attr.XorMappedAddress(family=2 if ":" in host else 1, address=host, port=port),
+                attr.StunAttribute(type=UNKNOWN_REQUIRED, value=b"\x00\x00\x00\x00"),
+                attr.MessageIntegrity(),
+                attr.Fingerprint(),
+            ],
+        )
+        return bytes(msg)
+
+    peer.responder = respond
+    await harness.session("controlling", peer=peer)
+    ep = peer.endpoint
+    first = await ep.expect(lambda r: r.is_type(BINDING, REQUEST), 10.0, what="connectivity check from the IUT")
+    window = 8.0 if variant == "500" else 3.0
+    await ep.expect_silence(lambda r: False, window)
+    later = [r for r in ep.find(lambda r: r.is_type(BINDING, REQUEST), since=first.time) if r is not first]
+    new_txids = list(dict.fromkeys(r.transaction_id for r in later if r.transaction_id != first.transaction_id))
+    same = [r for r in later if r.transaction_id == first.transaction_id]
+    check_iut_alive(harness, f"after the {variant} responses")  # silence from a crashed IUT proves nothing
+    if variant == "500":
+        f.info(f"{len(new_txids)} resends in {window:g} s after answering 500 to each")
+        f.check(
+            len(new_txids) <= 10,
+            "STUN-RTX-05",
+            f"the IUT resent the check {len(new_txids)} times in {window:g} s, each answered with 500: no limit",
+            "limit_5xx",
+        )
+        f.check(
+            len(new_txids) <= 4,
+            "STUN-RTX-05",
+            f"the IUT resent the check {len(new_txids)} times after 500 responses (at most 4 recommended)",
+            "max_4_resends",
+        )
+        return
+    what = "a 403 error" if variant == "403" else f"a success carrying unknown attribute 0x{UNKNOWN_REQUIRED:04x}"
+    f.check(
+        not same,
+        "STUN-RTX-05",
+        f"the IUT retransmitted {first.transaction_id.hex()} after {what}, as if it had not ended the transaction",
+        "fail_4xx",
+    )
+    f.check(
+        not new_txids,
+        "STUN-RTX-05",
+        f"after {what} the IUT checked the pair again with {len(new_txids)} new transactions "
+        f"({', '.join(t.hex() for t in new_txids[:3])}): the transaction (and the pair) failed",
+        "fail_4xx",
+    )
+    if variant != "403":
+        f.check(
+            not harness.log.of("selected_pair"),
+            "STUN-RTX-05",
+            f"the IUT selected a pair validated only by {what}",
+            "fail_4xx",
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.budget(90)
+@pytest.mark.requirement("STUN-RTX-02")
+@pytest.mark.parametrize("role", ROLES)
+async def test_indications_are_never_retransmitted(harness: Harness, role: str) -> None:
+    """STUN-RTX-02 (RFC 8489 §6.2.1, §6.3.2): every Binding indication (keepalive) carries a transaction ID once."""
+    x = await run_exchange(harness, role)
+    ep = x.session.peer.endpoint
+    # Keepalives come after Tr = 15 s without traffic (RFC 8445 §11); libnice's timer is 25 s: watch 30 s.
+    await ep.expect_silence(lambda r: False, 30.0)
+    indications = ep.find(lambda r: r.is_type(BINDING, 1))
+    harness.findings.info(f"{len(indications)} Binding indications from the IUT in the exchange and 30 s after it")
+    seen: dict[bytes, Received] = {}
+    for rec in indications:
+        harness.findings.check(
+            rec.transaction_id not in seen,
+            "STUN-RTX-02",
+            f"the indication {rec.transaction_id.hex()} was sent again "
+            f"{rec.time - seen[rec.transaction_id].time:.2f} s after the first copy: {rec.describe()}"
+            if rec.transaction_id in seen
+            else "",
+        )
+        seen[rec.transaction_id] = rec

@@ -1,0 +1,128 @@
+"""Triggered checks (RFC 8445 §7.3.1.4): what a valid incoming check does to the pair it arrived on."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.exchange import check_iut_alive, first_since, host_line, open_endpoints, run_exchange
+from conformance.tester.endpoint import Received
+from conformance.tester.harness import Harness
+from conformance.tester.ice import BINDING, REQUEST, SUCCESS
+
+ROLES = ["controlling", "controlled"]
+
+
+def _is_request(r: Received) -> bool:
+    return r.is_type(BINDING, REQUEST)
+
+
+@pytest.mark.requirement("ICE-TRIG-01")
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("state", ["waiting", "failed"])
+async def test_check_on_a_waiting_or_failed_pair_triggers_a_check(harness: Harness, role: str, state: str) -> None:
+    """ICE-TRIG-01 (RFC 8445 §7.3.1.4): a valid check on a Waiting or Failed pair enqueues a triggered check."""
+    peer = await harness.peer()
+    f = harness.findings
+    ep = peer.endpoint
+    if state == "waiting":
+        # 24 higher-priority candidates ahead of ours: its ordinary check would come last, about 1.2 s in at Ta.
+        others = await open_endpoints(harness, 24, "silent remote")
+        lines = [host_line(f"W{i}", 2130706431 - i * 256, o.address) for i, o in enumerate(others)]
+        lines += peer.candidates(priority_offset=1 << 24)
+        s = await harness.session(role, peer=peer, remote_candidates=lines)
+        await others[0].expect(_is_request, 10.0, what="the IUT's first check")
+    else:
+        # A second, silent candidate keeps the checklist Running while our pair is Failed (RFC 8445 §6.1.2.6).
+        silent = await harness.endpoint("silent remote (keeps the checklist running)")
+        lines = [*peer.candidates(), host_line("Q", 1694498815, silent.address)]
+        peer.responder = lambda rec: bytes(peer.error(rec, 403))
+        s = await harness.session(role, peer=peer, remote_candidates=lines)
+        first = await ep.expect(_is_request, 10.0, what="connectivity check from the IUT")
+        f.info(f"answered {first.transaction_id.hex()} with an authenticated 403: the pair is Failed")
+        peer.responder = None
+    before = {r.transaction_id for r in ep.find(_is_request)}
+    sent = ep.now()
+    reply = await peer.transact(peer.check(), s.iut_address, timeout=2.0, note=f"check on the {state} pair")
+    if reply is None:
+        check_iut_alive(harness, f"no response to a valid check on the {state} pair")
+    f.check(
+        reply is not None and reply.is_type(BINDING, SUCCESS),
+        "ICE-TRIG-01",
+        f"the valid check on the {state} pair got {reply.describe() if reply else 'no response'}",
+    )
+    triggered = await ep.expect(
+        lambda r: _is_request(r) and r.transaction_id not in before,
+        1.0 + (ep.now() - sent),
+        since=sent,
+        what=f"triggered check on the {state} pair within 1 s",
+        findings=f,
+        requirement="ICE-TRIG-01",
+    )
+    username = triggered.index.value(0x0006) if triggered.index else None
+    expected = f"{peer.ufrag}:{peer.remote_ufrag}".encode()
+    f.check(
+        username == expected, "ICE-TRIG-01", f"USERNAME {username!r}, expected {expected!r}: {triggered.describe()}"
+    )
+    f.info(f"triggered check {(triggered.time - sent) * 1000:.0f} ms after the harness's check")
+
+
+@pytest.mark.requirement("ICE-TRIG-02")
+@pytest.mark.parametrize("role", ROLES)
+async def test_check_on_a_succeeded_pair_triggers_nothing(harness: Harness, role: str) -> None:
+    """ICE-TRIG-02 (RFC 8445 §7.3.1.4): on a Succeeded pair an incoming check changes nothing (no new check)."""
+    x = await run_exchange(harness, role)
+    peer = x.session.peer
+    ep = peer.endpoint
+    f = harness.findings
+    succeeded = [r for r in x.iut_checks if r.transaction_id in _answered(harness)]
+    f.check(bool(succeeded), "ICE-TRIG-02", "no check of the IUT was answered: no Succeeded pair to test")
+    last = max(r.time for r in ep.find(_is_request))
+    sent = ep.now()
+    await peer.transact(peer.check(), x.session.iut_address, timeout=2.0, note="check on the Succeeded pair")
+    extra = await first_since(ep, _is_request, sent, 1.2)
+    # A consent check is paced 4-6 s after the previous request (RFC 7675 §5.1); a triggered check is not.
+    if extra is not None and extra.time - last >= 3.5:
+        f.info(f"a request {extra.time - last:.1f} s after the previous one, taken as a consent check")
+        extra = None
+    f.check(
+        extra is None,
+        "ICE-TRIG-02",
+        f"a check on the already Succeeded pair triggered a new check {(extra.time - sent) * 1000:.0f} ms later: "
+        f"{extra.describe()}"
+        if extra
+        else "",
+    )
+
+
+def _answered(h: Harness) -> set[bytes]:
+    return {d.data[8:20] for d in h.capture.datagrams if d.direction == "out" and d.data[:2] == b"\x01\x01"}
+
+
+@pytest.mark.requirement("ICE-TRIG-03")
+@pytest.mark.parametrize("role", ROLES)
+async def test_check_on_an_in_progress_pair_replaces_its_transaction(harness: Harness, role: str) -> None:
+    """ICE-TRIG-03 (RFC 8445 §7.3.1.4): on an In-Progress pair the old transaction stops and a new check goes out."""
+    peer = await harness.peer()
+    peer.auto_respond = False
+    s = await harness.session(role, peer=peer)
+    ep = peer.endpoint
+    f = harness.findings
+    old = await ep.expect(_is_request, 10.0, what="connectivity check from the IUT (left unanswered)")
+    sent = ep.now()
+    ep.send(bytes(peer.check()), s.iut_address, note="check on the In-Progress pair")
+    new = await ep.expect(
+        lambda r: _is_request(r) and r.transaction_id != old.transaction_id,
+        1.5,
+        since=sent,
+        what="new check on the In-Progress pair",
+        findings=f,
+        requirement="ICE-TRIG-03",
+    )
+    await ep.expect_silence(lambda r: False, 2.5)
+    late = [r for r in ep.find(_is_request, new.time + 0.1) if r.transaction_id == old.transaction_id]
+    f.check(
+        not late,
+        "ICE-TRIG-03",
+        f"the old transaction {old.transaction_id.hex()} was retransmitted {len(late)} times after the new check "
+        f"{new.transaction_id.hex()}: it must be cancelled",
+    )
