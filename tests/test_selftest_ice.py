@@ -4,12 +4,11 @@ fault with a message naming the requirement, and PASSes against the fault-free r
 from __future__ import annotations
 
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from tests.selftest import run_cases
+from tests.selftest import batches, row_problems, run_cases, run_fault_batch
 
 ST = "stun/test_short_term.py::"
 PR = "ice/test_priority.py::"
@@ -82,7 +81,7 @@ TABLE: list[tuple[str, str, str, str]] = [
 
 #: Faults that show only with options the case sets itself (components, interfaces): the reference peer reads
 #: per-agent faults from AgentConfig.options, so a whole-process --fault is enough here.
-FAULTS = sorted({row[1] for row in TABLE})
+BATCHES = batches(TABLE)
 
 
 def _reference(*faults: str) -> list[str]:
@@ -99,18 +98,7 @@ def test_every_case_passes_against_the_conforming_reference(tmp_path: Path) -> N
     }
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-def test_cases_fail_against_the_matching_fault(fault: str, tmp_path: Path) -> None:
-    rows = [row for row in TABLE if row[1] == fault]
-    records = run_cases(sorted({r[0] for r in rows}), _reference(fault), tmp_path)
-    problems = defaultdict(list)
-    for case, _, verdict, requirement in rows:
-        record = records.get(case)
-        if record is None:
-            problems[case].append("not run")
-            continue
-        if record["verdict"] != verdict:
-            problems[case].append(f"verdict {record['verdict']}, expected {verdict}: {record['message'][:300]}")
-        if requirement not in record["message"]:
-            problems[case].append(f"message does not name {requirement}: {record['message'][:300]}")
-    assert not problems, dict(problems)
+@pytest.mark.parametrize("batch", range(len(BATCHES)))
+def test_cases_fail_against_their_faults(batch: int, tmp_path: Path) -> None:
+    rows = BATCHES[batch]
+    assert not row_problems(rows, run_fault_batch(rows, tmp_path))

@@ -4,13 +4,11 @@ requirement, and PASSes against the fault-free reference peer."""
 
 from __future__ import annotations
 
-import sys
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from tests.selftest import run_cases
+from tests.selftest import batches, row_problems, run_cases, run_fault_batch
 
 SA = "ice/test_stun_agent.py::"
 CK = "ice/test_checks.py::"
@@ -201,17 +199,9 @@ SLOW_CASES = {
     f"{SA}test_indications_are_never_retransmitted[controlled]",
     f"{CK}test_unanswered_check_retransmits_on_schedule_then_fails_the_pair",
 }
-FAULTS = sorted({row[1] for row in TABLE})
 MODULES = sorted({row[0].split("::")[0] for row in TABLE})
-
-
-def _reference(*faults: str) -> list[str]:
-    cmd = [sys.executable, "-m", "conformance.reference", *[a for f in faults for a in ("--fault", f)]]
-    return ["--iut-cmd", " ".join(cmd)]
-
-
-def _marks(cases: set[str]) -> list[pytest.MarkDecorator]:
-    return [pytest.mark.slow] if cases and cases <= SLOW_CASES else []
+FAST_BATCHES = batches([row for row in TABLE if row[0] not in SLOW_CASES])
+SLOW_BATCHES = batches([row for row in TABLE if row[0] in SLOW_CASES], size=3)
 
 
 @pytest.mark.parametrize(
@@ -229,18 +219,14 @@ def test_every_case_passes_against_the_conforming_reference(module: str, tmp_pat
     }
 
 
-@pytest.mark.parametrize("fault", [pytest.param(f, marks=_marks({r[0] for r in TABLE if r[1] == f})) for f in FAULTS])
-def test_cases_fail_against_the_matching_fault(fault: str, tmp_path: Path) -> None:
-    rows = [row for row in TABLE if row[1] == fault]
-    records = run_cases(sorted({r[0] for r in rows}), _reference(fault), tmp_path)
-    problems = defaultdict(list)
-    for case, _, verdict, requirement in rows:
-        record = records.get(case)
-        if record is None:
-            problems[case].append("not run")
-            continue
-        if record["verdict"] != verdict:
-            problems[case].append(f"verdict {record['verdict']}, expected {verdict}: {record['message'][:300]}")
-        if requirement not in record["message"]:
-            problems[case].append(f"message does not name {requirement}: {record['message'][:300]}")
-    assert not problems, dict(problems)
+@pytest.mark.parametrize("batch", range(len(FAST_BATCHES)))
+def test_cases_fail_against_their_faults(batch: int, tmp_path: Path) -> None:
+    rows = FAST_BATCHES[batch]
+    assert not row_problems(rows, run_fault_batch(rows, tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", range(len(SLOW_BATCHES)))
+def test_slow_cases_fail_against_their_faults(batch: int, tmp_path: Path) -> None:
+    rows = SLOW_BATCHES[batch]
+    assert not row_problems(rows, run_fault_batch(rows, tmp_path))

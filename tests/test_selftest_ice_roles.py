@@ -4,13 +4,11 @@ the fault-free reference peer. Rows of slow cases (long protocol timers) run onl
 
 from __future__ import annotations
 
-import sys
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from tests.selftest import run_cases
+from tests.selftest import batches, row_problems, run_cases, run_fault_batch
 
 RO = "ice/test_roles.py::"
 NM = "ice/test_nomination_more.py::"
@@ -171,38 +169,16 @@ SLOW = {
     f"{CO}test_consent_continues_on_the_old_pair_during_a_restart",
     f"{KA}test_keepalives_on_the_selected_pair",
 }
-FAST_FAULTS = sorted({row[1] for row in TABLE if row[0] not in SLOW})
-SLOW_FAULTS = sorted({row[1] for row in TABLE if row[0] in SLOW})
-PARALLEL = ["-n", "6"]
-
-
-def _reference(*faults: str) -> list[str]:
-    cmd = [sys.executable, "-m", "conformance.reference", *[a for f in faults for a in ("--fault", f)]]
-    return ["--iut-cmd", " ".join(cmd)]
+FAST_BATCHES = batches([row for row in TABLE if row[0] not in SLOW])
+SLOW_BATCHES = batches([row for row in TABLE if row[0] in SLOW], size=3)
 
 
 def _all_pass(cases: list[str], tmp_path: Path) -> None:
-    records = run_cases(cases, ["--iut", "reference", *PARALLEL], tmp_path)
-    verdicts = {c: records[c]["verdict"] for c in cases}
+    records = run_cases(cases, ["--iut", "reference"], tmp_path)
+    verdicts = {c: records[c]["verdict"] if c in records else "not run" for c in cases}
     assert set(verdicts.values()) == {"PASS"}, {
-        c: (v, records[c]["message"]) for c, v in verdicts.items() if v != "PASS"
+        c: (v, records.get(c, {}).get("message", "")) for c, v in verdicts.items() if v != "PASS"
     }
-
-
-def _fault_rows(fault: str, slow: bool, tmp_path: Path) -> None:
-    rows = [row for row in TABLE if row[1] == fault and (row[0] in SLOW) == slow]
-    records = run_cases(sorted({r[0] for r in rows}), [*_reference(fault), *PARALLEL], tmp_path)
-    problems = defaultdict(list)
-    for case, _, verdict, requirement in rows:
-        record = records.get(case)
-        if record is None:
-            problems[case].append("not run")
-            continue
-        if record["verdict"] != verdict:
-            problems[case].append(f"verdict {record['verdict']}, expected {verdict}: {record['message'][:300]}")
-        if requirement not in record["message"]:
-            problems[case].append(f"message does not name {requirement}: {record['message'][:300]}")
-    assert not problems, dict(problems)
 
 
 def test_every_case_passes_against_the_conforming_reference(tmp_path: Path) -> None:
@@ -214,12 +190,14 @@ def test_every_slow_case_passes_against_the_conforming_reference(tmp_path: Path)
     _all_pass(sorted(SLOW), tmp_path)
 
 
-@pytest.mark.parametrize("fault", FAST_FAULTS)
-def test_cases_fail_against_the_matching_fault(fault: str, tmp_path: Path) -> None:
-    _fault_rows(fault, False, tmp_path)
+@pytest.mark.parametrize("batch", range(len(FAST_BATCHES)))
+def test_cases_fail_against_their_faults(batch: int, tmp_path: Path) -> None:
+    rows = FAST_BATCHES[batch]
+    assert not row_problems(rows, run_fault_batch(rows, tmp_path))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", SLOW_FAULTS)
-def test_slow_cases_fail_against_the_matching_fault(fault: str, tmp_path: Path) -> None:
-    _fault_rows(fault, True, tmp_path)
+@pytest.mark.parametrize("batch", range(len(SLOW_BATCHES)))
+def test_slow_cases_fail_against_their_faults(batch: int, tmp_path: Path) -> None:
+    rows = SLOW_BATCHES[batch]
+    assert not row_problems(rows, run_fault_batch(rows, tmp_path))

@@ -14,6 +14,7 @@ from conformance.adapters.base import Adapter, IutInfo
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Endpoint
 from conformance.tester.ice import IcePeer, IceSession, NotificationLog
+from conformance.tester.options import case_options
 from conformance.verdict import Findings, UnsupportedFeature
 
 __all__ = ["Harness"]
@@ -71,6 +72,7 @@ class Harness:
         if kwargs.get("components", 1) > 1:
             self.require("multi_component")
         peer = peer or await self.peer(kwargs.get("components", 1))
+        kwargs["options"] = case_options(kwargs.get("options"))
         s = await IceSession.open(self.iut, peer, role, self.log, **kwargs)
         self._sessions.append(s)
         for i, c in enumerate(s.candidates):

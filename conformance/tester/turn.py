@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
@@ -46,6 +45,7 @@ from conformance.protocol.keys import (
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
 from conformance.tester.ice import IcePeer, IceSession
+from conformance.tester.options import CASE_OPTIONS_ENV, case_options
 from conformance.verdict import HarnessError
 
 __all__ = [
@@ -114,7 +114,6 @@ SOFTWARE = b"ice-conformance TURN"
 CLIENT_REALM = "example.org"
 #: JSON object {case ID relative to suites/: {option: value}}: IUT options added to one case's ``start_server`` and
 #: ``create_agent`` (``"*"`` for every case); lists are appended. Used by the self-tests to give each case its fault.
-CASE_OPTIONS_ENV = "ICE_CONFORMANCE_CASE_OPTIONS"
 #: Attribute codes a TURN server understands (RFC 8489 §18.3, RFC 8656 §18); others below 0x8000 get a 420.
 _KNOWN_REQUIRED = frozenset(
     {0x0006, 0x0008, 0x0009, 0x000C, 0x000D, 0x0012, 0x0013, 0x0014, 0x0015, 0x0016, 0x0017, 0x0018, 0x0019}
@@ -1137,24 +1136,6 @@ def payload(tag: str) -> bytes:
 # ---------------------------------------------------------------------------------------------------------------
 # The IUT as a TURN client
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def case_options(options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``options`` plus the running case's entry of ``$ICE_CONFORMANCE_CASE_OPTIONS`` (lists appended)."""
-    out = dict(options or {})
-    raw = os.environ.get(CASE_OPTIONS_ENV)
-    if not raw:
-        return out
-    try:
-        table = json.loads(raw)
-    except ValueError as exc:
-        raise HarnessError(f"${CASE_OPTIONS_ENV} is not JSON: {exc}") from None
-    current = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0].removeprefix("suites/")
-    for key in ("*", current):
-        for name, value in dict(table.get(key) or {}).items():
-            before = out.get(name)
-            out[name] = [*before, *value] if isinstance(before, list) and isinstance(value, list) else value
-    return out
 
 
 async def scripted_turn_server(h: Any, label: str = "TURN server", **kw: Any) -> TurnServer:

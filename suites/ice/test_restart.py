@@ -36,7 +36,9 @@ async def _restarted(h: Harness, role: str) -> tuple[IcePeer, str, str, Received
     old_ufrag, old_pwd = peer.remote_ufrag, peer.remote_pwd
     await restart_iut(h, s)
     if role == "controlled":
-        await peer.transact(peer.check(), s.iut_address, timeout=5)  # the controlling harness checks first
+        # The controlling harness checks first, with the lowest tie-breaker: a conforming controlled IUT sees no
+        # conflict, and an IUT that wrongly took the controlling role keeps it (RFC 8445 §7.3.1.1), so it shows.
+        await peer.transact(peer.check(tiebreaker=0), s.iut_address, timeout=5)
     first = await peer.endpoint.expect(
         _new_generation(peer),
         10,

@@ -10,6 +10,7 @@ from conformance.exchange import host_line, is_check, run_exchange
 from conformance.protocol.candidate import parse_candidate
 from conformance.protocol.priority import candidate_priority
 from conformance.tester.harness import Harness
+from conformance.tester.options import case_options
 from conformance.verdict import HarnessError
 
 
@@ -61,7 +62,8 @@ async def test_no_check_from_a_candidate_not_yet_trickled(harness: Harness) -> N
     f = harness.findings
     peer = await harness.peer()
     peer.role = "controlling"
-    agent = await harness.iut.create_agent(AgentConfig(role="controlled", trickle=True))
+    config = AgentConfig(role="controlled", trickle=True, options=case_options())
+    agent = await harness.iut.create_agent(config)
     harness.log.watch(agent)
     harness.defer(lambda: harness.iut.close(agent))
     await harness.iut.set_remote(agent, peer.ufrag, peer.pwd, peer.candidates())
