@@ -356,7 +356,7 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
-    props = {str(k): str(v) for k, v in report.user_properties}
+    props = {str(k): str(v) for k, v in getattr(report, "user_properties", ())}
     verdict = props.get("verdict")
     if verdict is None or report.when == "teardown":
         return None
