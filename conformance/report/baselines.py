@@ -154,7 +154,7 @@ def update_baseline(
             kept.append(entry)
         else:
             if reason_from_message and first:
-                reason = f"observed: {first}"
+                reason = f"observed: {first}{_sections(r)}"
             else:
                 reason = f"{PLACEHOLDER_PREFIX}: why is this {verdict} accepted? Write the reason here."
             entry = Expected(key[0], key[1], verdict, reason)
@@ -171,3 +171,16 @@ def update_baseline(
     return BaselineUpdate(
         render_baseline(list(entries.values()), comments), added, kept, changed, removed, errors_left_out
     )
+
+
+def _sections(record: dict[str, Any]) -> str:
+    """`` (RFC 8489 §9.1.3; ...)``: the catalog sections of a record's requirements, for a generated reason."""
+    from conformance.catalog import load_catalog
+
+    catalog = load_catalog()
+    refs = [
+        f"{catalog[r].rfc_name} §{catalog[r].section}"
+        for r in record.get("requirements") or []
+        if r in catalog and catalog[r].section
+    ]
+    return f" ({'; '.join(dict.fromkeys(refs))})" if refs else ""
