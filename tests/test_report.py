@@ -369,7 +369,7 @@ def test_report_baseline_write_marks_todo_and_check_refuses_it(tmp_path: Path) -
     out2 = tmp_path / "observed.toml"
     assert commands("baseline", "write", str(run), "--out", str(out2), "--reason-from-message") == 0
     reasons = {r["case"]: r["reason"] for r in tomllib.loads(out2.read_text())["expected"]}
-    assert reasons[NOMINATION] == 'observed: first "line"'
+    assert reasons[NOMINATION] == 'observed: first "line" (RFC 8445 §8.1.1)'
     # the ERROR is not baselined, so the gate still says 2
     assert commands("baseline", "check", str(run), "--baseline", str(out2)) == 2
 
