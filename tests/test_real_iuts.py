@@ -48,3 +48,36 @@ def test_real_iut_runs_the_first_suites_green_against_its_baseline(iut: str, tmp
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert len(verdicts) >= 20 and "ERROR" not in verdicts.values()
     assert summary["records"][0]["iut"] == iut and summary["records"][0]["iut_version"]
+
+
+@pytest.mark.parametrize("iut", ["coturn", "node-turn"])
+def test_turn_server_runs_the_default_turn_tier_green_against_its_baseline(iut: str, tmp_path: Path) -> None:
+    if iut == "coturn" and shutil.which("turnserver") is None:
+        pytest.fail("turnserver is missing: apt-get install -y coturn (CI installs it)")
+    if iut == "node-turn" and shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conformance.cli",
+            "run",
+            "turn_server",
+            "--iut",
+            iut,
+            "--out",
+            str(out),
+            "--baseline",
+            str(ROOT / "baselines" / f"{iut}.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        check=False,
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    verdicts = [r["verdict"] for r in summary["records"]]
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert len(verdicts) >= 60 and "ERROR" not in verdicts
