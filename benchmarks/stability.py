@@ -20,6 +20,7 @@ def main() -> int:
     parser.add_argument("--iut", default="aioice")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("-n", dest="workers", type=int, default=2)
+    parser.add_argument("--json", help="also write every case's verdict counts to this file (to merge several streams)")
     args = parser.parse_args()
     seen: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     with tempfile.TemporaryDirectory() as tmp:
@@ -32,6 +33,8 @@ def main() -> int:
             for r in json.loads((out / "summary.json").read_text())["records"]:
                 seen[r["case_id"]][r["verdict"]] += 1
             print(f"run {i + 1}/{args.runs} done", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": args.runs, "verdicts": {c: dict(v) for c, v in seen.items()}}))
     flips = {case: dict(v) for case, v in seen.items() if len(v) > 1}
     print(f"runs: {args.runs}; cases: {len(seen)}; cases with flips: {len(flips)}")
     for case, verdicts in sorted(flips.items()):
