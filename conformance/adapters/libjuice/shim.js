@@ -166,7 +166,7 @@ function createAgent(p) {
   const interfaces = (p.interfaces && p.interfaces.length ? p.interfaces : ["127.0.0.1"]).map((i) =>
     requireLoopback(i, "interface"),
   );
-  if (interfaces.length !== 1) throw invalidParams("libjuice binds exactly one address (bindAddress)");
+  if (interfaces.length !== 1) throw new RpcError(-32601, "unsupported: libjuice binds exactly one address (bindAddress)");
   const iceServers = [];
   for (const s of p.stun_servers || []) {
     const [hostname, port] = parseHostPort(s, "STUN server");
