@@ -131,6 +131,24 @@ def test_netem_stun_binding_returns_the_external_mapping() -> None:
     run(main)
 
 
+def test_netem_stun_answers_an_rfc3489_request_with_mapped_address() -> None:
+    """A cookie-less RFC 3489 Binding request (as libnice sends for discovery) gets MAPPED-ADDRESS (RFC 5389 §12.2)."""
+
+    async def main() -> None:
+        async with Network(one_nat(), plan=PLAN) as net:
+            a = await Peer.open(net.interface("a"))
+            txid = bytes(range(16))
+            a.send(b"\x00\x01\x00\x00" + txid, net.stun_server("a"))  # type: ignore[arg-type]
+            data, _, _ = await a.recv()
+            assert data[:2] == b"\x01\x01" and data[4:20] == txid
+            msg = STUN(data)
+            mapped = next(x for x in msg.attributes if x.attribute_name == "MAPPED-ADDRESS")
+            assert (mapped.address, mapped.port) == net.mappings("a")[0][1]
+            a.close()
+
+    run(main)
+
+
 @pytest.mark.parametrize(
     ("mapping", "distinct"),
     [(EIM, 1), (ADM, 2), (APDM, 3)],

@@ -407,21 +407,33 @@ class Network:
     def _answer(self, request: StunRequest, src: Address, local: Address, data: bytes, now: float) -> None:
         """Answer a Binding request with XOR-MAPPED-ADDRESS = the source seen on the public network (RFC 8489 §6.3)."""
         idx = index(data)
-        if idx is None or idx.type != 0x0001:
+        host, port = request.seen
+        if idx is not None and idx.type == 0x0001:
+            answer = bytes(
+                STUN(
+                    type=0x0101,
+                    transaction_id=idx.transaction_id,
+                    attributes=[
+                        attr.XorMappedAddress(family=1, address=host, port=port),
+                        attr.Software(software=b"ice-conformance netem"),
+                        attr.Fingerprint(),
+                    ],
+                )
+            )
+        elif len(data) >= 20 and data[:2] == b"\x00\x01" and int.from_bytes(data[2:4], "big") == len(data) - 20:
+            # An RFC 3489 Binding request (no magic cookie, 128-bit transaction ID): a server answers it with
+            # MAPPED-ADDRESS for backwards compatibility (RFC 5389 §12.2), as real STUN servers such as coturn do.
+            answer = bytes(
+                STUN(
+                    type=0x0101,
+                    magic_cookie=int.from_bytes(data[4:8], "big"),
+                    transaction_id=data[8:20],
+                    attributes=[attr.MappedAddress(family=1, address=host, port=port)],
+                )
+            )
+        else:
             self._drop("not-a-binding-request", None, src, local, data, "netem:stun", now, record=False)
             return
-        host, port = request.seen
-        answer = bytes(
-            STUN(
-                type=0x0101,
-                transaction_id=idx.transaction_id,
-                attributes=[
-                    attr.XorMappedAddress(family=1, address=host, port=port),
-                    attr.Software(software=b"ice-conformance netem"),
-                    attr.Fingerprint(),
-                ],
-            )
-        )
         reply = self.fabric.reply(request.server, request.seen, now)
         self._bind_created()
         if isinstance(reply, Drop):
