@@ -48,68 +48,28 @@ ndc.initLogger(process.env.ICE_SHIM_LOG_LEVEL || "Warning", (level, message) =>
   console.error(`[libdatachannel ${level}] ${message}`),
 );
 
+const {
+  RpcError,
+  invalidParams,
+  write,
+  notify,
+  isLoopback,
+  requireLoopback,
+  parseHostPort,
+  parseTurnUri,
+  stripCandidate,
+} = require("../_node/common.js");
+
 // ---------------------------------------------------------------- JSON-RPC plumbing
 
-class RpcError extends Error {
-  constructor(code, message, data) {
-    super(message);
-    this.code = code;
-    this.data = data;
-  }
-}
-const invalidParams = (msg) => new RpcError(-32602, msg);
-
-function write(obj) {
-  process.stdout.write(JSON.stringify(obj) + "\n");
-}
-function notify(method, params) {
-  write({ jsonrpc: "2.0", method, params });
-}
 function log(...args) {
   console.error(`[${NAME}-shim]`, ...args);
 }
 
 // ---------------------------------------------------------------- loopback guard
 
-const LOOPBACK = new net.BlockList();
-LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
-LOOPBACK.addAddress("::1", "ipv6");
-
-function isLoopback(addr) {
-  const fam = net.isIP(addr);
-  if (fam === 4) return LOOPBACK.check(addr, "ipv4");
-  if (fam === 6) return LOOPBACK.check(addr, "ipv6");
-  return false;
-}
-
-function requireLoopback(addr, what) {
-  if (!isLoopback(addr)) throw invalidParams(`${what} ${addr} is not a loopback address literal`);
-  return addr;
-}
-
 // "host:port", "[v6]:port"
-function parseHostPort(s, what) {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) || /^([^:]+):(\d+)$/.exec(s);
-  if (!m) throw invalidParams(`${what} ${JSON.stringify(s)} is not host:port`);
-  return [requireLoopback(m[1], what), Number(m[2])];
-}
-
 // "turn:host:port?transport=udp", "turns:[::1]:5349"
-function parseTurnUri(uri) {
-  const m = /^(turns?):(\[[^\]]+\]|[^:?]+)(?::(\d+))?(?:\?transport=(udp|tcp))?$/i.exec(uri);
-  if (!m) throw invalidParams(`TURN uri ${JSON.stringify(uri)} not understood`);
-  const secure = m[1].toLowerCase() === "turns";
-  const host = requireLoopback(m[2].replace(/^\[|\]$/g, ""), "TURN server");
-  const port = m[3] ? Number(m[3]) : secure ? 5349 : 3478;
-  const transport = secure ? "tls" : (m[4] || "udp").toLowerCase();
-  return { host, port, transport };
-}
-
-function stripCandidate(s) {
-  return String(s).replace(/^a=/, "").replace(/^candidate:/, "");
-}
-
-
 // ---------------------------------------------------------------- agents
 
 const agents = new Map();

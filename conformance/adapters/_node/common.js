@@ -1,0 +1,71 @@
+"use strict";
+// Helpers the Node shims share: JSON-RPC errors and output (docs/adapter-contract.md), and the loopback guard
+// every shim applies to interfaces, servers and remote candidates (traffic stays on 127.0.0.0/8 and ::1).
+
+const net = require("net");
+
+class RpcError extends Error {
+  constructor(code, message, data) {
+    super(message);
+    this.code = code;
+    this.data = data;
+  }
+}
+
+const invalidParams = (msg) => new RpcError(-32602, msg);
+
+function write(obj) {
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+function notify(method, params) {
+  write({ jsonrpc: "2.0", method, params });
+}
+
+const LOOPBACK = new net.BlockList();
+LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
+LOOPBACK.addAddress("::1", "ipv6");
+
+function isLoopback(addr) {
+  const fam = net.isIP(addr);
+  if (fam === 4) return LOOPBACK.check(addr, "ipv4");
+  if (fam === 6) return LOOPBACK.check(addr, "ipv6");
+  return false;
+}
+
+function requireLoopback(addr, what) {
+  if (!isLoopback(addr)) throw invalidParams(`${what} ${addr} is not a loopback address literal`);
+  return addr;
+}
+
+function parseHostPort(s, what) {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) || /^([^:]+):(\d+)$/.exec(s);
+  if (!m) throw invalidParams(`${what} ${JSON.stringify(s)} is not host:port`);
+  return [requireLoopback(m[1], what), Number(m[2])];
+}
+
+function parseTurnUri(uri) {
+  const m = /^(turns?):(\[[^\]]+\]|[^:?]+)(?::(\d+))?(?:\?transport=(udp|tcp))?$/i.exec(uri);
+  if (!m) throw invalidParams(`TURN uri ${JSON.stringify(uri)} not understood`);
+  const secure = m[1].toLowerCase() === "turns";
+  const host = requireLoopback(m[2].replace(/^\[|\]$/g, ""), "TURN server");
+  const port = m[3] ? Number(m[3]) : secure ? 5349 : 3478;
+  const transport = secure ? "tls" : (m[4] || "udp").toLowerCase();
+  return { host, port, transport };
+}
+
+function stripCandidate(s) {
+  return String(s).replace(/^a=/, "").replace(/^candidate:/, "");
+}
+
+module.exports = {
+  RpcError,
+  invalidParams,
+  write,
+  notify,
+  isLoopback,
+  requireLoopback,
+  parseHostPort,
+  parseTurnUri,
+  stripCandidate,
+};
