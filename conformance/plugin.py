@@ -130,7 +130,7 @@ class IutHandle:
     def _dead(self) -> bool:
         adapter = self.adapter
         returncode = getattr(adapter, "returncode", None)
-        broken = getattr(adapter, "_broken", None)
+        broken = getattr(adapter, "broken", None)
         return returncode is not None or bool(broken)
 
     def get(self) -> tuple[Adapter, IutInfo]:

@@ -189,6 +189,11 @@ class StdioAdapter:
     ) -> None:
         await self.shutdown()
 
+    @property
+    def broken(self) -> str | None:
+        """Why the adapter is unusable (a malformed line, a dead process), or None while it works."""
+        return self._broken
+
     def diagnostics(self) -> str:
         """The shim's stderr (its last 256 KiB) and, if any, why the adapter became unusable."""
         parts: list[str] = []
