@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,10 +30,15 @@ def main() -> int:
             argv = [sys.executable, "-m", "conformance.cli", "run", "--iut", args.iut, "--out", str(out)]
             if args.workers:
                 argv += ["-n", str(args.workers)]
-            subprocess.run(argv, capture_output=True, check=False)
+            started = time.monotonic()
+            proc = subprocess.run(argv, capture_output=True, check=False)
+            counts: dict[str, int] = defaultdict(int)
             for r in json.loads((out / "summary.json").read_text())["records"]:
                 seen[r["case_id"]][r["verdict"]] += 1
-            print(f"run {i + 1}/{args.runs} done", flush=True)
+                counts[r["verdict"]] += 1
+            took = time.monotonic() - started
+            tally = dict(sorted(counts.items()))
+            print(f"run {i + 1}/{args.runs}: exit {proc.returncode}, {took:.0f} s, {tally}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": args.runs, "verdicts": {c: dict(v) for c, v in seen.items()}}))
     flips = {case: dict(v) for case, v in seen.items() if len(v) > 1}
