@@ -284,3 +284,22 @@ def test_refuses_non_loopback(launched: dict[str, tuple[list[str], dict[str, str
                 assert err.value.code == -32602
 
     run(main)
+
+
+@pytest.mark.parametrize("name", ["libjuice", "libwebrtc"])
+def test_sdp_shims_write_the_peers_ice_options(
+    launched: dict[str, tuple[list[str], dict[str, str]]], name: str, netns: str | None
+) -> None:
+    """set_remote's ``options.ice_options`` (contract 1.1) become the remote SDP's a=ice-options (RFC 8839 §5.6)."""
+
+    async def main() -> None:
+        async with adapter(launched, name, netns) as a:
+            await a.initialize()
+            agent = await a.create_agent(AgentConfig(role="controlled", interfaces=["127.0.0.1"]))
+            cand = "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host"
+            await a.set_remote(agent, "peerAA", "peerpassword00000000001", [cand], options={"ice_options": ["ice2"]})
+            await a.gather(agent)  # the answerer applies the remote offer before answering
+            logged = "\n".join(a.stderr_tail())
+            assert "a=ice-options:ice2" in logged, logged
+
+    run(main)

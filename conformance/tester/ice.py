@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import secrets
 import string
@@ -34,6 +35,15 @@ logger = logging.getLogger(__name__)
 BINDING = 0x001
 REQUEST, INDICATION, SUCCESS, ERROR = 0, 1, 2, 3
 _ICE_CHARS = string.ascii_letters + string.digits + "+/"
+
+
+def _accepts_options(set_remote: Callable[..., Any]) -> bool:
+    """Whether an adapter's ``set_remote`` takes contract 1.1's ``options`` (stdio shims ignore unknown params)."""
+    try:
+        params = inspect.signature(set_remote).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "options" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def random_credentials(ufrag_len: int = 8, pwd_len: int = 24) -> tuple[str, str]:
@@ -365,8 +375,13 @@ class IceSession:
             raise HarnessError("a controlled IUT answers: it needs the harness's description before gathering")
         # Offer/answer order: the controlling IUT offers (gathers first); the controlled IUT answers, so it learns
         # the harness's description before gathering (SDP-driven stacks need that order).
-        # lite and the SDP-level options (contract 1.1) are passed only when set, for older adapters.
-        extra: dict[str, Any] = {"options": remote_options} if remote_options else {}
+        # The harness is an RFC 8445 agent, so its description carries the ice2 option (RFC 8445 §10); lite and the
+        # SDP-level options (contract 1.1) reach in-process adapters only when their set_remote takes them.
+        extra: dict[str, Any] = {}
+        if _accepts_options(adapter.set_remote):
+            extra["options"] = {"ice_options": ["ice2"], **(remote_options or {})}
+        elif remote_options:
+            raise HarnessError("this case needs contract 1.1 set_remote options, which the in-process adapter lacks")
         if lite:
             extra["lite"] = True
         session._remote_extra = extra
@@ -398,7 +413,7 @@ class IceSession:
     async def signal_remote(self, candidates: list[str] | None = None, *, connect: bool = True) -> None:
         """Deliver the harness's answer (credentials and candidates) to the IUT, then start its checks."""
         cands = self._remote if candidates is None else candidates
-        await self.adapter.set_remote(self.agent, self.peer.ufrag, self.peer.pwd, cands)
+        await self.adapter.set_remote(self.agent, self.peer.ufrag, self.peer.pwd, cands, **self._remote_extra)
         if connect:
             await self.adapter.connect(self.agent)
 

@@ -58,7 +58,17 @@ function stripCandidate(s) {
   return String(s).replace(/^a=/, "").replace(/^candidate:/, "");
 }
 
+// The peer's a=ice-options tokens from set_remote's `options.ice_options` (contract 1.1), plus "trickle" for a
+// trickle agent; null when there are none (RFC 8839 §5.6).
+function iceOptionsLine(options, trickle) {
+  const given = options && Array.isArray(options.ice_options) ? options.ice_options : [];
+  const tokens = given.map(String).filter((t) => /^[\x21-\x7e]+$/.test(t));
+  if (trickle && !tokens.includes("trickle")) tokens.push("trickle");
+  return tokens.length ? "a=ice-options:" + tokens.join(" ") : null;
+}
+
 module.exports = {
+  iceOptionsLine,
   RpcError,
   invalidParams,
   write,

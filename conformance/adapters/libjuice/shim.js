@@ -50,6 +50,7 @@ ndc.initLogger(process.env.ICE_SHIM_LOG_LEVEL || "Warning", (level, message) =>
 
 const {
   RpcError,
+  iceOptionsLine,
   invalidParams,
   write,
   notify,
@@ -214,7 +215,7 @@ function remoteSdp(a) {
     `a=ice-pwd:${r.pwd}`,
   ];
   if (r.lite) out.splice(4, 0, "a=ice-lite");
-  if (a.trickle) out.push("a=ice-options:trickle");
+  if (r.iceOptions) out.push(r.iceOptions);
   out.push(`a=fingerprint:sha-256 ${DUMMY_FINGERPRINT}`);
   // Offer or answer, the harness side takes the DTLS client role, so libdatachannel (server) never
   // sends DTLS on its own.
@@ -236,7 +237,9 @@ function acceptRemoteCandidate(cand) {
 }
 
 function applyRemote(a, type) {
-  a.pc.setRemoteDescription(remoteSdp(a), type);
+  const sdp = remoteSdp(a);
+  log(`remote ${type} (the harness side):\n${sdp.trimEnd()}`);
+  a.pc.setRemoteDescription(sdp, type);
   a.remoteApplied = true;
 }
 
@@ -280,7 +283,8 @@ async function setRemote(p) {
     if (v) candidates.push(v);
   }
   // A non-trickle agent gets the complete list at once (vanilla ICE): end-of-candidates goes in the SDP.
-  a.remote = { ufrag: p.ufrag, pwd: p.pwd, lite: Boolean(p.lite), candidates, ended: !a.trickle };
+  const iceOptions = iceOptionsLine(p.options, a.trickle);
+  a.remote = { ufrag: p.ufrag, pwd: p.pwd, lite: Boolean(p.lite), candidates, ended: !a.trickle, iceOptions };
   return {};
 }
 

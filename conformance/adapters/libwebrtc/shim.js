@@ -47,6 +47,7 @@ const CAPABILITIES = require("./capabilities.json").capabilities;
 
 const {
   RpcError,
+  iceOptionsLine,
   invalidParams,
   write,
   notify,
@@ -285,7 +286,7 @@ function remoteSdp(a) {
     `a=ice-ufrag:${r.ufrag}`,
     `a=ice-pwd:${r.pwd}`,
   );
-  if (a.trickle) out.push("a=ice-options:trickle");
+  if (r.iceOptions) out.push(r.iceOptions);
   out.push(
     `a=fingerprint:sha-256 ${DUMMY_FINGERPRINT}`,
     "a=setup:active",
@@ -310,7 +311,9 @@ function acceptRemoteCandidate(cand) {
 }
 
 async function applyRemote(a, type) {
-  await a.pc.setRemoteDescription({ type, sdp: remoteSdp(a) });
+  const sdp = remoteSdp(a);
+  log(`remote ${type} (the harness side):\n${sdp.trimEnd()}`);
+  await a.pc.setRemoteDescription({ type, sdp });
   a.remoteApplied = true;
 }
 
@@ -349,7 +352,8 @@ async function setRemote(p) {
     const v = acceptRemoteCandidate(c);
     if (v) candidates.push(v);
   }
-  a.remote = { ufrag: p.ufrag, pwd: p.pwd, lite: Boolean(p.lite), candidates, ended: !a.trickle };
+  const iceOptions = iceOptionsLine(p.options, a.trickle);
+  a.remote = { ufrag: p.ufrag, pwd: p.pwd, lite: Boolean(p.lite), candidates, ended: !a.trickle, iceOptions };
   return {};
 }
 
