@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance.tester.ice import _accepts_options
+from conformance.adapters.base import accepts_remote_options
 
 
 def test_set_remote_options_reach_adapters_that_take_them() -> None:
@@ -18,6 +18,6 @@ def test_set_remote_options_reach_adapters_that_take_them() -> None:
 
     async def proxy(*args: Any, **kwargs: Any) -> None: ...
 
-    assert not _accepts_options(v10)
-    assert _accepts_options(v11)
-    assert _accepts_options(proxy)
+    assert not accepts_remote_options(v10)
+    assert accepts_remote_options(v11)
+    assert accepts_remote_options(proxy)

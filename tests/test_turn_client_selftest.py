@@ -13,6 +13,7 @@ from tests.test_turn_selftest import _clean_params, _params, run_clean, run_faul
 AU = "turn_client/test_auth.py::"
 AL = "turn_client/test_allocate.py::"
 RL = "turn_client/test_relay.py::"
+TX = "turn_client/test_transactions.py::"
 
 #: (case ID, reference client fault, expected verdict, requirement the message names)
 TABLE: list[tuple[str, str, str, str]] = [
@@ -107,6 +108,12 @@ TABLE: list[tuple[str, str, str, str]] = [
         "accept-unpermitted-data",
         "NON-STRICT",
         "TURN-DATA-05",
+    ),
+    (
+        f"{TX}test_at_most_ten_transactions_outstanding_to_the_server",
+        "permissions-all-at-once",
+        "NON-STRICT",
+        "STUN-RTX-03",
     ),
 ]
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,6 +32,7 @@ __all__ = [
     "RemoteError",
     "TurnServer",
     "Unsupported",
+    "accepts_remote_options",
 ]
 
 #: Version of the adapter contract. Minor bumps only add optional params, methods and notifications.
@@ -247,3 +250,12 @@ class Adapter(Protocol):
     def diagnostics(self) -> str:
         """Free text to attach to a case: the shim's stderr, the server's log."""
         ...
+
+
+def accepts_remote_options(set_remote: Callable[..., Any]) -> bool:
+    """Whether an adapter's ``set_remote`` takes contract 1.1's ``options`` (stdio shims ignore unknown params)."""
+    try:
+        params = inspect.signature(set_remote).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "options" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)

@@ -29,6 +29,7 @@ from .base import (
     ErrorCode,
     RemoteError,
     Unsupported,
+    accepts_remote_options,
 )
 
 __all__ = ["LineReader", "LineWriter", "main_for", "serve"]
@@ -222,7 +223,7 @@ def _bind(adapter: Adapter, method: str, params: dict[str, Any]) -> Callable[[],
         remote_options = _obj(params, "options", dict, default={})
 
         async def set_remote() -> dict[str, Any]:
-            if remote_options:  # contract 1.1; adapters without the parameter get the 1.0 call
+            if remote_options and accepts_remote_options(a.set_remote):  # contract 1.1; older adapters get the 1.0 call
                 extra: dict[str, Any] = {"options": remote_options}
                 await a.set_remote(agent, ufrag, pwd, cands, lite, **extra)
             else:

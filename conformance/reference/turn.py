@@ -147,6 +147,7 @@ CLIENT_FAULTS: dict[str, tuple[tuple[str, ...], str]] = {
     "deliver-malformed-data": (("TURN-DATA-05",), "delivers Data indications without XOR-PEER-ADDRESS or DATA"),
     "accept-unpermitted-data": (("TURN-DATA-05",), "delivers Data indications from peers without a permission"),
     "retry-5xx-forever": (("TURN-ERR-02",), "retries every error response to Allocate, up to 8 times"),
+    "permissions-all-at-once": (("STUN-RTX-03",), "asks for every peer's permission at once, with no limit"),
 }
 
 
@@ -464,6 +465,9 @@ class ReferenceTurnAdapter:
         a.tasks.append(asyncio.get_running_loop().create_task(self._checks(a)))
 
     async def _checks(self, a: _Agent) -> None:
+        if "permissions-all-at-once" in a.faults:  # one transaction per peer, all outstanding together
+            for peer in a.remote:
+                a.tasks.append(asyncio.get_running_loop().create_task(self._permit_quietly(a, peer)))
         try:
             for peer in a.remote:
                 if "check-before-permission" not in a.faults:
@@ -518,6 +522,10 @@ class ReferenceTurnAdapter:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             return False
+
+    async def _permit_quietly(self, a: _Agent, peer: Address) -> None:
+        with contextlib.suppress(_Failed):
+            await self._request(a, CREATE_PERMISSION, [attr.XorPeerAddress(family=1, address=peer[0], port=peer[1])])
 
     async def _prepare_peer(self, a: _Agent, peer: Address) -> None:
         """A permission before the checks: CreatePermission (RFC 8445 §7.2.1, RFC 8656 §11.1)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import secrets
 import string
@@ -19,7 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.adapters.base import Adapter, AgentConfig, LocalDescription, Notification, TurnServer
+from conformance.adapters.base import (
+    Adapter,
+    AgentConfig,
+    LocalDescription,
+    Notification,
+    TurnServer,
+    accepts_remote_options,
+)
 from conformance.packets import STUN, ErrorCode, attr, check_integrity
 from conformance.protocol.candidate import Candidate, parse_candidate
 from conformance.protocol.keys import short_term_key
@@ -35,15 +41,6 @@ logger = logging.getLogger(__name__)
 BINDING = 0x001
 REQUEST, INDICATION, SUCCESS, ERROR = 0, 1, 2, 3
 _ICE_CHARS = string.ascii_letters + string.digits + "+/"
-
-
-def _accepts_options(set_remote: Callable[..., Any]) -> bool:
-    """Whether an adapter's ``set_remote`` takes contract 1.1's ``options`` (stdio shims ignore unknown params)."""
-    try:
-        params = inspect.signature(set_remote).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == "options" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def random_credentials(ufrag_len: int = 8, pwd_len: int = 24) -> tuple[str, str]:
@@ -378,7 +375,7 @@ class IceSession:
         # The harness is an RFC 8445 agent, so its description carries the ice2 option (RFC 8445 §10); lite and the
         # SDP-level options (contract 1.1) reach in-process adapters only when their set_remote takes them.
         extra: dict[str, Any] = {}
-        if _accepts_options(adapter.set_remote):
+        if accepts_remote_options(adapter.set_remote):
             extra["options"] = {"ice_options": ["ice2"], **(remote_options or {})}
         elif remote_options:
             raise HarnessError("this case needs contract 1.1 set_remote options, which the in-process adapter lacks")

@@ -501,7 +501,7 @@ class TurnServer:
         self.deleted: list[Allocation] = []
         self._nonces: dict[bytes, tuple[Address, float]] = {}
         self._shared_nonce = self._new_nonce_value()
-        self._responses: dict[bytes, tuple[float, bytes]] = {}
+        self._responses: dict[bytes, tuple[float, bytes, bytes]] = {}  # txid: (time, response, request)
         self._in_progress: set[bytes] = set()
         self._tokens: dict[bytes, Endpoint] = {}
         self._last_permitted: dict[Address, Address] = {}
@@ -638,7 +638,15 @@ class TurnServer:
         txid = rec.transaction_id
         now = self._loop.time()
         cached = self._responses.get(txid)
-        if cached is not None and now - cached[0] < 40.0 and "forget-retransmission" not in self.faults:
+        # A retransmission repeats the request byte for byte (RFC 8489 §6.2.1). A different request reusing the
+        # transaction ID (some clients' retry after a 401) is processed afresh; STUN-AUTH-05 judges the reuse.
+        retransmitted = cached is not None and cached[2] == rec.data
+        if (
+            cached is not None
+            and retransmitted
+            and now - cached[0] < 40.0
+            and "forget-retransmission" not in self.faults
+        ):
             self.endpoint.send(cached[1], rec.src, "cached response (retransmission)")
             return
         if txid in self._in_progress:
@@ -666,7 +674,7 @@ class TurnServer:
         finally:
             self._in_progress.discard(rec.transaction_id)
         if out is not None:
-            self._responses[rec.transaction_id] = (self._loop.time(), out)
+            self._responses[rec.transaction_id] = (self._loop.time(), out, rec.data)
             self.endpoint.send(out, rec.src)
 
     def _live(self, client: Address) -> Allocation | None:
@@ -1217,10 +1225,20 @@ async def relay_session(
     username: str = "alice",
     options: dict[str, Any] | None = None,
     connect: bool = True,
+    extra_candidates: list[str] | None = None,
 ) -> tuple[IceSession, IcePeer]:
-    """A relay-only IUT agent wired to a harness ICE peer on ``peer_host``: ICE runs through ``server``'s relay."""
+    """A relay-only IUT agent wired to a harness ICE peer on ``peer_host``: ICE runs through ``server``'s relay.
+
+    ``extra_candidates`` are signalled after the peer's own (remote candidates nobody answers for)."""
     h.require("turn_client")
     peer = await IcePeer.open(h.capture, peer_host, 1, "harness peer")
+
+    def relay_only_network(r: Received) -> bytes | None:
+        # Only the relay reaches the peer: a check from anywhere else (an agent that also pairs its unadvertised
+        # host candidate) goes unanswered, as behind a firewall that lets only the TURN server through.
+        return None if r.src in {a.relay.address for a in server.allocations.values()} else b""
+
+    peer.responder = relay_only_network
 
     async def close_peer() -> None:
         peer.close()
@@ -1233,6 +1251,7 @@ async def relay_session(
         relay_only=True,
         options=case_options(options),
         connect=connect,
+        remote_candidates=[*peer.candidates(), *extra_candidates] if extra_candidates else None,
     )
 
     async def close_agent() -> None:

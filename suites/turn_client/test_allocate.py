@@ -254,9 +254,12 @@ async def test_437_to_refresh_ends_use_of_the_relay(harness: Harness) -> None:
     if not await wait_selected(harness, session):
         raise HarnessError("precondition: ICE through the relay did not complete")
     client = next(iter(server.allocations))
-    refresh = await server.endpoint.expect(
-        lambda r: r.is_type(REFRESH, REQUEST) and not _delete(r), 12, what="Refresh of a 6 s allocation"
-    )
+    refresh = await server.endpoint.expect_silence(lambda r: r.is_type(REFRESH, REQUEST) and not _delete(r), 12)
+    if refresh is None:  # the stimulus cannot be delivered; TURN-LIFE-05 judges the missing refresh itself
+        raise UnsupportedFeature(
+            "the IUT sent no Refresh of a 6 s allocation within 12 s, so its handling of a 437 to Refresh "
+            "cannot be observed (TURN-LIFE-05 judges the refresh)"
+        )
     await server.endpoint.expect_silence(lambda r: False, 0.3)  # the 437 reaches the client
     cutoff = server.endpoint.now()
     try:
