@@ -7,6 +7,7 @@ and waits for the IUT to report its selected pair.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = [
     "is_data",
     "open_endpoints",
     "requests_from_iut",
+    "requests_until_quiet",
     "restart_iut",
     "role_of",
     "run_exchange",
@@ -94,6 +96,44 @@ def requests_from_iut(endpoints: list[Endpoint], since: float = 0.0) -> list[Rec
     """Every Binding request the IUT sent to these endpoints since ``since``, in arrival order."""
     recs = [r for ep in endpoints for r in ep.find(lambda r: r.is_type(BINDING, REQUEST), since)]
     return sorted(recs, key=lambda r: r.time)
+
+
+async def requests_until_quiet(endpoints: list[Endpoint], quiet: float, timeout: float) -> list[Received]:
+    """The IUT's Binding requests to ``endpoints``, once every endpoint has had one or none came for ``quiet`` s.
+
+    An agent may check only some of many candidates (RFC 8445 §6.1.2.5 lets it prune and limit pairs), so the
+    wait ends when its checks stop reaching new endpoints; ``timeout`` bounds it. The time counts as a deliberate
+    wait of the first endpoint. Raises HarnessError when no request came at all.
+    """
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    arrived = asyncio.Event()
+
+    def note(r: Received) -> None:
+        if r.is_type(BINDING, REQUEST):
+            arrived.set()
+
+    unhooks = [ep.on_datagram(note) for ep in endpoints]
+    try:
+        for _ in range(100_000):  # bounded: each round ends on an arrival or a timeout
+            reached = {r.dst for r in requests_from_iut(endpoints, start)}
+            left = start + timeout - loop.time()
+            if len(reached) == len(endpoints) or left <= 0:
+                break
+            arrived.clear()
+            try:
+                await asyncio.wait_for(arrived.wait(), min(left, quiet) if reached else left)
+            except TimeoutError:
+                if reached:
+                    break
+    finally:
+        for unhook in unhooks:
+            unhook()
+        endpoints[0].waited += loop.time() - start
+    recs = requests_from_iut(endpoints, start)
+    if not recs:
+        raise HarnessError(f"no check from the IUT reached any of {len(endpoints)} candidates within {timeout:g} s")
+    return recs
 
 
 async def sanity_probe(h: Harness, session: IceSession, when: str, requirement: str | None = None) -> None:

@@ -18,6 +18,7 @@ from conformance.exchange import (
     host_line,
     open_endpoints,
     requests_from_iut,
+    requests_until_quiet,
     run_exchange,
     sanity_probe,
 )
@@ -27,7 +28,7 @@ from conformance.protocol.transactions import txid_randomness_problems
 from conformance.tester.endpoint import Address, Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, ERROR, REQUEST, SUCCESS, IceSession
-from conformance.verdict import HarnessError
+from conformance.verdict import HarnessError, UnsupportedFeature
 
 ROLES = ["controlling", "controlled"]
 MAGIC_COOKIE = 0x2112A442
@@ -88,13 +89,14 @@ async def test_transaction_ids_are_fresh_random_and_kept_on_retransmission(harne
     lines = [host_line(f"R{i}", 2130706431 - i * 256, ep.address) for i, ep in enumerate(eps)]
     await harness.session(role, remote_candidates=lines)
     # No answers: every pair stays In-Progress, so each destination sees one transaction and its retransmissions.
-    first = await eps[-1].expect(lambda r: r.is_type(BINDING, REQUEST), 15.0, what="a check to the last candidate")
+    # The IUT may check only some of the 40 (it may limit its pairs); the wait ends when no new one is reached.
+    await requests_until_quiet(eps, 3.0, 15.0)
     await eps[-1].expect_silence(lambda r: False, 2.0)
     checks = requests_from_iut(eps)
     by_destination: dict[Address, list[Received]] = defaultdict(list)
     for rec in checks:
         by_destination[rec.dst].append(rec)
-    f.info(f"{len(checks)} requests to {len(by_destination)} unanswered candidates (last first seen {first.time:.2f})")
+    f.info(f"{len(checks)} requests to {len(by_destination)} of {len(eps)} unanswered candidates")
     for dst, recs in by_destination.items():
         ids = list(dict.fromkeys(r.transaction_id for r in recs))
         f.check(
@@ -460,18 +462,33 @@ async def test_first_retransmission_waits_at_least_500_ms(harness: Harness, role
     for ep in eps:
         first = await ep.expect(lambda r: r.is_type(BINDING, REQUEST), 10.0, what="connectivity check from the IUT")
         txid = first.transaction_id
-        again = await ep.expect(
-            lambda r, t=txid: r.is_type(BINDING, REQUEST) and r.transaction_id == t,  # type: ignore[misc]
-            5.0,
-            since=first.time + 0.0001,
-            what=f"retransmission of the unanswered check {txid.hex()}",
-        )
+
+        def retransmitted(r: Received, t: bytes = txid) -> bool:
+            return r.is_type(BINDING, REQUEST) and r.transaction_id == t
+
+        after = first.time + 0.0001
+        earlier = ep.find(retransmitted, after)
+        again = earlier[0] if earlier else await ep.expect_silence(retransmitted, max(0.0, after + 5.0 - ep.now()))
+        what = f"the check {txid.hex()} was retransmitted"
+        if again is None:
+            # No retransmission: an agent that repeats the check as new transactions (STUN-MSG-02 judges the IDs)
+            # is timed by its next request to the same unanswered destination.
+            repeats = ep.find(lambda r: r.is_type(BINDING, REQUEST), after)
+            if not repeats:
+                raise UnsupportedFeature(
+                    f"the IUT sent nothing more to the unanswered {ep.address[0]}:{ep.address[1]} within 5 s of its "
+                    "check: no retransmission to time (STUN-RTX-01 judges the schedule)"
+                )
+            again = repeats[0]
+            what = (
+                f"the check {txid.hex()} was never retransmitted; a new check to the same unanswered destination came"
+            )
         gap = again.time - first.time
-        f.info(f"first retransmission to {ep.address[0]}:{ep.address[1]} after {gap * 1000:.0f} ms")
+        f.info(f"first repeat to {ep.address[0]}:{ep.address[1]} after {gap * 1000:.0f} ms ({again.describe()})")
         f.check(
             gap >= 0.490,
             "STUN-RTX-06",
-            f"the check {txid.hex()} was retransmitted {gap * 1000:.0f} ms after it was first sent (RTO < 500 ms)",
+            f"{what} {gap * 1000:.0f} ms after it was first sent (RTO < 500 ms)",
             "rto_floor",
         )
 
