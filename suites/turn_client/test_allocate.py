@@ -309,14 +309,18 @@ async def test_unknown_error_codes_do_not_loop(harness: Harness, code: int) -> N
 )
 async def test_allocation_is_refreshed_before_it_expires(harness: Harness, lifetime: int) -> None:
     """TURN-LIFE-05 (RFC 8656 §8): the client refreshes before the granted LIFETIME runs out (about 1 minute
-    early is suggested); 15 s is the scaled variant."""
+    early is suggested); 15 s is the scaled variant.
+
+    The Refresh must reach the server at least one minimum RTO (0.5 s, RFC 8489 §6.2.1) before expiry: a later one
+    could not be retransmitted in time, and a verdict on a refresh at the very instant of expiry would hang on
+    milliseconds. The watch runs 2 s past expiry so that a late refresh is measured, not missed."""
     server = await scripted_turn_server(harness)
     server.grant_lifetime = lifetime
     await start_relay_agent(harness, server)
     granted = await server.endpoint.expect(_auth_allocate, 10, what="authenticated Allocate")
     refresh = await server.endpoint.expect(
         lambda r: r.is_type(REFRESH, REQUEST) and not _delete(r),
-        lifetime,
+        max(0.0, granted.time + lifetime + 2.0 - server.endpoint.now()),
         since=granted.time,
         what=f"Refresh before the {lifetime} s allocation expires",
         findings=harness.findings,
@@ -325,7 +329,14 @@ async def test_allocation_is_refreshed_before_it_expires(harness: Harness, lifet
         deliberate=True,
     )
     lead = lifetime - (refresh.time - granted.time)
-    harness.findings.info(f"refreshed {lead:.1f} s before expiry (LIFETIME {lifetime})")
+    harness.findings.info(f"refreshed {lead:.2f} s before expiry (LIFETIME {lifetime})")
+    harness.findings.check(
+        lead >= 0.5,
+        "TURN-LIFE-05",
+        f"the Refresh reached the server {lead:.2f} s before the {lifetime} s allocation expired "
+        f"({-lead:.2f} s after, if negative): too late for even one retransmission",
+        "refresh_before_expiry",
+    )
     if lifetime > 120:
         harness.findings.check(
             30 <= lead <= 90,
