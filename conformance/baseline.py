@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Baseline", "BaselineError", "Comparison", "Expected", "compare", "load_baseline"]
+__all__ = [
+    "VERDICT_NAMES",
+    "Baseline",
+    "BaselineError",
+    "Comparison",
+    "Expected",
+    "compare",
+    "load_baseline",
+    "parse_verdicts",
+]
 
 GATING = {"FAIL", "ERROR"}
 
@@ -16,14 +25,36 @@ class BaselineError(ValueError):
     """A baseline file that cannot be used; the message names the file and the entry."""
 
 
+VERDICT_NAMES = ("PASS", "NON-STRICT", "FAIL", "INFO", "UNSUPPORTED", "ERROR")
+
+
 @dataclass(frozen=True)
 class Expected:
-    """One expected verdict."""
+    """One expected verdict, or (``verdict = [...]`` in TOML) the verdicts of an IUT that varies from run to run."""
 
     iut: str
     case: str
     verdict: str
     reason: str
+    also: tuple[str, ...] = ()
+
+    @property
+    def verdicts(self) -> tuple[str, ...]:
+        """Every verdict this entry accepts: the first, then the alternatives."""
+        return (self.verdict, *self.also)
+
+    def accepts(self, verdict: str) -> bool:
+        """Whether a run's verdict matches this entry."""
+        return verdict in self.verdicts
+
+
+def parse_verdicts(value: Any, where: str) -> tuple[str, tuple[str, ...]]:
+    """A baseline's ``verdict``: one name, or a non-empty list of names (the first is the usual one)."""
+    names = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    bad = [n for n in names if n not in VERDICT_NAMES]
+    if not names or bad:
+        raise BaselineError(f"{where}: verdict must be one of {', '.join(VERDICT_NAMES)} or a list of them: {value!r}")
+    return names[0], tuple(dict.fromkeys(names[1:]))
 
 
 @dataclass
@@ -51,7 +82,8 @@ def load_baseline(path: str | Path) -> Baseline:
         missing = [k for k in ("iut", "case", "verdict", "reason") if not str(row.get(k, "")).strip()]
         if missing:
             raise BaselineError(f"baseline {p}, entry {i}: missing {', '.join(missing)}")
-        e = Expected(str(row["iut"]), str(row["case"]), str(row["verdict"]), str(row["reason"]).strip())
+        verdict, also = parse_verdicts(row["verdict"], f"baseline {p}, entry {i}")
+        e = Expected(str(row["iut"]), str(row["case"]), verdict, str(row["reason"]).strip(), also)
         entries[(e.iut, e.case)] = e
     return Baseline(entries)
 
@@ -73,7 +105,7 @@ def compare(records: list[dict[str, Any]], baseline: Baseline | None) -> Compari
     for r in records:
         exp = baseline.get(r["iut"], r["case_id"]) if baseline is not None else None
         verdict = r["verdict"]
-        if exp is not None and exp.verdict == verdict:
+        if exp is not None and exp.accepts(verdict):
             out.expected.append(r)
         elif exp is not None and verdict == "PASS":
             out.unexpected_passes.append(r)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conformance.baseline import compare, load_baseline
+from conformance.baseline import BaselineError, compare, load_baseline
 from conformance.report import add_commands, rewrite_junit, write_report, write_summary_md
 from conformance.report.baselines import check_reasons, update_baseline
 from conformance.report.html import CSP
@@ -390,6 +390,27 @@ def test_report_baseline_update_keeps_reasons_and_drops_fixed_cases(tmp_path: Pa
     assert rows[("aioice", "ice/a.py::t")]["reason"] == "known, see issue 4"
     assert ("aioice", "ice/b.py::t") not in rows and [e.case for e in update.removed] == ["ice/b.py::t"]
     assert rows[("libnice", "ice/a.py::t")]["reason"] == "other IUT"
+
+
+def test_baseline_entry_with_several_verdicts_accepts_each(tmp_path: Path) -> None:
+    """``verdict = [...]``: an IUT whose verdict varies from run to run (the reason says why) matches any of them."""
+    base = tmp_path / "b.toml"
+    base.write_text(
+        '[[expected]]\niut = "libjuice"\ncase = "ice/a.py::t"\nverdict = ["FAIL", "NON-STRICT", "PASS"]\n'
+        'reason = "bursts its checks in some runs"\n'
+    )
+    baseline = load_baseline(base)
+    for verdict in ("FAIL", "NON-STRICT", "PASS"):
+        c = compare([{"iut": "libjuice", "case_id": "ice/a.py::t", "verdict": verdict}], baseline)
+        assert len(c.expected) == 1 and not c.unexpected_passes, verdict
+    c = compare([{"iut": "libjuice", "case_id": "ice/a.py::t", "verdict": "ERROR"}], baseline)
+    assert c.errors and not c.expected
+    update = update_baseline([{"iut": "libjuice", "case_id": "ice/a.py::t", "verdict": "PASS"}], base)
+    (row,) = tomllib.loads(update.text)["expected"]
+    assert row["verdict"] == ["FAIL", "NON-STRICT", "PASS"] and row["reason"] == "bursts its checks in some runs"
+    base.write_text('[[expected]]\niut = "x"\ncase = "c"\nverdict = ["FAIL", "MAYBE"]\nreason = "r"\n')
+    with pytest.raises(BaselineError, match="MAYBE"):
+        load_baseline(base)
 
 
 def test_report_baseline_check_gates_like_run(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.baseline import Baseline, BaselineError, Expected
+from conformance.baseline import Baseline, BaselineError, Expected, parse_verdicts
 
 __all__ = [
     "PLACEHOLDER_PREFIX",
@@ -78,7 +78,10 @@ def render_baseline(entries: list[Expected], comments: dict[tuple[str, str], str
             out.extend(f"# {line}" for line in comment.splitlines())
         out.append(f"iut = {_toml_string(e.iut)}")
         out.append(f"case = {_toml_string(e.case)}")
-        out.append(f"verdict = {_toml_string(e.verdict)}")
+        if e.also:
+            out.append(f"verdict = [{', '.join(_toml_string(v) for v in e.verdicts)}]")
+        else:
+            out.append(f"verdict = {_toml_string(e.verdict)}")
         out.append(f"reason = {_toml_reason(e.reason)}")
         out.append("")
     return "\n".join(out)
@@ -102,12 +105,13 @@ def _read_existing(path: Path) -> list[Expected]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise BaselineError(f"baseline {path} is not valid TOML: {exc}") from exc
-    return [
-        Expected(
-            str(row.get("iut", "")), str(row.get("case", "")), str(row.get("verdict", "")), str(row.get("reason", ""))
+    out = []
+    for i, row in enumerate(data.get("expected", []), start=1):
+        verdict, also = parse_verdicts(row.get("verdict", ""), f"baseline {path}, entry {i}")
+        out.append(
+            Expected(str(row.get("iut", "")), str(row.get("case", "")), verdict, str(row.get("reason", "")), also)
         )
-        for row in data.get("expected", [])
-    ]
+    return out
 
 
 def update_baseline(
@@ -138,6 +142,10 @@ def update_baseline(
         covered.add(key)
         verdict = str(r["verdict"])
         prev = old.get(key)
+        if prev is not None and prev.also and prev.accepts(verdict):  # an IUT that varies: the entry stands
+            entries[key] = prev
+            kept.append(prev)
+            continue
         if verdict not in wanted:
             if verdict == "ERROR":
                 errors_left_out.append(r)
@@ -149,7 +157,7 @@ def update_baseline(
             continue
         message = str(r.get("message") or "").strip()
         first = message.splitlines()[0] if message else ""
-        if prev is not None and prev.verdict == verdict:
+        if prev is not None and prev.accepts(verdict):
             entry = prev
             kept.append(entry)
         else:

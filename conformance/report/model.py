@@ -148,7 +148,7 @@ class CaseEntry:
         """ "expected" (matches the baseline), "unexpected-pass", "differs" or "" (no baseline entry)."""
         if self.expected is None:
             return ""
-        if self.expected.verdict == self.verdict:
+        if self.expected.accepts(self.verdict):
             return "expected"
         return "unexpected-pass" if self.verdict == "PASS" else "differs"
 
