@@ -1,7 +1,8 @@
 """Repeat the default tier N times against an IUT and count verdict flips per case.
 
-Run: ``python benchmarks/stability.py [--iut aioice] [--runs 20] [-n 2]``. Prints the number of runs, the cases
-whose verdict changed between runs (flips), and exits 1 if any case flipped.
+Run: ``python benchmarks/stability.py [--iut aioice] [--runs 20] [-n 2] [CASES ...]`` (CASES as for ``run``; default:
+the whole default tier). Prints the number of runs, the cases whose verdict changed between runs (flips), and exits
+1 if any case flipped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("cases", nargs="*", help="case selection, as for `ice-conformance run` (default: every case)")
     parser.add_argument("--iut", default="aioice")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("-n", dest="workers", type=int, default=2)
@@ -27,7 +29,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
             out = Path(tmp) / f"run{i}"
-            argv = [sys.executable, "-m", "conformance.cli", "run", "--iut", args.iut, "--out", str(out)]
+            argv = [sys.executable, "-m", "conformance.cli", "run", *args.cases, "--iut", args.iut, "--out", str(out)]
             if args.workers:
                 argv += ["-n", str(args.workers)]
             started = time.monotonic()
