@@ -32,7 +32,7 @@ from conformance.protocol.keys import short_term_key
 from conformance.protocol.priority import candidate_priority
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
-from conformance.verdict import HarnessError
+from conformance.verdict import HarnessError, UnsupportedFeature
 
 __all__ = ["IcePeer", "IceSession", "NotificationLog", "random_credentials"]
 
@@ -378,7 +378,7 @@ class IceSession:
         if accepts_remote_options(adapter.set_remote):
             extra["options"] = {"ice_options": ["ice2"], **(remote_options or {})}
         elif remote_options:
-            raise HarnessError("this case needs contract 1.1 set_remote options, which the in-process adapter lacks")
+            raise UnsupportedFeature("the adapter's set_remote takes no options: no SDP signalling (contract 1.1)")
         if lite:
             extra["lite"] = True
         session._remote_extra = extra
