@@ -71,6 +71,7 @@ TABLE: list[tuple[str, str, str, str]] = [
         for c in (499, 599, 699)
     ],
     (f"{AL}test_allocation_is_refreshed_before_it_expires[15]", "no-refresh", "FAIL", "TURN-LIFE-05"),
+    (f"{AL}test_allocation_is_refreshed_before_it_expires[15]", "refresh-at-expiry", "FAIL", "TURN-LIFE-05"),
     (f"{AL}test_allocation_is_refreshed_before_it_expires[600]", "no-refresh", "FAIL", "TURN-LIFE-05"),
     (f"{AL}test_closing_deletes_the_allocation_and_437_ends_it", "no-delete", "NON-STRICT", "TURN-LIFE-06"),
     (f"{RL}test_no_data_to_a_peer_before_a_permission", "data-before-permission", "FAIL", "TURN-PERM-05"),

@@ -511,6 +511,7 @@ class IceAgent:
         self._closed = False
         self._triggered: collections.deque[tuple[CandidatePair, bool]] = collections.deque()
         self._transactions: dict[bytes, _Transaction] = {}
+        self._rechecks: dict[int, int] = {}  # fault recheck-not-retransmit: new checks per pair
         self._nominating: dict[int, list[CandidatePair]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -948,10 +949,24 @@ class IceAgent:
                 tx.timer = loop.call_later(self.settings.consent_interval * 2, self._finish, tx)
             return
         offsets, fail_at = retransmission_schedule(self._rto, self.settings.rc, self.settings.rm)
-        if tx.sends < len(offsets):
+        if tx.kind == "check" and "recheck-not-retransmit" in self.faults:
+            tx.timer = loop.call_later(0.15, self._recheck, tx)
+        elif tx.sends < len(offsets):
             tx.timer = loop.call_later(offsets[tx.sends] - offsets[tx.sends - 1], self._transmit, tx)
         else:
             tx.timer = loop.call_later(fail_at - offsets[-1], self._timeout, tx)
+
+    def _recheck(self, tx: _Transaction) -> None:
+        """Fault recheck-not-retransmit: a new check on the pair instead of a retransmission, Rc times at most."""
+        self._finish(tx)
+        pair = tx.pair
+        if self._closed or pair.transaction is not tx or pair.state is not PairState.IN_PROGRESS:
+            return
+        self._rechecks[id(pair)] = self._rechecks.get(id(pair), 0) + 1
+        if self._rechecks[id(pair)] >= self.settings.rc:
+            self._pair_failed(pair, nomination=tx.use_candidate)
+            return
+        self._start_check(pair, tx.use_candidate)
 
     def _send_raw(self, pair: CandidatePair, data: bytes) -> None:
         if pair.local.transport is not None and not self._closed:

@@ -141,6 +141,12 @@ _ALL = [
         ("STUN-RTX-01", "STUN-RTX-06"),
         "checks retransmit from an RTO of 100 ms instead of 500 ms (RFC 8489 §6.2.1, RFC 8445 §14.3)",
     ),
+    Fault(
+        "recheck-not-retransmit",
+        ("STUN-RTX-06", "STUN-MSG-02"),
+        "an unanswered check is never retransmitted: 150 ms later the pair is checked again as a new transaction "
+        "(RFC 8445 §14.3, RFC 8489 §6.2.1)",
+    ),
     # Connectivity checks, roles, nomination (RFC 8445 §7, §8).
     Fault(
         "accept-asymmetric",

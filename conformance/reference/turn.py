@@ -135,6 +135,7 @@ CLIENT_FAULTS: dict[str, tuple[tuple[str, ...], str]] = {
     "ignore-alternate": (("TURN-ALLOC-12",), "gives up on an authenticated 300 instead of trying the alternate"),
     "ignore-437": (("TURN-ALLOC-15",), "keeps using the relay after a 437 to Refresh"),
     "no-refresh": (("TURN-LIFE-05",), "never refreshes the allocation"),
+    "refresh-at-expiry": (("TURN-LIFE-05",), "refreshes only when the allocation's lifetime has run out"),
     "no-delete": (("TURN-LIFE-06",), "does not delete the allocation on close"),
     "data-before-permission": (("TURN-PERM-05",), "sends data to a peer before any permission"),
     "check-before-permission": (("ICE-CHK-08",), "sends the first check through the relay before the permission"),
@@ -437,6 +438,8 @@ class ReferenceTurnAdapter:
     async def _refresher(self, a: _Agent, lifetime: int) -> None:
         while not a.dead:
             lead = 60 if lifetime > 120 else lifetime / 3
+            if "refresh-at-expiry" in a.faults:
+                lead = 0.0
             await asyncio.sleep(max(0.5, lifetime - lead))  # the protocol timer itself (RFC 8656 §8)
             try:
                 rec = await self._request(a, REFRESH, [attr.Lifetime(lifetime=600)])
