@@ -100,6 +100,9 @@ class Requirement:
     clauses: tuple[Clause, ...] = ()
     level_note: str | None = None
     verified: str | None = None
+    revision: int | None = None
+    basis: str | None = None
+    basis_note: str | None = None
 
     @property
     def url(self) -> str | None:
