@@ -49,6 +49,8 @@ _CLAUSE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _SECTION_RE = re.compile(r"^[0-9A-Za-z]+(\.[0-9A-Za-z]+)*$")
 _GROUP_RE = re.compile(r"^\d+\.\d+$")
 _SRC_RE = re.compile(r"^[RTD]")
+_REVISIONS = frozenset({3489, 5245, 5389, 5766, 6062, 6156, 7675, 7983, 8445, 8489, 8656, 8838, 8839})
+_BASES = ("normative", "procedure")
 _RFC_BASE = "https://www.rfc-editor.org/rfc/rfc{number}"
 _SUMMARY_MAX = 120
 
@@ -285,6 +287,13 @@ def _parse_requirement(row: Any, index: int, rfcs: Mapping[int, RfcInfo]) -> Req
         if strongest != level:
             raise CatalogError(f"{where}: level {level} differs from its strongest clause level {strongest}")
 
+    revision = row.get("revision")
+    if revision is not None and revision not in _REVISIONS:
+        raise CatalogError(f"{where}: revision {revision!r} is not one of {sorted(_REVISIONS)}")
+    basis = _text(row, "basis", where, optional=True)
+    if basis is not None and basis not in _BASES:
+        raise CatalogError(f"{where}: basis {basis!r} is not one of {', '.join(_BASES)}")
+
     unknown = sorted(set(row) - {f.name for f in fields(Requirement)})
     if unknown:
         raise CatalogError(f"{where}: unknown keys {', '.join(unknown)}")
@@ -305,6 +314,9 @@ def _parse_requirement(row: Any, index: int, rfcs: Mapping[int, RfcInfo]) -> Req
         clauses=clauses,
         level_note=_text(row, "level_note", where, optional=True),
         verified=_text(row, "verified", where, optional=True),
+        revision=revision,
+        basis=basis,
+        basis_note=_text(row, "basis_note", where, optional=True),
     )
 
 
