@@ -18,6 +18,8 @@ import json
 import logging
 import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ import pytest
 
 from conformance.adapters.base import Adapter, AdapterError, IutInfo, Unsupported
 from conformance.catalog import SEVERITY, load_catalog
+from conformance.hung import HungLog
 from conformance.tester.capture import Capture
 from conformance.tester.harness import Harness
 from conformance.verdict import (
@@ -84,6 +87,56 @@ def pytest_configure(config: pytest.Config) -> None:
         except UnknownIut as exc:
             raise pytest.UsageError(str(exc)) from exc
     config.pluginmanager.register(_Collector(config), "ice-conformance-collector")
+    _open_hung_log(config)
+
+
+_HUNG_KEY = "conformance_hung_log"
+
+
+def _open_hung_log(config: pytest.Config) -> None:
+    """The run's shared :class:`HungLog`: made by the controller, its path handed to every xdist worker."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        path = workerinput.get(_HUNG_KEY)
+        config._conformance_hung = HungLog(Path(path)) if path else None  # type: ignore[attr-defined]
+        return
+    folder = Path(tempfile.mkdtemp(prefix="ice-conformance-"))
+    config._conformance_hung_dir = folder  # type: ignore[attr-defined]
+    config._conformance_hung = HungLog(folder / "hung.log")  # type: ignore[attr-defined]
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_HungLogToWorkers(folder / "hung.log"), "ice-conformance-hung")
+
+
+class _HungLogToWorkers:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[_HUNG_KEY] = str(self.path)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = getattr(config, "_conformance_hung_dir", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _hung_log(config: pytest.Config) -> HungLog | None:
+    log: HungLog | None = getattr(config, "_conformance_hung", None)
+    return log
+
+
+def _stalled_in(exc: BaseException | None) -> str | None:
+    """The adapter method a case's exception (or one it was raised from) stalled in: a timeout or a dead shim."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        method = getattr(exc, "stalled_in", None)
+        if isinstance(exc, AdapterError) and method:
+            return str(method)
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -230,6 +283,10 @@ def harness(
         missing = [c for c in marker.args if c not in info.capabilities]
         if missing:
             raise UnsupportedFeature(f"{info.name} does not declare {', '.join(missing)}")
+    hung = _hung_log(request.config)
+    hung_message = hung.verdict() if hung is not None else None
+    if hung_message is not None:
+        raise HarnessError(hung_message)
     capture = Capture()
     h = Harness(adapter, info, findings, capture, "127.0.0.1")
     node._conformance_harness = h
@@ -261,15 +318,20 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if "harness" in pyfuncitem.funcargs:
         handle = pyfuncitem._request.getfixturevalue("iut_handle")
     start = time.monotonic()
+    stalled: str | None = None
     try:
         loop.run_until_complete(asyncio.wait_for(pyfuncitem.obj(**kwargs), budget))
-    except TimeoutError as exc:
-        if time.monotonic() - start >= budget * 0.99:
+    except BaseException as exc:
+        stalled = _stalled_in(exc)
+        if isinstance(exc, TimeoutError) and time.monotonic() - start >= budget * 0.99:
             raise HarnessError(f"case exceeded its budget of {budget:g} s") from exc
         raise
     finally:
         if handle is not None:
             handle.spent += time.monotonic() - start
+            hung = _hung_log(pyfuncitem.config)
+            if hung is not None:
+                hung.record(pyfuncitem.nodeid, stalled)
     return True
 
 

@@ -72,7 +72,15 @@ class ErrorCode(enum.IntEnum):
 
 
 class AdapterError(Exception):
-    """The adapter, the shim or the environment failed: graded ERROR, never the IUT's FAIL."""
+    """The adapter, the shim or the environment failed: graded ERROR, never the IUT's FAIL.
+
+    ``stalled_in`` names the adapter method that timed out or was pending when the shim died (None otherwise):
+    three cases in a row stalled in the same method mark the IUT as hung (conformance/hung.py).
+    """
+
+    def __init__(self, *args: object, stalled_in: str | None = None) -> None:
+        super().__init__(*args)
+        self.stalled_in = stalled_in
 
 
 class AdapterTimeout(AdapterError):

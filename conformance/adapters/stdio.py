@@ -372,7 +372,7 @@ class StdioAdapter:
         assert proc is not None and proc.stdin is not None
         if proc.returncode is not None and not self._pending:
             # The reader may not have noticed the exit yet.
-            raise AdapterError(self._exit_message(method))
+            raise AdapterError(self._exit_message(method), stalled_in=method)
         deadline = self._deadline(method) if timeout is None else timeout
         rid = next(self._ids)
         loop = asyncio.get_running_loop()
@@ -394,7 +394,9 @@ class StdioAdapter:
             self._break(reason)
             self._kill()
             tail = "\n".join(self.stderr_tail(10))
-            raise AdapterTimeout(f"{self.name}: {reason}" + (f"; last stderr lines:\n{tail}" if tail else "")) from None
+            raise AdapterTimeout(
+                f"{self.name}: {reason}" + (f"; last stderr lines:\n{tail}" if tail else ""), stalled_in=method
+            ) from None
         finally:
             self._pending.pop(rid, None)
             if not future.done() or future.cancelled():
@@ -477,7 +479,7 @@ class StdioAdapter:
         message = self._exit_message(pending[0] if pending else None)
         if not self._closed:
             self._break(message.removeprefix(f"{self.name}: "))
-        self._fail_pending(AdapterError(message))
+        self._fail_pending(AdapterError(message, stalled_in=pending[0] if pending else None))
 
     def _dispatch(self, line: bytes) -> None:
         """Route one stdout line: a response to its request, a notification to the queue."""
