@@ -408,6 +408,8 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
         "iut_version": info.version if info else "",
         "artifacts": json.dumps(artifacts),
         "waited": f"{h.waited:.3f}" if h is not None else "0",
+        # Contract 1.2: which signalled options reached the IUT (docs/verdict-trust.md, "Options delivery").
+        "options": json.dumps(h.options_delivery() if h is not None else []),
     }
     report.user_properties = [p for p in report.user_properties if p[0] not in props]
     report.user_properties.extend(props.items())
@@ -540,6 +542,7 @@ class _Collector:
                 "iut_reported": props.get("iut_reported", ""),
                 "artifacts": json.loads(str(props.get("artifacts") or "{}")),
                 "waited": float(str(props.get("waited") or 0)),
+                "options": json.loads(str(props.get("options") or "[]")),
             }
         )
 

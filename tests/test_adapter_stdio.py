@@ -439,3 +439,72 @@ def test_server_eof_shuts_the_adapter_down() -> None:
         assert fake.shut
 
     run(main())
+
+
+@pytest.mark.parametrize(
+    ("mode", "options", "applied"),
+    [
+        ("report", {"ice_options": ["ice2"], "ice_mismatch": True}, ["ice_options"]),
+        ("report", {"ice_mismatch": True}, []),
+        ("omit", {"ice_options": ["ice2"]}, None),  # a shim without contract 1.2 reports nothing
+    ],
+)
+def test_stdio_applied_options_are_what_the_shim_reports(
+    mode: str, options: dict[str, Any], applied: list[str] | None
+) -> None:
+    """Contract 1.2: set_remote's optional ``applied_options``; a shim that leaves it out delivered nothing."""
+
+    async def main() -> None:
+        adapter = shim("options", mode)
+        try:
+            await adapter.initialize()
+            assert await adapter.set_remote("a1", "u", "p" * 22, [], options=options) == applied
+        finally:
+            await adapter.shutdown()
+
+    run(main())
+
+
+def test_stdio_malformed_applied_options_is_an_adapter_error() -> None:
+    async def main() -> None:
+        adapter = shim("options", "bad")
+        try:
+            await adapter.initialize()
+            exc, _ = await fails_with(AdapterError, lambda: adapter.set_remote("a1", "u", "p" * 22, []))
+            assert "applied_options must be a list of option names" in str(exc)
+        finally:
+            await adapter.shutdown()
+
+    run(main())
+
+
+@pytest.mark.parametrize("applied", [["ice_options"], [], None])
+def test_server_passes_applied_options_on(applied: list[str] | None) -> None:
+    """An in-process adapter served as a shim: its set_remote's return value becomes ``applied_options`` (omitted
+    when None), so both routes report the same delivery."""
+
+    class Reporting(_FakeAdapter):
+        async def set_remote(
+            self,
+            agent: str,
+            ufrag: str,
+            pwd: str,
+            candidates: list[str],
+            lite: bool = False,
+            options: dict[str, Any] | None = None,
+        ) -> list[str] | None:
+            return applied
+
+    async def main() -> None:
+        reader = asyncio.StreamReader()
+        sink = _Sink()
+        task = asyncio.create_task(serve(Reporting(), reader, sink))
+        params = {"agent": "f1", "ufrag": "u", "pwd": "p" * 22, "candidates": [], "options": {"ice_options": ["ice2"]}}
+        reader.feed_data(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "set_remote", "params": params}).encode())
+        reader.feed_data(b"\n")
+        answer = await asyncio.wait_for(sink.lines.get(), 2.0)
+        assert answer["result"] == ({} if applied is None else {"applied_options": applied})
+        reader.feed_eof()
+        await asyncio.wait_for(task, 2.0)
+
+    run(main())

@@ -160,7 +160,7 @@ def test_initialize_declares_capabilities(launched: dict[str, tuple[list[str], d
             declared = json.loads(node.SPECS[name].capabilities_file.read_text())
             assert info.name == declared["name"]
             assert info.version == declared["version"]
-            assert info.contract == "1.0"
+            assert info.contract == "1.2"
             assert node.installed_version(name) is not None
 
     run(main)

@@ -26,7 +26,12 @@ from conformance.report.model import build_model, case_slug
 ROOT = Path(__file__).resolve().parents[1]
 NOMINATION = "ice/test_nomination.py::test_controlling_iut_nominates_one_valid_pair"
 # Cases named exactly, so that suites added later do not change what these runs hold.
-SHARD_NOMINATION = "test_controlling_iut_nominates_one_valid_pair or test_controlled_iut_accepts_the_nomination"
+#: aioice FAILs ICE-NOM-06 in both variants (baselines/aioice.toml); ICE-NOM-02 is UNSUPPORTED (ice2 never reaches it).
+NOM06 = "ice/test_nomination_more.py::test_controlled_iut_uses_the_highest_priority_nominated_pair[low-then-high]"
+SHARD_NOMINATION = (
+    "test_controlling_iut_nominates_one_valid_pair or test_controlled_iut_accepts_the_nomination"
+    " or test_controlled_iut_uses_the_highest_priority_nominated_pair"
+)
 SHARD_PRIORITY = (
     "test_candidate_priorities_are_unique_in_range_and_follow_the_formula or test_local_preference_and_component_ids"
 )
@@ -120,7 +125,8 @@ def test_report_pages_of_a_real_run(runs: dict[str, Path], tmp_path: Path) -> No
     page = rep / "cases" / "aioice" / f"{case_slug(NOMINATION)}.html"
     html = page.read_text()
     assert "ICE-NOM-02" in html and "https://www.rfc-editor.org/rfc/rfc8445#section-8.1.1" in html
-    assert "badge big v-FAIL" in html and "USE-CANDIDATE" in html
+    assert "badge big v-UNSUPPORTED" in html and "USE-CANDIDATE" in html
+    assert "options delivery" in html and "ice2: not supported by this adapter" in html
     assert "<svg" in html and "Decoded messages" in html and "Binding request" in html
     assert "→ IUT" in html and "← IUT" in html  # directions recovered from the pcap and the ladder
     pcap = page.parent / case_slug(NOMINATION) / "capture.pcap"
@@ -157,7 +163,8 @@ def test_report_merge_of_shards_matches_a_real_single_run(runs: dict[str, Path],
     a = json.loads((merged / "matrix.json").read_text())
     b = json.loads((single / "matrix.json").read_text())
     assert a == b  # same cells, same verdicts, same pages
-    assert a["matrix"]["ICE-NOM-02"]["aioice"][0]["verdict"] == "FAIL"
+    assert a["matrix"]["ICE-NOM-02"]["aioice"][0]["verdict"] == "UNSUPPORTED"
+    assert {c["verdict"] for c in a["matrix"]["ICE-NOM-06"]["aioice"]} == {"FAIL"}
     pages = {p.relative_to(merged) for p in merged.rglob("*.html")}
     assert pages == {p.relative_to(single) for p in single.rglob("*.html")}
 
@@ -321,7 +328,8 @@ def test_report_junit_rewrite_of_a_real_run(runs: dict[str, Path], tmp_path: Pat
     cases = ET.parse(path).getroot().iter("testcase")
     verdicts = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
     assert len(verdicts) == len(records)
-    assert verdicts["test_controlling_iut_nominates_one_valid_pair"]["verdict"] == "FAIL"
+    assert verdicts["test_controlling_iut_nominates_one_valid_pair"]["verdict"] == "UNSUPPORTED"
+    assert verdicts["test_controlled_iut_uses_the_highest_priority_nominated_pair[low-then-high]"]["verdict"] == "FAIL"
     assert all(v.get("requirements") for v in verdicts.values())
 
 
@@ -431,5 +439,5 @@ def test_report_command_merges_and_gates_shards(runs: dict[str, Path], tmp_path:
     assert commands("report", *shards, "--out", str(tmp_path / "b"), "--check") == 1  # aioice's FAIL, no baseline
     baseline = str(ROOT / "baselines" / "aioice.toml")
     assert commands("report", *shards, "--out", str(tmp_path / "c"), "--check", "--baseline", baseline) == 0
-    page = (tmp_path / "c" / "cases" / "aioice" / f"{case_slug(NOMINATION)}.html").read_text()
-    assert "Expected by the baseline" in page and "aggressive" in page
+    page = (tmp_path / "c" / "cases" / "aioice" / f"{case_slug(NOM06)}.html").read_text()
+    assert "Expected by the baseline" in page and "RFC 5245 controlling agent" in page

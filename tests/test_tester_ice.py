@@ -29,37 +29,95 @@ def test_set_remote_options_reach_adapters_that_take_them() -> None:
     assert accepts_remote_options(proxy)
 
 
-def test_sdp_options_against_an_adapter_without_them_are_unsupported() -> None:
-    """A case that needs set_remote options (contract 1.1) against a 1.0 in-process adapter is UNSUPPORTED."""
+class _Adapter:
+    """An in-process adapter of contract 1.0 (set_remote takes no options) or 1.2 (it reports applied_options)."""
 
-    class Adapter10:
-        notifications: asyncio.Queue[Any]
+    def __init__(self, applied: list[str] | None = None) -> None:
+        self.notifications: asyncio.Queue[Any] = asyncio.Queue()
+        self.calls: list[dict[str, Any]] = []
+        self.applied = applied
 
-        def __init__(self) -> None:
-            self.notifications = asyncio.Queue()
-            self.calls: list[str] = []
+    async def create_agent(self, config: Any) -> str:
+        return "a1"
 
-        async def create_agent(self, config: Any) -> str:
-            return "a1"
+    async def gather(self, agent: str) -> LocalDescription:
+        return LocalDescription("u", "p", [])
 
-        async def set_remote(self, agent: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False) -> None:
-            self.calls.append("set_remote")
+    async def connect(self, agent: str) -> None: ...
 
-        async def gather(self, agent: str) -> LocalDescription:
-            return LocalDescription("u", "p", [])
 
-        async def connect(self, agent: str) -> None: ...
+class _Adapter10(_Adapter):
+    async def set_remote(self, agent: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False) -> None:
+        self.calls.append({})
+
+
+class _Adapter12(_Adapter):
+    async def set_remote(
+        self, agent: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False, options: Any = None
+    ) -> list[str] | None:
+        self.calls.append(dict(options or {}))
+        return None if self.applied is None else list(self.applied)
+
+
+async def _open(adapter: _Adapter, role: str = "controlled", **kwargs: Any) -> IceSession:
+    peer = await IcePeer.open(Capture(), "127.0.0.1")
+    try:
+        log = NotificationLog(adapter)  # type: ignore[arg-type]
+        return await IceSession.open(adapter, peer, role, log, **kwargs)  # type: ignore[arg-type]
+    finally:
+        peer.close()
+
+
+def test_sdp_options_against_an_adapter_without_them_are_not_delivered() -> None:
+    """A 1.0 in-process adapter gets the 1.0 call; every option it was not given is "not supported", and a case
+    that needs one is UNSUPPORTED."""
 
     async def main() -> None:
-        adapter = Adapter10()
-        peer = await IcePeer.open(Capture(), "127.0.0.1")
-        try:
-            log = NotificationLog(adapter)  # type: ignore[arg-type]
-            with pytest.raises(UnsupportedFeature, match="no SDP signalling"):
-                await IceSession.open(adapter, peer, "controlled", log, remote_options={"ice_mismatch": True})  # type: ignore[arg-type]
-            session = await IceSession.open(adapter, peer, "controlled", log)  # type: ignore[arg-type]
-            assert session.agent == "a1" and adapter.calls == ["set_remote"]  # the 1.0 call, without options
-        finally:
-            peer.close()
+        adapter = _Adapter10()
+        session = await _open(adapter, remote_options={"ice_mismatch": True})
+        assert session.agent == "a1" and adapter.calls == [{}]  # the 1.0 call, without options
+        assert session.options_delivery() == [
+            "ice2: not supported by this adapter",
+            "ice_mismatch: not supported by this adapter",
+        ]
+        with pytest.raises(UnsupportedFeature, match="ice_mismatch: not supported by this adapter"):
+            session.require_option("ice_mismatch", "RFC 8839 §4.2.5")
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("applied", "ice2", "mismatch"),
+    [
+        (["ice_options", "ice_mismatch"], True, True),
+        (["ice_options"], True, False),
+        ([], False, False),
+        (None, False, False),  # an adapter that does not report delivers nothing
+    ],
+)
+def test_delivery_is_what_the_adapter_reports(applied: list[str] | None, ice2: bool, mismatch: bool) -> None:
+    """Contract 1.2: only ``applied_options`` makes an option delivered, whatever the adapter's signature."""
+
+    async def main() -> None:
+        for role in ("controlled", "controlling"):
+            adapter = _Adapter12(applied)
+            session = await _open(adapter, role, remote_options={"ice_mismatch": True})
+            assert adapter.calls == [{"ice_options": ["ice2"], "ice_mismatch": True}]
+            assert session.delivered("ice2") is ice2
+            assert session.delivered("ice_mismatch") is mismatch
+            assert ("ice2: delivered" in session.options_delivery()) is ice2
+
+    asyncio.run(main())
+
+
+def test_an_empty_ice_options_list_is_reported_as_such() -> None:
+    """A case playing an RFC 5245 peer (ICE-NOM-06) signals no ice-options: no ice2 line, reported as ice_options."""
+
+    async def main() -> None:
+        adapter = _Adapter12(["ice_options"])
+        session = await _open(adapter, remote_options={"ice_options": []})
+        assert adapter.calls == [{"ice_options": []}]
+        assert session.options_delivery() == ["ice_options: delivered"]
+        assert not session.delivered("ice2")
 
     asyncio.run(main())

@@ -33,10 +33,11 @@ __all__ = [
     "TurnServer",
     "Unsupported",
     "accepts_remote_options",
+    "applied_options",
 ]
 
-#: Version of the adapter contract. Minor bumps only add optional params, methods and notifications.
-CONTRACT_VERSION = "1.1"
+#: Version of the adapter contract. Minor bumps only add optional params, result fields, methods and notifications.
+CONTRACT_VERSION = "1.2"
 
 #: Every capability an IUT may declare (PICS); see docs/adapter-contract.md.
 CAPABILITIES = frozenset(
@@ -225,9 +226,13 @@ class Adapter(Protocol):
 
     async def gather(self, agent: str) -> LocalDescription: ...
 
-    async def set_remote(self, agent: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False) -> None:
+    async def set_remote(
+        self, agent: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False
+    ) -> list[str] | None:
         """The peer's description. Contract 1.1: adapters may also take ``options`` (SDP-level signalling, RFC
-        8839); the harness passes it only when set, so 1.0 adapters keep working."""
+        8839); the harness passes it only when set, so 1.0 adapters keep working. Contract 1.2: the names of the
+        ``options`` entries the adapter really handed to its IUT (``applied_options``); None when it does not say,
+        which the harness reads as "not delivered"."""
         ...
 
     async def add_remote_candidate(self, agent: str, candidate: str | None) -> None: ...
@@ -261,9 +266,19 @@ class Adapter(Protocol):
 
 
 def accepts_remote_options(set_remote: Callable[..., Any]) -> bool:
-    """Whether an adapter's ``set_remote`` takes contract 1.1's ``options`` (stdio shims ignore unknown params)."""
+    """Whether an adapter's ``set_remote`` can be called with contract 1.1's ``options`` (stdio shims ignore unknown
+    params). A calling convention only: whether the IUT got an option is what :func:`applied_options` reads."""
     try:
         params = inspect.signature(set_remote).parameters.values()
     except (TypeError, ValueError):
         return False
     return any(p.name == "options" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def applied_options(method: str, result: Any) -> list[str] | None:
+    """Contract 1.2's optional ``applied_options`` of a ``set_remote`` result: option names, or None when absent."""
+    if result is None:
+        return None
+    if not isinstance(result, list) or not all(isinstance(v, str) for v in result):
+        raise AdapterError(f"{method}: applied_options must be a list of option names, got {result!r}")
+    return list(result)

@@ -225,10 +225,11 @@ def _bind(adapter: Adapter, method: str, params: dict[str, Any]) -> Callable[[],
         async def set_remote() -> dict[str, Any]:
             if remote_options and accepts_remote_options(a.set_remote):  # contract 1.1; older adapters get the 1.0 call
                 extra: dict[str, Any] = {"options": remote_options}
-                await a.set_remote(agent, ufrag, pwd, cands, lite, **extra)
+                applied = await a.set_remote(agent, ufrag, pwd, cands, lite, **extra)
             else:
-                await a.set_remote(agent, ufrag, pwd, cands, lite)
-            return {}
+                applied = await a.set_remote(agent, ufrag, pwd, cands, lite)
+            # Contract 1.2: what the adapter handed to its IUT; left out when it does not say.
+            return {} if applied is None else {"applied_options": list(applied)}
 
         return set_remote
     if method == "add_remote_candidate":

@@ -40,6 +40,7 @@ from .base import (
     Notification,
     RemoteError,
     Unsupported,
+    applied_options,
 )
 
 __all__ = ["DEFAULT_METHOD_TIMEOUTS", "StdioAdapter"]
@@ -268,14 +269,17 @@ class StdioAdapter:
         candidates: list[str],
         lite: bool = False,
         options: dict[str, Any] | None = None,
-    ) -> None:
-        """``set_remote``: the peer's credentials and candidates (RFC 8445 §5.3); ``options`` since 1.1."""
+    ) -> list[str] | None:
+        """``set_remote``: the peer's credentials and candidates (RFC 8445 §5.3); ``options`` since 1.1.
+
+        Returns the shim's ``applied_options`` (contract 1.2), or None when it leaves the field out."""
         params: dict[str, Any] = {"agent": agent, "ufrag": ufrag, "pwd": pwd, "candidates": list(candidates)}
         if lite:
             params["lite"] = True
         if options:
             params["options"] = dict(options)
-        await self._request("set_remote", params)
+        result = await self._request("set_remote", params)
+        return applied_options(f"{self.name}: set_remote", result.get("applied_options"))
 
     async def add_remote_candidate(self, agent: str, candidate: str | None) -> None:
         """``add_remote_candidate``: one trickled candidate, or None for end-of-candidates (RFC 8838 §13)."""

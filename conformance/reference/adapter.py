@@ -2,7 +2,8 @@
 
 Faults come from the constructor (every agent) and from ``AgentConfig.options["faults"]`` (one agent). Other
 options: ``tiebreaker`` (int), ``consent`` (bool), ``consent_interval`` and ``consent_timeout`` (seconds, so a
-self-test can scale RFC 7675's timers), ``ta`` and ``rto`` (seconds).
+self-test can scale RFC 7675's timers), ``ta`` and ``rto`` (seconds), ``max_pairs``, and ``rfc5245`` (bool: the
+legal variant of an RFC 5245 agent that applies none of set_remote's options and nominates aggressively).
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ CAPABILITIES = frozenset(
 )
 
 _KNOWN_OPTIONS = frozenset(
-    {"faults", "tiebreaker", "consent", "consent_interval", "consent_timeout", "ta", "rto", "max_pairs"}
+    {"faults", "tiebreaker", "consent", "consent_interval", "consent_timeout", "ta", "rto", "max_pairs", "rfc5245"}
 )
+
+#: The set_remote options (contract 1.1) the reference agent takes in: it reads all of them (contract 1.2).
+_REMOTE_OPTIONS = ("ice_options", "ice_mismatch", "default_destination")
 
 
 def _split_address(text: str) -> tuple[str, int]:
@@ -133,6 +137,7 @@ class ReferenceAdapter:
                 settings.tiebreaker = int(options["tiebreaker"])
             if "consent" in options:
                 settings.consent = bool(options["consent"])
+            settings.rfc5245 = bool(options.get("rfc5245", False))
             for name in ("consent_interval", "consent_timeout", "ta", "rto"):
                 if name in options:
                     value = float(options[name])
@@ -236,14 +241,21 @@ class ReferenceAdapter:
         candidates: list[str],
         lite: bool = False,
         options: dict[str, Any] | None = None,
-    ) -> None:
-        """``set_remote``: non-trickle agents end the remote candidates here; ``options`` as in contract 1.1."""
+    ) -> list[str]:
+        """``set_remote``: non-trickle agents end the remote candidates here; ``options`` as in contract 1.1.
+
+        Returns the options the agent took in (contract 1.2): none for the ``rfc5245`` variant."""
         agent = self._agent("set_remote", agent_id)
         if lite:
             agent.peer_is_lite()
-        if options:
+        applied: list[str] = []
+        if options and agent.settings.rfc5245:
+            agent._log(logging.INFO, "RFC 5245 variant: ignoring the peer's options %s", sorted(options))
+        elif options:
             agent.sdp_options(options)
+            applied = [name for name in _REMOTE_OPTIONS if name in options]
         agent.set_remote(ufrag, pwd, candidates, end_of_candidates=not self._trickle[agent_id])
+        return applied
 
     async def add_remote_candidate(self, agent_id: str, candidate: str | None) -> None:
         """``add_remote_candidate``: a trickled candidate or end-of-candidates (RFC 8838 §13)."""

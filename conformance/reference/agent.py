@@ -460,6 +460,9 @@ class AgentSettings:
     keepalive_interval: float = 15.0
     stun_servers: tuple[tuple[str, int], ...] = ()
     gather_timeout: float = 10.0
+    #: A legal RFC 5245 variant: it reads no ice-options, so it never learns that its peer is ice2, and nominates
+    #: aggressively when controlling (RFC 5245 §8.1.1.2, which RFC 8445 §8.1.1 still expects from such agents).
+    rfc5245: bool = False
 
 
 _ICE_CHARS = string.ascii_letters + string.digits
@@ -923,7 +926,7 @@ class IceAgent:
         if creds is None or pair.local.transport is None:
             return
         if self.role is Role.CONTROLLING:
-            use_candidate = nominate and "no-nomination" not in self.faults
+            use_candidate = (nominate or self._aggressive()) and "no-nomination" not in self.faults
         else:
             use_candidate = "controlled-nominates" in self.faults
         txid, data, key = self._request(pair, creds, use_candidate)
@@ -1040,9 +1043,13 @@ class IceAgent:
             for component in range(1, self.settings.components + 1):
                 self._maybe_nominate(component)
 
+    def _aggressive(self) -> bool:
+        """RFC 5245 aggressive nomination: USE-CANDIDATE on every check (the rfc5245 variant, or the fault)."""
+        return self.settings.rfc5245 or "aggressive-nomination" in self.faults
+
     def _maybe_nominate(self, component: int) -> None:
         """Regular nomination: once a pair succeeded, nominate the best valid pair (RFC 8445 §8.1.1)."""
-        if self.role is not Role.CONTROLLING or "no-nomination" in self.faults:
+        if self.role is not Role.CONTROLLING or "no-nomination" in self.faults or self._aggressive():
             return
         done = self._nominating.setdefault(component, [])
         limit = 2 if "nominate-twice" in self.faults else 1

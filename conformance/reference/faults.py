@@ -393,6 +393,12 @@ _ALL = [
         "a controlled agent that wins an ICE-CONTROLLED conflict answers success instead of 487 (RFC 8445 §7.3.1.1)",
     ),
     Fault(
+        "aggressive-nomination",
+        ("ICE-NOM-02",),
+        "the controlling agent puts USE-CANDIDATE on every check (RFC 5245 aggressive nomination) although the peer "
+        "signalled ice2 (RFC 8445 §8.1.1, §10)",
+    ),
+    Fault(
         "keep-failed-nomination",
         ("ICE-NOM-04",),
         "when its nominating check fails, it selects the pair anyway and sends data on it (RFC 8445 §7.2.5.3.4)",

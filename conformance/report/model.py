@@ -288,6 +288,7 @@ def _normalise(record: dict[str, Any]) -> dict[str, Any]:
     r["level"] = str(r.get("level") or "")
     r["duration"] = float(r.get("duration") or 0.0)
     r["artifacts"] = dict(r.get("artifacts") or {})
+    r["options"] = [str(x) for x in (r.get("options") or [])]
     return r
 
 

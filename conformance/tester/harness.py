@@ -81,6 +81,10 @@ class Harness:
             self.capture.label((c.address, c.port), f"IUT {c.kind} {i + 1}")
         return s
 
+    def options_delivery(self) -> list[str]:
+        """Per signalled option of every session, whether the IUT got it (``ice2: delivered``), for the report."""
+        return list(dict.fromkeys(line for s in self._sessions for line in s.options_delivery()))
+
     @property
     def waited(self) -> float:
         """Seconds the case spent in deliberate waits (silence windows, protocol timers), over all endpoints."""

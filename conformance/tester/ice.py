@@ -34,7 +34,10 @@ from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
 from conformance.verdict import HarnessError, UnsupportedFeature
 
-__all__ = ["IcePeer", "IceSession", "NotificationLog", "random_credentials"]
+__all__ = ["OPTION_NOT_DELIVERED", "IcePeer", "IceSession", "NotificationLog", "random_credentials"]
+
+#: How the report words an option the adapter did not report as applied (contract 1.2, ``applied_options``).
+OPTION_NOT_DELIVERED = "not supported by this adapter"
 
 logger = logging.getLogger(__name__)
 
@@ -317,6 +320,10 @@ class IceSession:
     local: LocalDescription | None = None
     log: NotificationLog | None = None
     candidates: list[Candidate] = field(default_factory=list)
+    #: The SDP-level options the harness signalled to the IUT (contract 1.1), ``ice_options`` included.
+    remote_options: dict[str, Any] = field(default_factory=dict)
+    #: The option names the adapter says it handed to its IUT (contract 1.2); None: it did not say, or not yet sent.
+    applied_options: list[str] | None = None
     _remote: list[str] = field(default_factory=list, repr=False)
     _remote_extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -372,18 +379,18 @@ class IceSession:
             raise HarnessError("a controlled IUT answers: it needs the harness's description before gathering")
         # Offer/answer order: the controlling IUT offers (gathers first); the controlled IUT answers, so it learns
         # the harness's description before gathering (SDP-driven stacks need that order).
-        # The harness is an RFC 8445 agent, so its description carries the ice2 option (RFC 8445 §10); lite and the
-        # SDP-level options (contract 1.1) reach in-process adapters only when their set_remote takes them.
+        # The harness is an RFC 8445 agent, so its description carries the ice2 option (RFC 8445 §10) unless the case
+        # overrides ice_options. The SDP-level options (contract 1.1) are passed to in-process adapters only when their
+        # set_remote takes them; whether the IUT got them is what the adapter reports (contract 1.2, applied_options).
+        session.remote_options = {"ice_options": ["ice2"], **(remote_options or {})}
         extra: dict[str, Any] = {}
         if accepts_remote_options(adapter.set_remote):
-            extra["options"] = {"ice_options": ["ice2"], **(remote_options or {})}
-        elif remote_options:
-            raise UnsupportedFeature("the adapter's set_remote takes no options: no SDP signalling (contract 1.1)")
+            extra["options"] = dict(session.remote_options)
         if lite:
             extra["lite"] = True
         session._remote_extra = extra
         if role == "controlled":
-            await adapter.set_remote(session.agent, peer.ufrag, peer.pwd, cands, **extra)
+            session.applied_options = await adapter.set_remote(session.agent, peer.ufrag, peer.pwd, cands, **extra)
         session.local = await adapter.gather(session.agent)
         lines = list(session.local.candidates)
         if trickle:
@@ -391,7 +398,7 @@ class IceSession:
         session.candidates = [parse_candidate(c) for c in lines]
         peer.remote_ufrag, peer.remote_pwd = session.local.ufrag, session.local.pwd
         if role == "controlling" and signal_remote:
-            await adapter.set_remote(session.agent, peer.ufrag, peer.pwd, cands, **extra)
+            session.applied_options = await adapter.set_remote(session.agent, peer.ufrag, peer.pwd, cands, **extra)
         if connect and (signal_remote or role == "controlled"):
             await adapter.connect(session.agent)
         return session
@@ -410,9 +417,34 @@ class IceSession:
     async def signal_remote(self, candidates: list[str] | None = None, *, connect: bool = True) -> None:
         """Deliver the harness's answer (credentials and candidates) to the IUT, then start its checks."""
         cands = self._remote if candidates is None else candidates
-        await self.adapter.set_remote(self.agent, self.peer.ufrag, self.peer.pwd, cands, **self._remote_extra)
+        self.applied_options = await self.adapter.set_remote(
+            self.agent, self.peer.ufrag, self.peer.pwd, cands, **self._remote_extra
+        )
         if connect:
             await self.adapter.connect(self.agent)
+
+    def delivered(self, name: str) -> bool:
+        """Whether the IUT got ``name``: an entry of the signalled options, or an ICE option token such as ``ice2``.
+
+        Only the adapter's ``applied_options`` (contract 1.2) count; an adapter that does not report delivers nothing.
+        """
+        applied = self.applied_options or []
+        if name in self.remote_options:
+            return name in applied
+        return "ice_options" in applied and name in self.remote_options.get("ice_options", [])
+
+    def options_delivery(self) -> list[str]:
+        """One line per signalled option for the report, e.g. ``ice2: delivered``."""
+        names = [str(t) for t in self.remote_options.get("ice_options", [])]
+        if not names:
+            names = ["ice_options"]  # an empty list (an RFC 5245 peer) is a signal too: no a=ice-options
+        names += [k for k in self.remote_options if k != "ice_options"]
+        return [f"{n}: {'delivered' if self.delivered(n) else OPTION_NOT_DELIVERED}" for n in names]
+
+    def require_option(self, name: str, why: str) -> None:
+        """Raise UNSUPPORTED unless the IUT got ``name``: a case must not grade an option its IUT never received."""
+        if not self.delivered(name):
+            raise UnsupportedFeature(f"{name}: {OPTION_NOT_DELIVERED} ({why})")
 
     def iut_addresses(self, component: int = 1) -> list[Address]:
         """The transport addresses of the IUT's UDP host candidates for a component."""

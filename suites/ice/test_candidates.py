@@ -155,6 +155,7 @@ async def test_null_default_destination_is_not_a_failure(harness: Harness) -> No
     peer = await harness.peer()
     s = await harness.session("controlling", peer=peer, remote_options={"default_destination": "0.0.0.0:9"})
     _sdp_layer(s, "the default destination")
+    s.require_option("default_destination", "the c=/m= lines of the harness's answer, RFC 8839 §4.2.5")
     first = await peer.endpoint.expect(is_check, 10, what="a check from the IUT", findings=f, requirement="ICE-CAND-07")
     await peer.transact(peer.check(), first.src, timeout=5)
     selected = await harness.log.wait("selected_pair", timeout=10)
@@ -211,6 +212,7 @@ async def test_ice_mismatch_answer_ends_ice(harness: Harness) -> None:
         remote_options={"ice_mismatch": True, "default_destination": destination},
     )
     _sdp_layer(s, "a=ice-mismatch")
+    s.require_option("ice_mismatch", "the a=ice-mismatch of the harness's answer, RFC 8839 §4.2.5")
     hit = await ep.expect_silence(is_check, 4.0)
     harness.findings.check(
         hit is None, "SDP-02", f"after an a=ice-mismatch answer the IUT sent a check: {hit.describe() if hit else ''}"

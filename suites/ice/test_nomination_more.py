@@ -14,7 +14,7 @@ from conformance.protocol.priority import candidate_priority
 from conformance.tester.endpoint import Endpoint, Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, SUCCESS, IcePeer, IceSession
-from conformance.verdict import HarnessError
+from conformance.verdict import HarnessError, UnsupportedFeature
 
 USE_CANDIDATE = 0x0025
 
@@ -201,21 +201,33 @@ async def _check_from(
 @pytest.mark.requirement("ICE-NOM-06")
 @pytest.mark.parametrize("order", ["low-then-high", "high-then-low"])
 async def test_controlled_iut_uses_the_highest_priority_nominated_pair(harness: Harness, order: str) -> None:
-    """ICE-NOM-06 (RFC 8445 §8.1.1): with two nominations (an RFC 5245 aggressive peer) the higher pair is used."""
+    """ICE-NOM-06 (RFC 8445 §8.1.1): with two accepted nominations from an RFC 5245 peer, the higher pair is used.
+
+    The harness plays the RFC 5245 controlling agent §8.1.1 describes: its description carries no ice-options (no
+    ``ice2``, which would promise a single nomination, §10), then it nominates two pairs. §8.1.1 binds a controlled
+    agent that accepts several nominations: both nominating checks must get a success response (the only way a
+    controlled agent accepts one, §7.3.1.5), else the case is UNSUPPORTED; an accepted pair of nominations must
+    leave the IUT on the higher-priority pair A, in its selected_pair reports and in its data."""
     f = harness.findings
     peer, b, lines = await _two_candidates(harness)
-    s = await harness.session("controlled", peer=peer, remote_candidates=lines)
+    s = await harness.session("controlled", peer=peer, remote_candidates=lines, remote_options={"ice_options": []})
     a = peer.endpoint
     target = s.iut_address
     for ep in (a, b):
         await ep.expect(is_check, 10, what=f"the IUT's check to {ep.label}")
         await _check_from(peer, ep, target, use_candidate=False)
     sequence = [b, a] if order == "low-then-high" else [a, b]
+    refused = []
     for ep in sequence:
         response = await _check_from(peer, ep, target, use_candidate=True)
         if response is None or not response.is_type(BINDING, SUCCESS):
-            f.info(f"nomination from {ep.label} answered {response.describe() if response else 'nothing'}")
+            refused.append(f"the nomination from {ep.label} got {response.describe() if response else 'no answer'}")
         await harness.log.wait("selected_pair", timeout=5)
+    if refused:
+        raise UnsupportedFeature(
+            "the IUT did not accept several nominations (RFC 8445 §8.1.1 binds only an agent that does): "
+            + "; ".join(refused)
+        )
     await a.expect_silence(lambda r: False, 1.5)
     reports = harness.log.of("selected_pair")
     last = reports[-1] if reports else None

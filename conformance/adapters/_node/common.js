@@ -67,7 +67,18 @@ function iceOptionsLine(options, trickle) {
   return tokens.length ? "a=ice-options:" + tokens.join(" ") : null;
 }
 
+// Contract 1.2: the set_remote options this shim really writes into the remote SDP. `ice_options` become its
+// a=ice-options line; `default_destination` only when it is the c=/m= address the shim always writes (0.0.0.0, port
+// 9); `ice_mismatch` is never written, so it is not reported.
+function appliedOptions(options) {
+  const out = [];
+  if (options && Array.isArray(options.ice_options)) out.push("ice_options");
+  if (options && options.default_destination === "0.0.0.0:9") out.push("default_destination");
+  return out;
+}
+
 module.exports = {
+  appliedOptions,
   iceOptionsLine,
   RpcError,
   invalidParams,

@@ -340,8 +340,10 @@ class AioiceAdapter:
         candidates: list[str],
         lite: bool = False,
         options: dict[str, Any] | None = None,
-    ) -> None:
-        """``set_remote``: remote credentials and candidates; non-trickle agents end candidates here."""
+    ) -> list[str]:
+        """``set_remote``: remote credentials and candidates; non-trickle agents end candidates here.
+
+        aioice has no SDP layer and no API for the peer's ice-options: no option is applied (contract 1.2)."""
         method = "set_remote"
         agent = self._agent(method, agent_id)
         if options:  # contract 1.1: SDP-level signalling; aioice has no SDP layer
@@ -354,6 +356,7 @@ class AioiceAdapter:
             await self._add_candidate(method, agent, value)
         if not agent.config.trickle:
             await conn.add_remote_candidate(None)
+        return []  # contract 1.2: no option reached aioice
 
     async def _add_candidate(self, method: str, agent: _Agent, value: str) -> None:
         body = _strip_candidate(value)

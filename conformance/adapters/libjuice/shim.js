@@ -41,7 +41,7 @@ function packageVersion(name) {
 
 const NAME = "libjuice";
 const VERSION = `node-datachannel ${packageVersion("node-datachannel")}`;
-const CONTRACT = "1.0";
+const CONTRACT = "1.2";
 const CAPABILITIES = require("./capabilities.json").capabilities;
 
 ndc.initLogger(process.env.ICE_SHIM_LOG_LEVEL || "Warning", (level, message) =>
@@ -50,6 +50,7 @@ ndc.initLogger(process.env.ICE_SHIM_LOG_LEVEL || "Warning", (level, message) =>
 
 const {
   RpcError,
+  appliedOptions,
   iceOptionsLine,
   invalidParams,
   write,
@@ -285,7 +286,7 @@ async function setRemote(p) {
   // A non-trickle agent gets the complete list at once (vanilla ICE): end-of-candidates goes in the SDP.
   const iceOptions = iceOptionsLine(p.options, a.trickle);
   a.remote = { ufrag: p.ufrag, pwd: p.pwd, lite: Boolean(p.lite), candidates, ended: !a.trickle, iceOptions };
-  return {};
+  return { applied_options: appliedOptions(p.options) };
 }
 
 async function addRemoteCandidate(p) {

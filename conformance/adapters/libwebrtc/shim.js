@@ -42,11 +42,12 @@ function packageVersion(name) {
 
 const NAME = "libwebrtc";
 const VERSION = `@roamhq/wrtc ${packageVersion("@roamhq/wrtc")}`;
-const CONTRACT = "1.0";
+const CONTRACT = "1.2";
 const CAPABILITIES = require("./capabilities.json").capabilities;
 
 const {
   RpcError,
+  appliedOptions,
   iceOptionsLine,
   invalidParams,
   write,
@@ -354,7 +355,7 @@ async function setRemote(p) {
   }
   const iceOptions = iceOptionsLine(p.options, a.trickle);
   a.remote = { ufrag: p.ufrag, pwd: p.pwd, lite: Boolean(p.lite), candidates, ended: !a.trickle, iceOptions };
-  return {};
+  return { applied_options: appliedOptions(p.options) };
 }
 
 async function addRemoteCandidate(p) {

@@ -23,7 +23,7 @@ utils.getHostAddresses = () => []; // never enumerate the machine's NICs
 
 const NAME = "werift-ice";
 const VERSION = require("werift-ice/package.json").version;
-const CONTRACT = "1.0";
+const CONTRACT = "1.2";
 const CAPABILITIES = require("./capabilities.json").capabilities;
 
 const {
@@ -208,7 +208,9 @@ async function setRemote(p) {
   for (const c of p.candidates || []) await addRemote(a, c);
   // A non-trickle agent gets the complete list in one go (RFC 8838 §4: vanilla ICE).
   if (!a.trickle) await a.conn.addRemoteCandidate(undefined);
-  return {};
+  // werift-ice has no API for the peer's ice-options or other SDP-level signalling: none is applied (contract 1.2).
+  if (p.options && Object.keys(p.options).length) log("werift-ice takes no SDP-level options; ignoring", Object.keys(p.options));
+  return { applied_options: [] };
 }
 
 async function addRemoteCandidate(p) {
