@@ -173,7 +173,7 @@ class ReferenceAdapter:
         agent = self._agent("gather", agent_id)
         try:
             candidates = [c.sdp() for c in await agent.gather()]
-            candidates += [agent.srflx_sdp(base, mapped, prio) for base, mapped, prio in agent.srflx]
+            candidates += [agent.srflx_sdp(*srflx) for srflx in agent.srflx]
         except OSError as exc:
             raise AdapterError(f"gather: cannot bind: {exc}") from None
         candidates += self._extra_candidates(agent, candidates)

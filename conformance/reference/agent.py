@@ -523,8 +523,8 @@ class IceAgent:
         self._prflx_count = 0
         self._rto = 0.1 if "fast-retransmit" in self.faults else settings.rto
         self._gathering: dict[bytes, asyncio.Future[tuple[StunMessage, Address]]] = {}
-        #: Server-reflexive candidates learnt while gathering: (base, mapped address, priority).
-        self.srflx: list[tuple[LocalCandidate, Address, int]] = []
+        #: Server-reflexive candidates learnt while gathering: (base, mapped address, priority, server).
+        self.srflx: list[tuple[LocalCandidate, Address, int, Address]] = []
 
     # -- small helpers ---------------------------------------------------------------------------------------
 
@@ -620,21 +620,29 @@ class IceAgent:
                 if same and self._find_pair(local, remote.address) is None:
                     self._add_pair(local, remote)
         if self.settings.stun_servers:
-            hosts = list(self.local_candidates)
-            await asyncio.gather(
-                *[
-                    self._query_stun_server(c, s)
-                    for c in hosts
-                    for s in self.settings.stun_servers
-                    if _family(s) == c.version
-                ]
-            )
+            # One transaction per (host candidate, server) pairing, a new one every Ta (RFC 8445 §5.1.1.2, §14).
+            pairings = [
+                (c, s)
+                for c in list(self.local_candidates)
+                for s in self.settings.stun_servers
+                if _family(s) == c.version
+            ]
+            pace = 0.0 if "gathering-burst" in self.faults else self.settings.ta
+            await asyncio.gather(*[self._query_stun_server(c, s, i * pace) for i, (c, s) in enumerate(pairings)])
         return list(self.local_candidates)
 
-    def srflx_sdp(self, base: LocalCandidate, mapped: Address, priority: int) -> str:
-        """A server-reflexive candidate line, raddr/rport = its base (RFC 8839 §5.1)."""
+    def srflx_sdp(self, base: LocalCandidate, mapped: Address, priority: int, server: Address) -> str:
+        """A server-reflexive candidate line, raddr/rport = its base (RFC 8839 §5.1).
+
+        The foundation differs per STUN server IP address (RFC 8445 §5.1.1.3)."""
+        servers = sorted({ipaddress.ip_address(s[0]) for s in self.settings.stun_servers}, key=str)
+        index = servers.index(ipaddress.ip_address(server[0])) if ipaddress.ip_address(server[0]) in servers else 0
+        foundation = (
+            f"s{base.foundation}" if "shared-srflx-foundation" in self.faults else f"s{base.foundation}n{index}"
+        )
+        related = mapped if "srflx-raddr-mapped" in self.faults else base.address
         cand = Candidate(
-            f"s{base.foundation}", base.component, "udp", priority, mapped[0], mapped[1], "srflx", base.host, base.port
+            foundation, base.component, "udp", priority, mapped[0], mapped[1], "srflx", related[0], related[1]
         )
         return format_candidate(cand)
 
@@ -643,7 +651,11 @@ class IceAgent:
         if local.transport is None:
             return None
         txid = self._new_txid()
-        request = encode(BINDING_REQUEST, txid, [], key=None, fingerprint=self._fp_mode(), pad=self._pad())
+        attrs: list[tuple[int, bytes]] = []
+        key: bytes | None = None
+        if "authenticated-stun-binding" in self.faults:  # short-term credentials where none belong (§5.1.1.2)
+            attrs, key = [(USERNAME, f"{self.ufrag}:{self.ufrag}".encode())], self.pwd.encode()
+        request = encode(BINDING_REQUEST, txid, attrs, key=key, fingerprint=self._fp_mode(), pad=self._pad())
         future: asyncio.Future[tuple[StunMessage, Address]] = asyncio.get_running_loop().create_future()
         self._gathering[txid] = future
         offsets, fail_at = retransmission_schedule(self._rto, self.settings.rc, self.settings.rm)
@@ -666,8 +678,11 @@ class IceAgent:
         finally:
             self._gathering.pop(txid, None)
 
-    async def _query_stun_server(self, local: LocalCandidate, server: Address) -> None:
-        """Server-reflexive gathering (RFC 8445 §5.1.1.2); ALTERNATE-SERVER in a 300 is ignored."""
+    async def _query_stun_server(self, local: LocalCandidate, server: Address, delay: float = 0.0) -> None:
+        """Server-reflexive gathering (RFC 8445 §5.1.1.2), started after ``delay`` (the Ta pacing); ALTERNATE-SERVER
+        in a 300 is ignored; MAPPED-ADDRESS is read when XOR-MAPPED-ADDRESS is absent (RFC 5389 §12.1)."""
+        if delay > 0:
+            await asyncio.sleep(delay)  # the protocol's Ta timer (RFC 8445 §14.2)
         answer = await self._stun_transaction(local, server)
         if answer is None:
             self._log(logging.INFO, "no answer from STUN server %s:%d", *server)
@@ -684,11 +699,17 @@ class IceAgent:
             return
         value = msg.get(XOR_MAPPED_ADDRESS)
         mapped = _unxor_address(value, msg.txid) if value is not None else None
+        plain = msg.get(MAPPED_ADDRESS)
+        if mapped is None and plain is not None and "no-mapped-address-fallback" not in self.faults:
+            mapped = _plain_address(plain)
         if mapped is None or mapped == local.address:
             return  # the same transport address and base as the host candidate: redundant (RFC 8445 §5.1.3)
-        priority = candidate_priority(100, local.local_pref, local.component)
+        type_pref = 126 if "srflx-host-priority" in self.faults else 100
+        # A distinct local preference per server keeps priorities unique (RFC 8445 §5.1.2.1).
+        local_pref = local.local_pref - 1 - sum(1 for base, *_ in self.srflx if base is local)
+        priority = candidate_priority(type_pref, local_pref, local.component)
         self._log(logging.INFO, "server-reflexive %s:%d (base %s:%d)", *mapped, *local.address)
-        self.srflx.append((local, mapped, priority))
+        self.srflx.append((local, mapped, priority, server))
 
     def set_remote(self, ufrag: str, pwd: str, candidates: Iterable[str], end_of_candidates: bool = True) -> None:
         """Remote credentials and candidates; a restart's new credentials start a new checklist (RFC 8445 §9)."""

@@ -338,6 +338,38 @@ _ALL = [
         "while gathering, a 300 with ALTERNATE-SERVER from the STUN server makes it query the alternate "
         "(RFC 8445 §5.1.1.2)",
     ),
+    # Gathering server-reflexive candidates (RFC 8445 §5.1.1.2, §5.1.1.3; RFC 8839 §5.1).
+    Fault(
+        "srflx-raddr-mapped",
+        ("ICE-GATH-06",),
+        "server-reflexive candidates carry the mapped address as raddr/rport instead of their base (RFC 8839 §5.1)",
+    ),
+    Fault(
+        "srflx-host-priority",
+        ("ICE-GATH-07",),
+        "server-reflexive candidates are priced with the host type preference 126 (RFC 8445 §5.1.2.1)",
+    ),
+    Fault(
+        "authenticated-stun-binding",
+        ("ICE-GATH-02",),
+        "Binding requests to the STUN server carry USERNAME and MESSAGE-INTEGRITY (RFC 8445 §5.1.1.2)",
+    ),
+    Fault(
+        "no-mapped-address-fallback",
+        ("ICE-GATH-03",),
+        "a Binding success with MAPPED-ADDRESS but no XOR-MAPPED-ADDRESS yields no candidate (RFC 5389 §12.1)",
+    ),
+    Fault(
+        "gathering-burst",
+        ("ICE-GATH-04",),
+        "every gathering transaction starts at once instead of one per Ta (RFC 8445 §5.1.1.2, §14)",
+    ),
+    Fault(
+        "shared-srflx-foundation",
+        ("ICE-GATH-11",),
+        "server-reflexive candidates from two STUN servers on different IP addresses share one foundation "
+        "(RFC 8445 §5.1.1.3)",
+    ),
     Fault(
         "retransmit-indication",
         ("STUN-RTX-02",),

@@ -1,40 +1,90 @@
 """A scripted STUN Binding server on a harness endpoint, for IUTs that gather through ``stun_servers`` (RFC 8489 §6.3).
 
 By default it answers every Binding request with a success carrying XOR-MAPPED-ADDRESS (the request's source) and
-FINGERPRINT, as a plain STUN server does (RFC 8489 §6.3.1.1). A case replaces the answer with :attr:`responder`
-(request -> bytes, or None for silence), e.g. a 300 Try Alternate with ALTERNATE-SERVER (RFC 8489 §10). Every
-request received is kept in :attr:`requests`.
+FINGERPRINT, as a plain STUN server does (RFC 8489 §6.3.1.1). :attr:`mapping` scripts the mapped address (a NAT in
+front of the IUT: :func:`nat_mapping` gives a different loopback address and port), and ``rfc3489=True`` answers in
+the RFC 3489 style: MAPPED-ADDRESS with SOURCE-ADDRESS and CHANGED-ADDRESS, no XOR-MAPPED-ADDRESS and no FINGERPRINT,
+the 16-byte transaction ID echoed, cookie-less requests answered too (RFC 5389 §12). A case replaces the answer with
+:attr:`responder` (request -> bytes, or None for silence), e.g. a 300 Try Alternate with ALTERNATE-SERVER (RFC 8489
+§10). Every request received is kept in :attr:`requests`, and :attr:`records` pairs each with the mapped address
+reported (None when the answer reported none).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from conformance.packets import STUN, ErrorCode, attr
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
 
-__all__ = ["StunServer"]
+__all__ = ["NAT_HOST", "StunRecord", "StunServer", "nat_mapping"]
 
 BINDING = 0x001
 REQUEST = 0
+#: The address a scripted NAT maps IUT sockets to: loopback, but never an address the IUT binds.
+NAT_HOST = "127.0.0.99"
+
+
+def nat_mapping(src: Address) -> Address:
+    """A scripted endpoint-independent mapping: another loopback address and a shifted port (RFC 4787 §4.1)."""
+    return NAT_HOST, (src[1] - 1024 + 1111) % 64511 + 1024
+
+
+def _is_binding_request(data: bytes) -> bool:
+    """A Binding request by its header alone, with or without the magic cookie (RFC 3489 §11.1, RFC 5389 §6)."""
+    if len(data) < 20 or data[0] & 0xC0:
+        return False
+    mtype, length = struct.unpack("!HH", data[:4])
+    return bool(mtype == 0x0001 and length == len(data) - 20 and length % 4 == 0)
+
+
+def _address_tlv(kind: int, address: Address) -> bytes:
+    """An RFC 3489 §11.2.1 address attribute (IPv4; MAPPED-ADDRESS, SOURCE-ADDRESS, CHANGED-ADDRESS)."""
+    host, port = address
+    octets = bytes(int(x) for x in host.split("."))
+    return struct.pack("!HHBBH", kind, 8, 0, 1, port) + octets
+
+
+@dataclass
+class StunRecord:
+    """One Binding request and the mapped address the server reported in answer (None: no success sent)."""
+
+    request: Received
+    mapped: Address | None
 
 
 class StunServer:
     """A Binding server on one endpoint; the answer is scriptable per request."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        mapping: Callable[[Address], Address] | None = None,
+        rfc3489: bool = False,
+    ) -> None:
         self.endpoint = endpoint
         self.requests: list[Received] = []
+        self.records: list[StunRecord] = []
         #: Overrides the answer: a function (request) -> bytes to send, or None for silence.
         self.responder: Callable[[Received], bytes | None] | None = None
+        #: The mapped address reported for a request's source (default: the source itself, no NAT).
+        self.mapping = mapping
+        self.rfc3489 = rfc3489
         self._unhook = endpoint.on_datagram(self._on_datagram)
 
     @classmethod
-    async def open(cls, capture: Capture, host: str = "127.0.0.1", label: str = "STUN server") -> StunServer:
-        """A server on a new endpoint."""
-        return cls(await Endpoint.open(capture, host, 0, label))
+    async def open(cls, capture: Capture, host: str = "127.0.0.1", label: str = "STUN server", **kw: Any) -> StunServer:
+        """A server on a new endpoint (``mapping`` and ``rfc3489`` as in the constructor)."""
+        return cls(await Endpoint.open(capture, host, 0, label), **kw)
+
+    def mapped(self, src: Address) -> Address:
+        """The mapped address this server reports for ``src``."""
+        return self.mapping(src) if self.mapping is not None else src
 
     @property
     def address(self) -> Address:
@@ -48,9 +98,9 @@ class StunServer:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @staticmethod
-    def success(request: Received) -> bytes:
-        """A Binding success with XOR-MAPPED-ADDRESS = the request's source (RFC 8489 §6.3.1.1)."""
-        host, port = request.src
+    def success(request: Received, mapped: Address | None = None) -> bytes:
+        """A Binding success with XOR-MAPPED-ADDRESS = ``mapped``, by default the source (RFC 8489 §6.3.1.1)."""
+        host, port = mapped or request.src
         return bytes(
             STUN(
                 type=0x0101,
@@ -61,6 +111,12 @@ class StunServer:
                 ],
             )
         )
+
+    @staticmethod
+    def classic(data: bytes, mapped: Address, server: Address) -> bytes:
+        """An RFC 3489 §11.2 Binding Response: MAPPED-ADDRESS, SOURCE-ADDRESS, CHANGED-ADDRESS; no cookie logic."""
+        body = _address_tlv(0x0001, mapped) + _address_tlv(0x0004, server) + _address_tlv(0x0005, server)
+        return struct.pack("!HH", 0x0101, len(body)) + data[4:20] + body
 
     @staticmethod
     def try_alternate(request: Received, alternate: Address) -> bytes:
@@ -74,12 +130,21 @@ class StunServer:
         return bytes(STUN(type=0x0111, transaction_id=request.transaction_id, attributes=attributes))
 
     def _on_datagram(self, rec: Received) -> None:
-        if not rec.is_type(BINDING, REQUEST):
+        if not (rec.is_type(BINDING, REQUEST) or (self.rfc3489 and _is_binding_request(rec.data))):
             return
         self.requests.append(rec)
-        answer = self.responder(rec) if self.responder is not None else self.success(rec)
+        mapped: Address | None = self.mapped(rec.src)
+        if self.responder is not None:
+            answer = self.responder(rec)
+            mapped = None
+        elif self.rfc3489:
+            assert mapped is not None
+            answer = self.classic(rec.data, mapped, self.address)
+        else:
+            answer = self.success(rec, mapped)
+        self.records.append(StunRecord(rec, mapped if answer is not None else None))
         if answer is not None:
-            self.endpoint.send(answer, rec.src)
+            self.endpoint.send(answer, rec.src, "RFC 3489-style answer" if self.rfc3489 else "")
 
     def close(self) -> None:
         """Stop answering and close the endpoint."""
