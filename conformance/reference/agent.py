@@ -525,6 +525,7 @@ class IceAgent:
         self._gathering: dict[bytes, asyncio.Future[tuple[StunMessage, Address]]] = {}
         #: Server-reflexive candidates learnt while gathering: (base, mapped address, priority, server).
         self.srflx: list[tuple[LocalCandidate, Address, int, Address]] = []
+        self._side_sockets: list[asyncio.DatagramTransport] = []
 
     # -- small helpers ---------------------------------------------------------------------------------------
 
@@ -661,6 +662,13 @@ class IceAgent:
         offsets, fail_at = retransmission_schedule(self._rto, self.settings.rc, self.settings.rm)
         deadline = min(fail_at, self.settings.gather_timeout)
         start = self._now()
+        transport = local.transport
+        if "stun-from-side-socket" in self.faults:  # a socket that is no host candidate (RFC 8445 §5.1.1.2)
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_datagram_endpoint(
+                self._endpoint_factory(local), local_addr=(local.host, 0)
+            )
+            self._side_sockets.append(transport)
         try:
             for offset in offsets:
                 if offset >= deadline:
@@ -670,7 +678,7 @@ class IceAgent:
                     done, _ = await asyncio.wait({future}, timeout=wait)
                     if done:
                         return future.result()
-                local.transport.sendto(request, server)
+                transport.sendto(request, server)
             wait = start + deadline - self._now()
             if wait > 0:
                 await asyncio.wait({future}, timeout=wait)
@@ -835,6 +843,8 @@ class IceAgent:
             for transport in (local.transport, local.side):
                 if transport is not None:
                     transport.close()
+        for side in self._side_sockets:
+            side.close()
 
     # -- pairs and checks ------------------------------------------------------------------------------------
 

@@ -360,6 +360,12 @@ _ALL = [
         "a Binding success with MAPPED-ADDRESS but no XOR-MAPPED-ADDRESS yields no candidate (RFC 5389 §12.1)",
     ),
     Fault(
+        "stun-from-side-socket",
+        ("ICE-GATH-01",),
+        "Binding requests to the STUN server leave from an extra socket, not from the host candidate (RFC 8445 "
+        "§5.1.1.2)",
+    ),
+    Fault(
         "gathering-burst",
         ("ICE-GATH-04",),
         "every gathering transaction starts at once instead of one per Ta (RFC 8445 §5.1.1.2, §14)",

@@ -2,7 +2,7 @@
 
 By default it answers every Binding request with a success carrying XOR-MAPPED-ADDRESS (the request's source) and
 FINGERPRINT, as a plain STUN server does (RFC 8489 §6.3.1.1). :attr:`mapping` scripts the mapped address (a NAT in
-front of the IUT: :func:`nat_mapping` gives a different loopback address and port), and ``rfc3489=True`` answers in
+front of the IUT: :func:`nat_mapping` gives another loopback address and port), and ``rfc3489=True`` answers in
 the RFC 3489 style: MAPPED-ADDRESS with SOURCE-ADDRESS and CHANGED-ADDRESS, no XOR-MAPPED-ADDRESS and no FINGERPRINT,
 the 16-byte transaction ID echoed, cookie-less requests answered too (RFC 5389 §12). A case replaces the answer with
 :attr:`responder` (request -> bytes, or None for silence), e.g. a 300 Try Alternate with ALTERNATE-SERVER (RFC 8489
@@ -29,9 +29,13 @@ REQUEST = 0
 NAT_HOST = "127.0.0.99"
 
 
-def nat_mapping(src: Address) -> Address:
-    """A scripted endpoint-independent mapping: another loopback address and a shifted port (RFC 4787 §4.1)."""
-    return NAT_HOST, (src[1] - 1024 + 1111) % 64511 + 1024
+def nat_mapping(host: str = NAT_HOST, shift: int = 1111) -> Callable[[Address], Address]:
+    """A scripted NAT: every source maps to ``host`` with its port shifted by ``shift`` (RFC 4787 §4.1)."""
+
+    def mapped(src: Address) -> Address:
+        return host, (src[1] - 1024 + shift) % 64511 + 1024
+
+    return mapped
 
 
 def _is_binding_request(data: bytes) -> bool:
