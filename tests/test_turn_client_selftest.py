@@ -14,6 +14,7 @@ AU = "turn_client/test_auth.py::"
 AL = "turn_client/test_allocate.py::"
 RL = "turn_client/test_relay.py::"
 TX = "turn_client/test_transactions.py::"
+GR = "turn_client/test_gathering_relay.py::"
 
 #: (case ID, reference client fault, expected verdict, requirement the message names)
 TABLE: list[tuple[str, str, str, str]] = [
@@ -110,6 +111,29 @@ TABLE: list[tuple[str, str, str, str]] = [
         "NON-STRICT",
         "TURN-DATA-05",
     ),
+    # Gathering relayed candidates (issue 19).
+    (
+        f"{GR}test_allocate_success_yields_relayed_and_server_reflexive_candidates",
+        "relay-raddr-base",
+        "NON-STRICT",
+        "ICE-GATH-08",
+    ),
+    (
+        f"{GR}test_relayed_candidate_identical_to_a_host_candidate_is_discarded",
+        "keep-host-identical-relay",
+        "FAIL",
+        "ICE-GATH-09",
+    ),
+    *[
+        (
+            f"{GR}test_allocate_refused_for_resources_falls_back_to_binding[{c}]",
+            "no-binding-after-486",
+            "NON-STRICT",
+            "ICE-GATH-10",
+        )
+        for c in (486, 508)
+    ],
+    (f"{GR}test_candidates_are_kept_alive_until_ice_completes", "no-refresh", "FAIL", "ICE-GATH-12"),
     (
         f"{TX}test_at_most_ten_transactions_outstanding_to_the_server",
         "permissions-all-at-once",
@@ -123,6 +147,7 @@ SLOW_CASES = {
     f"{AL}test_allocate_error_back_off[437-two-minutes]",
     f"{AL}test_allocate_error_back_off[486-one-minute]",
     f"{AL}test_allocation_is_refreshed_before_it_expires[600]",
+    f"{GR}test_candidates_are_kept_alive_until_ice_completes",
 }
 
 

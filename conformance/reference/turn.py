@@ -45,6 +45,7 @@ from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
 from conformance.tester.turn import (
     ALLOCATE,
+    BINDING,
     CHANNEL_BIND,
     CREATE_PERMISSION,
     INDICATION,
@@ -134,7 +135,10 @@ CLIENT_FAULTS: dict[str, tuple[tuple[str, ...], str]] = {
     "follow-unauthenticated-alternate": (("TURN-ALLOC-12",), "follows a 300 without MESSAGE-INTEGRITY"),
     "ignore-alternate": (("TURN-ALLOC-12",), "gives up on an authenticated 300 instead of trying the alternate"),
     "ignore-437": (("TURN-ALLOC-15",), "keeps using the relay after a 437 to Refresh"),
-    "no-refresh": (("TURN-LIFE-05",), "never refreshes the allocation"),
+    "no-refresh": (("TURN-LIFE-05", "ICE-GATH-12"), "never refreshes the allocation"),
+    "relay-raddr-base": (("ICE-GATH-08",), "the relayed candidate's raddr is its host socket, not the mapped address"),
+    "keep-host-identical-relay": (("ICE-GATH-09",), "offers a relayed candidate identical to its host address"),
+    "no-binding-after-486": (("ICE-GATH-10",), "after a 486/508 to Allocate, no Binding request for a srflx"),
     "refresh-at-expiry": (("TURN-LIFE-05",), "refreshes only when the allocation's lifetime has run out"),
     "no-delete": (("TURN-LIFE-06",), "does not delete the allocation on close"),
     "data-before-permission": (("TURN-PERM-05",), "sends data to a peer before any permission"),
@@ -195,6 +199,14 @@ class _Agent:
     algorithms_packet: Any = None
     pending_check: bytes = b""
     check_future: asyncio.Future[bool] | None = None
+
+
+class _NoResources(Exception):
+    """An Allocate refused for lack of resources (486, 508; RFC 8656 §7.4)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"Allocate refused with {code}")
+        self.code = code
 
 
 class _Failed(Exception):
@@ -309,7 +321,10 @@ class ReferenceTurnAdapter:
         key = self._key(a)
         return STUN(type=message_type(method, REQUEST), key=key, key_sha256=key if sha256 else None, attributes=out)
 
-    async def _transact(self, a: _Agent, msg: STUN | bytes, to: Address | None = None) -> Received | None:
+    async def _transact(
+        self, a: _Agent, msg: STUN | bytes, to: Address | None = None, *, plain: bool = False
+    ) -> Received | None:
+        """One transaction on the RFC 8489 §6.2.1 schedule; ``plain``: an unauthenticated one (a Binding)."""
         data = bytes(msg)
         txid = data[8:20]
         dest = to or a.server
@@ -328,6 +343,8 @@ class ReferenceTurnAdapter:
             except Exception:
                 rto *= 2
                 continue
+            if plain:
+                return rec
             unauthenticated = rec.index is not None and not rec.index.has(0x0008) and not rec.index.has(0x001C)
             code = error_code(rec)
             lenient = (code == 400 and "accept-unauthenticated-400" in a.faults) or (
@@ -390,13 +407,33 @@ class ReferenceTurnAdapter:
         return True
 
     async def gather(self, agent: str) -> LocalDescription:
+        """The relayed candidate (raddr = the mapped address) and, unless relay-only, the server-reflexive one from
+        the same Allocate response; after a 486/508, a Binding request for the srflx alone (RFC 8445 §5.1.1.2)."""
         a = self._agent(agent)
-        await self._allocate(a)
+        base = a.endpoint.address
+        try:
+            await self._allocate(a)
+        except _NoResources as exc:
+            if a.config.relay_only or "no-binding-after-486" in a.faults:
+                raise AdapterError(f"TURN Allocate failed: {exc.code}") from None
+            binding = STUN(type=message_type(BINDING, REQUEST), attributes=[attr.Fingerprint()])
+            rec = await self._transact(a, binding, plain=True)
+            a.mapped = xor_address(rec, "XOR-MAPPED-ADDRESS")
+            return LocalDescription(ufrag=a.ufrag, pwd=a.pwd, candidates=self._srflx(a, base))
         assert a.relayed is not None
         host, port = a.relayed
-        mhost, mport = a.mapped or a.endpoint.address
-        cand = f"candidate:R1 1 udp 16777215 {host} {port} typ relay raddr {mhost} rport {mport}"
-        return LocalDescription(ufrag=a.ufrag, pwd=a.pwd, candidates=[cand])
+        mhost, mport = base if "relay-raddr-base" in a.faults else (a.mapped or base)
+        cands = [] if a.config.relay_only else self._srflx(a, base)
+        if a.relayed != base or "keep-host-identical-relay" in a.faults:  # identical to a host: discard (§5.1.1.2)
+            cands.insert(0, f"candidate:R1 1 udp 16777215 {host} {port} typ relay raddr {mhost} rport {mport}")
+        return LocalDescription(ufrag=a.ufrag, pwd=a.pwd, candidates=cands)
+
+    @staticmethod
+    def _srflx(a: _Agent, base: Address) -> list[str]:
+        """The server-reflexive candidate at the mapped address, raddr = its base (RFC 8839 §5.1); none if equal."""
+        if a.mapped is None or a.mapped == base:
+            return []
+        return [f"candidate:S1 1 udp 1694498815 {a.mapped[0]} {a.mapped[1]} typ srflx raddr {base[0]} rport {base[1]}"]
 
     async def _allocate(self, a: _Agent) -> None:
         transport = attr.RequestedTransport(protocol=6 if "tcp-transport" in a.faults else 17)
@@ -422,6 +459,8 @@ class ReferenceTurnAdapter:
                     continue
                 if code is not None and 500 <= code < 600 and code != 508 and tried < 2:
                     continue  # one retry of a server error (RFC 8489 §6.3.4); 508: wait a minute (RFC 8656 §7.4)
+                if code in (486, 508):
+                    raise _NoResources(code) from None
                 raise AdapterError(f"TURN Allocate failed: {exc}") from None
         a.relayed = xor_address(rec, "XOR-RELAYED-ADDRESS")
         a.mapped = xor_address(rec, "XOR-MAPPED-ADDRESS")

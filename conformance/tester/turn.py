@@ -472,6 +472,7 @@ class TurnServer:
         user_quota: int | None = None,
         prefer_data_indication: bool = False,
         faults: Iterable[str] = (),
+        mapping: Callable[[Address], Address] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.capture = capture
@@ -489,6 +490,11 @@ class TurnServer:
         self.user_quota = user_quota
         self.prefer_data_indication = prefer_data_indication
         self.faults = frozenset(faults)
+        #: The mapped address reported for a client's source (a NAT in front of it, as
+        #: :func:`conformance.tester.stun_server.nat_mapping`); None: the source itself.
+        self.mapping = mapping
+        #: Overrides the XOR-RELAYED-ADDRESS reported for an allocation (the relay socket still serves it).
+        self.report_relayed: Callable[[Allocation], Address] | None = None
         #: Lifetime granted in the next Allocate/Refresh success (a case may set it to any value).
         self.grant_lifetime: int | None = None
         self.requests: list[Received] = []
@@ -750,7 +756,7 @@ class TurnServer:
         assert i is not None
         method = i.method
         if method == BINDING:
-            host, port = rec.src
+            host, port = self.mapping(rec.src) if self.mapping is not None else rec.src
             return self._finish(BINDING, SUCCESS, rec.transaction_id, [_xma(host, port)], None)
         if method not in (ALLOCATE, REFRESH, CREATE_PERMISSION, CHANNEL_BIND):
             return self.error(rec, 400)
@@ -893,8 +899,8 @@ class TurnServer:
             self._delete(existing)
         self.allocations[rec.src] = a
         relay.on_datagram(lambda r, a=a: self._from_peer(a, r))  # type: ignore[misc]
-        rhost, rport = relay.address
-        mapped = rec.src
+        rhost, rport = relay.address if self.report_relayed is None else self.report_relayed(a)
+        mapped = self.mapping(rec.src) if self.mapping is not None else rec.src
         if "wrong-mapped-address" in self.faults:
             mapped = (mapped[0], mapped[1] ^ 1)
         attrs: list[Any] = [

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conformance.protocol.candidate import Candidate
+from conformance.protocol.candidate import Candidate, format_candidate
 from conformance.tester.endpoint import Address
 from conformance.tester.harness import Harness
 from conformance.tester.ice import IceSession
@@ -87,6 +87,11 @@ async def gather(
     offered = session.local.candidates if session.local is not None else []
     h.findings.info(f"gathering: {g.describe()}; candidates offered: {' | '.join(offered) or 'none'}")
     return g
+
+
+def _line(c: Candidate) -> str:
+    """The candidate as its attribute value, for messages."""
+    return format_candidate(c)
 
 
 def _queried(h: Harness, g: Gathered) -> bool:
@@ -222,7 +227,7 @@ async def test_srflx_carries_the_mapped_address_and_its_base(harness: Harness, r
         bool(mine),
         "ICE-GATH-05",
         f"the STUN server reported mapped address(es) {sorted(answered) or '(no request reached it)'} and the IUT "
-        f"offered no srflx candidate there (srflx offered: {[str(c) for c in g.srflx()] or 'none'})",
+        f"offered no srflx candidate there (srflx offered: {[_line(c) for c in g.srflx()] or 'none'})",
     )
     for c in mine:
         base = answered[(c.address, c.port)]
@@ -230,19 +235,19 @@ async def test_srflx_carries_the_mapped_address_and_its_base(harness: Harness, r
         f.check(
             c.related_address is not None and c.related_port is not None,
             "ICE-GATH-06",
-            f"srflx candidate {c} has no raddr/rport",
+            f"srflx candidate {_line(c)} has no raddr/rport",
             "present",
         )
         f.check(
             related == base or related in PRIVACY,
             "ICE-GATH-06",
-            f"srflx candidate {c} gives raddr {related[0]} rport {related[1]}; its base, the host candidate whose "
-            f"Binding request got this mapping, is {base[0]}:{base[1]}",
+            f"srflx candidate {_line(c)} gives raddr {related[0]} rport {related[1]}; its base, the host "
+            f"candidate whose Binding request got this mapping, is {base[0]}:{base[1]}",
             "base",
         )
     stray = [c for c in g.srflx() if (c.address, c.port) not in answered]
     if stray:
-        f.info(f"srflx candidates at addresses no harness server reported: {[str(c) for c in stray]}")
+        f.info(f"srflx candidates at addresses no harness server reported: {[_line(c) for c in stray]}")
 
 
 @pytest.mark.requirement("ICE-GATH-07")
@@ -263,21 +268,22 @@ async def test_srflx_type_preference_sits_between_host_and_relayed(harness: Harn
             f.check(
                 _type_pref(s) != _type_pref(c),
                 "ICE-GATH-07",
-                f"srflx {s} and {c.kind} {c} have the same type preference {_type_pref(s)} (priority >> 24)",
+                f"srflx {_line(s)} and {c.kind} {_line(c)} have the same type preference {_type_pref(s)} "
+                "(priority >> 24)",
                 "distinct",
             )
         for c in host:
             f.check(
                 _type_pref(c) > _type_pref(s),
                 "ICE-GATH-07",
-                f"srflx type preference {_type_pref(s)} is not below host {_type_pref(c)} ({s} / {c})",
+                f"srflx type preference {_type_pref(s)} is not below host {_type_pref(c)}: {_line(s)} / {_line(c)}",
                 "order",
             )
         for c in relay:
             f.check(
                 _type_pref(s) > _type_pref(c),
                 "ICE-GATH-07",
-                f"srflx type preference {_type_pref(s)} is not above relayed {_type_pref(c)} ({s} / {c})",
+                f"srflx type preference {_type_pref(s)} is not above relayed {_type_pref(c)}: {_line(s)} / {_line(c)}",
                 "order",
             )
 
@@ -299,8 +305,9 @@ async def test_srflx_equal_to_the_host_candidate_is_eliminated(harness: Harness,
         harness.findings.check(
             key not in seen,
             "ICE-CAND-02",
-            f"redundant candidates with the same transport address and base: {seen.get(key)} / {c} "
-            f"(the STUN server reported the host address itself, as with no NAT)",
+            f"redundant candidates with the same transport address and base: "
+            f"{_line(seen[key]) if key in seen else ''} / {_line(c)} (the STUN server reported the host address "
+            "itself, as with no NAT)",
         )
         seen[key] = c
 
@@ -319,7 +326,7 @@ async def test_foundations_follow_type_base_and_server(harness: Harness) -> None
             f.check(
                 s.foundation != c.foundation,
                 "ICE-GATH-11",
-                f"host {c} and srflx {s} share foundation {s.foundation!r}: their types differ",
+                f"host {_line(c)} and srflx {_line(s)} share foundation {s.foundation!r}: their types differ",
             )
     by_server: dict[Address, list[Candidate]] = {}
     for s in srflx:
@@ -339,6 +346,6 @@ async def test_foundations_follow_type_base_and_server(harness: Harness) -> None
                     f.check(
                         x.foundation != y.foundation,
                         "ICE-GATH-11",
-                        f"srflx {x} (STUN server {a[0]}) and srflx {y} (STUN server {b[0]}) share foundation "
-                        f"{x.foundation!r}: the servers have different IP addresses",
+                        f"srflx {_line(x)} (STUN server {a[0]}) and srflx {_line(y)} (STUN server {b[0]}) share "
+                        f"foundation {x.foundation!r}: the servers have different IP addresses",
                     )
