@@ -1,10 +1,11 @@
 """A scripted STUN Binding server on a harness endpoint, for IUTs that gather through ``stun_servers`` (RFC 8489 §6.3).
 
 By default it answers every Binding request with a success carrying XOR-MAPPED-ADDRESS (the request's source) and
-FINGERPRINT, as a plain STUN server does (RFC 8489 §6.3.1.1). :attr:`mapping` scripts the mapped address (a NAT in
-front of the IUT: :func:`nat_mapping` gives another loopback address and port), and ``rfc3489=True`` answers in
-the RFC 3489 style: MAPPED-ADDRESS with SOURCE-ADDRESS and CHANGED-ADDRESS, no XOR-MAPPED-ADDRESS and no FINGERPRINT,
-the 16-byte transaction ID echoed, cookie-less requests answered too (RFC 5389 §12). A case replaces the answer with
+FINGERPRINT, as a plain STUN server does (RFC 8489 §6.3.1.1), and a cookie-less request from an RFC 3489 client with
+MAPPED-ADDRESS, as an RFC 5389 server should (RFC 5389 §12.2). :attr:`mapping` scripts the mapped address (a NAT in
+front of the IUT: :func:`nat_mapping` gives another loopback address and port), and ``rfc3489=True`` answers every
+request in the RFC 3489 style: MAPPED-ADDRESS with SOURCE-ADDRESS and CHANGED-ADDRESS, no XOR-MAPPED-ADDRESS and no
+FINGERPRINT, the 16 bytes after the length echoed (RFC 5389 §12.1). A case replaces the answer with
 :attr:`responder` (request -> bytes, or None for silence), e.g. a 300 Try Alternate with ALTERNATE-SERVER (RFC 8489
 §10). Every request received is kept in :attr:`requests`, and :attr:`records` pairs each with the mapped address
 reported (None when the answer reported none).
@@ -25,6 +26,7 @@ __all__ = ["NAT_HOST", "StunRecord", "StunServer", "nat_mapping"]
 
 BINDING = 0x001
 REQUEST = 0
+COOKIE = bytes.fromhex("2112a442")
 #: The address a scripted NAT maps IUT sockets to: loopback, but never an address the IUT binds.
 NAT_HOST = "127.0.0.99"
 
@@ -59,6 +61,21 @@ class StunRecord:
 
     request: Received
     mapped: Address | None
+
+    @property
+    def transaction(self) -> bytes:
+        """The 16 bytes after the length field: the RFC 3489 transaction ID, or cookie + RFC 5389 transaction ID."""
+        return self.request.data[4:20]
+
+    @property
+    def attribute_types(self) -> list[int]:
+        """The attribute types of the request, read from the TLVs (works without the magic cookie too)."""
+        data, out, off = self.request.data, [], 20
+        while off + 4 <= len(data):
+            kind, length = struct.unpack_from("!HH", data, off)
+            out.append(kind)
+            off += 4 + (length + 3) // 4 * 4
+        return out
 
 
 class StunServer:
@@ -124,31 +141,36 @@ class StunServer:
 
     @staticmethod
     def try_alternate(request: Received, alternate: Address) -> bytes:
-        """A 300 Try Alternate error with ALTERNATE-SERVER (RFC 8489 §10, §14.15)."""
+        """A 300 Try Alternate error with ALTERNATE-SERVER (RFC 8489 §10, §14.15); to a cookie-less request, the
+        same with its 16-byte transaction ID echoed and no FINGERPRINT (which covers the cookie)."""
         host, port = alternate
+        classic = request.data[4:8] != COOKIE
         attributes: list[Any] = [
             ErrorCode(300),
             attr.AlternateServer(family=2 if ":" in host else 1, address=host, port=port),
-            attr.Fingerprint(),
         ]
-        return bytes(STUN(type=0x0111, transaction_id=request.transaction_id, attributes=attributes))
+        if not classic:
+            attributes.append(attr.Fingerprint())
+        out = bytes(STUN(type=0x0111, transaction_id=request.data[8:20], attributes=attributes))
+        return out[:4] + request.data[4:8] + out[8:] if classic else out
 
     def _on_datagram(self, rec: Received) -> None:
-        if not (rec.is_type(BINDING, REQUEST) or (self.rfc3489 and _is_binding_request(rec.data))):
+        if not (rec.is_type(BINDING, REQUEST) or _is_binding_request(rec.data)):
             return
         self.requests.append(rec)
         mapped: Address | None = self.mapped(rec.src)
         if self.responder is not None:
             answer = self.responder(rec)
             mapped = None
-        elif self.rfc3489:
+        elif self.rfc3489 or rec.data[4:8] != COOKIE:
             assert mapped is not None
             answer = self.classic(rec.data, mapped, self.address)
         else:
             answer = self.success(rec, mapped)
         self.records.append(StunRecord(rec, mapped if answer is not None else None))
         if answer is not None:
-            self.endpoint.send(answer, rec.src, "RFC 3489-style answer" if self.rfc3489 else "")
+            classic = self.rfc3489 or rec.data[4:8] != COOKIE
+            self.endpoint.send(answer, rec.src, "RFC 3489-style answer" if classic else "")
 
     def close(self) -> None:
         """Stop answering and close the endpoint."""

@@ -47,10 +47,11 @@ class Gathered:
         return [c for c in self.session.candidates if c.kind == "srflx"]
 
     def sources(self, server: StunServer) -> dict[Address, set[bytes]]:
-        """Per IUT source address, the transaction IDs of the Binding requests this server received."""
+        """Per IUT source address, the transactions of the Binding requests this server received (RFC 3489 ones
+        included)."""
         out: dict[Address, set[bytes]] = {}
-        for r in server.requests:
-            out.setdefault(r.src, set()).add(r.transaction_id)
+        for rec in server.records:
+            out.setdefault(rec.request.src, set()).add(rec.transaction)
         return out
 
     def mapped_by(self, address: Address) -> StunServer | None:
@@ -142,10 +143,8 @@ async def test_binding_requests_to_the_stun_server_are_not_authenticated(harness
     g = await gather(harness)
     if not _queried(harness, g):
         return
-    for r in g.servers[0].requests:
-        i = r.index
-        if i is None:
-            continue
+    for rec in g.servers[0].records:
+        types = rec.attribute_types
         found = [
             n
             for code, n in (
@@ -153,12 +152,12 @@ async def test_binding_requests_to_the_stun_server_are_not_authenticated(harness
                 (MESSAGE_INTEGRITY, "MESSAGE-INTEGRITY"),
                 (MESSAGE_INTEGRITY_SHA256, "MESSAGE-INTEGRITY-SHA256"),
             )
-            if i.has(code)
+            if code in types
         ]
         harness.findings.check(
             not found,
             "ICE-GATH-02",
-            f"the Binding request to the STUN server carries {', '.join(found)}: {r.describe()}",
+            f"the Binding request to the STUN server carries {', '.join(found)}: {rec.request.describe()}",
         )
 
 
@@ -193,8 +192,9 @@ async def test_gathering_transactions_are_paced_by_ta(harness: Harness) -> None:
     g = await gather(harness, count=3)
     firsts: dict[bytes, float] = {}
     for s in g.servers:
-        for r in s.requests:
-            firsts[r.transaction_id] = min(firsts.get(r.transaction_id, r.time), r.time)
+        for rec in s.records:
+            t = rec.request.time
+            firsts[rec.transaction] = min(firsts.get(rec.transaction, t), t)
     starts = sorted(firsts.values())
     f = harness.findings
     if len(starts) < 2:
@@ -242,7 +242,8 @@ async def test_srflx_carries_the_mapped_address_and_its_base(harness: Harness, r
             related == base or related in PRIVACY,
             "ICE-GATH-06",
             f"srflx candidate {_line(c)} gives raddr {related[0]} rport {related[1]}; its base, the host "
-            f"candidate whose Binding request got this mapping, is {base[0]}:{base[1]}",
+            f"candidate whose Binding request got this mapping, is {base[0]}:{base[1]} (a hidden one is 0.0.0.0 or :: "
+            "with port 9)",
             "base",
         )
     stray = [c for c in g.srflx() if (c.address, c.port) not in answered]
@@ -254,15 +255,17 @@ async def test_srflx_carries_the_mapped_address_and_its_base(harness: Harness, r
 @pytest.mark.parametrize("role", ROLES)
 async def test_srflx_type_preference_sits_between_host_and_relayed(harness: Harness, role: str) -> None:
     """ICE-GATH-07 (RFC 8445 §5.1.2.1, §5.1.2.2): srflx type preference differs from host (MUST) and is below it
-    (SHOULD); relayed, if offered, is below srflx."""
+    (SHOULD); relayed, if offered, is below srflx. UDP candidates only (TCP ones follow RFC 6544)."""
     g = await gather(harness, role)
     srflx = g.srflx()
     f = harness.findings
     if not srflx:
         f.info("the IUT offered no srflx candidate: no type preference to judge (see ICE-GATH-05)")
         return
-    host = [c for c in g.session.candidates if c.kind == "host"]
-    relay = [c for c in g.session.candidates if c.kind == "relay"]
+    # UDP candidates only: TCP candidates follow the type preferences of RFC 6544 §4.2, outside these rows.
+    udp = [c for c in g.session.candidates if c.protocol == "udp"]
+    host = [c for c in udp if c.kind == "host"]
+    relay = [c for c in udp if c.kind == "relay"]
     for s in srflx:
         for c in host + relay:
             f.check(
@@ -294,11 +297,17 @@ async def test_srflx_equal_to_the_host_candidate_is_eliminated(harness: Harness,
     """ICE-CAND-02 (RFC 8445 §5.1.3) while gathering: with no NAT the mapped address is the host candidate itself;
     a srflx candidate with that transport address and base is redundant and should be dropped."""
     g = await gather(harness, role, nat=False)
+    # The base of a srflx is the host candidate whose request got its mapping (raddr may hide it, RFC 8839 §5.1).
+    bases = {rec.mapped: rec.request.src for s in g.servers for rec in s.records if rec.mapped is not None}
     seen: dict[tuple[str, int, str | None, int | None], Candidate] = {}
     for c in g.session.candidates:
         if c.component != 1 or c.protocol != "udp":
             continue
-        base = (c.address, c.port) if c.kind == "host" else (c.related_address, c.related_port)
+        base = (
+            (c.address, c.port)
+            if c.kind == "host"
+            else bases.get((c.address, c.port), (c.related_address, c.related_port))
+        )
         if c.kind not in ("host", "srflx"):
             continue
         key = (c.address, c.port, base[0], base[1])
