@@ -419,14 +419,19 @@ class ReferenceTurnAdapter:
             binding = STUN(type=message_type(BINDING, REQUEST), attributes=[attr.Fingerprint()])
             rec = await self._transact(a, binding, plain=True)
             a.mapped = xor_address(rec, "XOR-MAPPED-ADDRESS")
-            return LocalDescription(ufrag=a.ufrag, pwd=a.pwd, candidates=self._srflx(a, base))
+            return LocalDescription(ufrag=a.ufrag, pwd=a.pwd, candidates=[*self._srflx(a, base), self._host(base)])
         assert a.relayed is not None
         host, port = a.relayed
         mhost, mport = base if "relay-raddr-base" in a.faults else (a.mapped or base)
-        cands = [] if a.config.relay_only else self._srflx(a, base)
+        cands = [] if a.config.relay_only else [*self._srflx(a, base), self._host(base)]
         if a.relayed != base or "keep-host-identical-relay" in a.faults:  # identical to a host: discard (§5.1.1.2)
             cands.insert(0, f"candidate:R1 1 udp 16777215 {host} {port} typ relay raddr {mhost} rport {mport}")
         return LocalDescription(ufrag=a.ufrag, pwd=a.pwd, candidates=cands)
+
+    @staticmethod
+    def _host(base: Address) -> str:
+        """The host candidate the requests leave from (offered unless relay-only; RFC 8445 §5.1.1.1)."""
+        return f"candidate:H1 1 udp 2130706431 {base[0]} {base[1]} typ host"
 
     @staticmethod
     def _srflx(a: _Agent, base: Address) -> list[str]:

@@ -80,7 +80,10 @@ async def test_allocate_success_yields_relayed_and_server_reflexive_candidates(h
     if not allocations:
         f.info("no allocation was made: the IUT did not allocate on the TURN server it was given")
         return
-    _, relayed, mapped = allocations[0]
+    client, relayed, mapped = allocations[0]
+    hosts = {(c.address, c.port) for c in session.candidates if c.kind == "host"}
+    if client not in hosts:
+        f.info(f"the Allocate left from {client[0]}:{client[1]}, none of the IUT's host candidates {sorted(hosts)}")
     relays = [c for c in session.candidates if c.kind == "relay" and (c.address, c.port) == relayed]
     f.check(
         bool(relays),
@@ -126,7 +129,15 @@ async def test_relayed_candidate_identical_to_a_host_candidate_is_discarded(harn
     if not identical:
         f.info("no allocation was made: nothing to discard")
         return
-    hosts = {(c.address, c.port) for c in session.candidates if c.kind == "host"} | identical
+    hosts = {(c.address, c.port) for c in session.candidates if c.kind == "host"}
+    if not identical & hosts:
+        # The Allocate left from a socket the IUT does not offer as a host candidate: the relayed address then
+        # equals that socket, not a host candidate, and the MUST does not apply as written.
+        f.info(
+            f"the Allocate left from {sorted(identical)}, which is none of the IUT's host candidates {sorted(hosts)}: "
+            "the relayed address equal to it is not identical to a host candidate; not judged"
+        )
+        return
     kept = [c for c in session.candidates if c.kind == "relay" and (c.address, c.port) in hosts]
     f.check(
         not kept,
