@@ -152,7 +152,8 @@ async def test_relayed_candidate_identical_to_a_host_candidate_is_discarded(harn
 @pytest.mark.parametrize("code", [486, 508])
 async def test_allocate_refused_for_resources_falls_back_to_binding(harness: Harness, code: int) -> None:
     """ICE-GATH-10 (RFC 8445 §5.1.1.2): every authenticated Allocate gets an authenticated 486 (Allocation Quota
-    Reached) or 508 (Insufficient Capacity); a Binding request then reaches the server from the same source."""
+    Reached) or 508 (Insufficient Capacity); a Binding request then reaches the server from the same source (one
+    sent before the refusal from that source counts too)."""
     server = await scripted_turn_server(harness, mapping=nat_mapping("127.0.0.97"))
     key = long_term_key("alice", CLIENT_REALM, USERS["alice"])
     rule = server.script(_authenticated_allocate, lambda r: server.error(r, code, key=key), times=None)
@@ -171,9 +172,14 @@ async def test_allocate_refused_for_resources_falls_back_to_binding(harness: Har
         binding = await server.endpoint.expect_silence(
             lambda r: r.is_type(BINDING, REQUEST) and r.src == refused.src, 3.0
         )
-    earlier = [r for r in server.requests if r.is_type(BINDING, REQUEST) and r.time < refused.time]
-    if earlier:
-        f.info(f"{len(earlier)} Binding request(s) reached the TURN server before the {code} as well")
+    earlier = [
+        r for r in server.requests if r.is_type(BINDING, REQUEST) and r.time < refused.time and r.src == refused.src
+    ]
+    if earlier and binding is None:
+        # The agent had already asked for its server-reflexive address (e.g. it uses every TURN server as a STUN
+        # server too): the Binding the SHOULD asks for has been sent, only earlier.
+        f.info(f"{len(earlier)} Binding request(s) from {refused.src[0]}:{refused.src[1]} preceded the {code}")
+        return
     f.check(
         binding is not None,
         "ICE-GATH-10",
