@@ -22,7 +22,7 @@ from conformance.packets import STUN, ErrorCode, attr
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
 
-__all__ = ["NAT_HOST", "StunRecord", "StunServer", "nat_mapping"]
+__all__ = ["COOKIE", "NAT_HOST", "StunRecord", "StunServer", "nat_mapping"]
 
 BINDING = 0x001
 REQUEST = 0
