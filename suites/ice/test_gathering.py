@@ -20,6 +20,7 @@ from conformance.tester.endpoint import Address
 from conformance.tester.harness import Harness
 from conformance.tester.ice import IceSession
 from conformance.tester.stun_server import StunServer, nat_mapping
+from conformance.verdict import UnsupportedFeature
 
 ROLES = ["controlling", "controlled"]
 #: The loopback addresses of the harness's STUN servers (distinct IPs, so foundations must differ, §5.1.1.3).
@@ -95,12 +96,11 @@ def _line(c: Candidate) -> str:
     return format_candidate(c)
 
 
-def _queried(h: Harness, g: Gathered) -> bool:
-    """Whether any server got a request; when none did, the IUT gathers no srflx here (ICE-GATH-05 judges that)."""
-    if any(s.requests for s in g.servers):
-        return True
-    h.findings.info("no Binding request reached the harness's STUN servers: nothing to judge here (see ICE-GATH-05)")
-    return False
+def _queried(g: Gathered) -> None:
+    """UNSUPPORTED unless some server got a request: an IUT that does not query its STUN server gives these cases
+    nothing to judge (ICE-GATH-05 grades the missing srflx candidate)."""
+    if not any(s.requests for s in g.servers):
+        raise UnsupportedFeature("no Binding request reached the harness's STUN servers (see ICE-GATH-05)")
 
 
 def _type_pref(c: Candidate) -> int:
@@ -141,8 +141,7 @@ async def test_binding_requests_to_the_stun_server_are_not_authenticated(harness
     """ICE-GATH-02 (RFC 8445 §5.1.1.2): no USERNAME, no MESSAGE-INTEGRITY(-SHA256) towards a STUN server.
     SEC-03 (test_security.py) covers ALTERNATE-SERVER in the same sentence."""
     g = await gather(harness)
-    if not _queried(harness, g):
-        return
+    _queried(g)
     for rec in g.servers[0].records:
         types = rec.attribute_types
         found = [
@@ -168,12 +167,11 @@ async def test_an_rfc3489_answer_still_yields_a_server_reflexive_candidate(harne
     Cause and effect: a first agent is given an RFC 5389 server with the same scripted NAT; only an IUT that offers
     a srflx candidate from that answer is judged on the RFC 3489 one."""
     control = await gather(harness)
-    if not _queried(harness, control) or not any(c.kind == "srflx" for c in control.session.candidates):
-        harness.findings.info("with an XOR-MAPPED-ADDRESS answer the IUT offered no srflx candidate: ICE-GATH-05")
-        return
+    _queried(control)
+    if not any(c.kind == "srflx" for c in control.session.candidates):
+        raise UnsupportedFeature("with an XOR-MAPPED-ADDRESS answer the IUT offered no srflx candidate (ICE-GATH-05)")
     g = await gather(harness, rfc3489=True)
-    if not _queried(harness, g):
-        return
+    _queried(g)
     answered = {rec.mapped for rec in g.servers[0].records if rec.mapped is not None}
     offered = {(c.address, c.port) for c in g.srflx()}
     harness.findings.check(
@@ -198,8 +196,10 @@ async def test_gathering_transactions_are_paced_by_ta(harness: Harness) -> None:
     starts = sorted(firsts.values())
     f = harness.findings
     if len(starts) < 2:
-        f.info(f"{len(starts)} gathering transaction(s): no pacing to judge ({g.describe()})")
-        return
+        raise UnsupportedFeature(
+            f"{len(starts)} gathering transaction(s) for 3 STUN servers (the IUT takes one server): no pacing to judge "
+            f"({g.describe()})"
+        )
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     f.info("gaps between new gathering transactions (ms): " + ", ".join(f"{x * 1000:.1f}" for x in gaps))
     short = [x for x in gaps if x < TA_DEFAULT]
@@ -260,8 +260,7 @@ async def test_srflx_type_preference_sits_between_host_and_relayed(harness: Harn
     srflx = g.srflx()
     f = harness.findings
     if not srflx:
-        f.info("the IUT offered no srflx candidate: no type preference to judge (see ICE-GATH-05)")
-        return
+        raise UnsupportedFeature("the IUT offered no srflx candidate: no type preference to judge (see ICE-GATH-05)")
     # UDP candidates only: TCP candidates follow the type preferences of RFC 6544 §4.2, outside these rows.
     udp = [c for c in g.session.candidates if c.protocol == "udp"]
     host = [c for c in udp if c.kind == "host"]

@@ -28,6 +28,7 @@ from conformance.tester.turn import (
     TurnServer,
     scripted_turn_server,
 )
+from conformance.verdict import UnsupportedFeature
 
 PRIVACY = {("0.0.0.0", 9), ("::", 9)}
 #: The scaled allocation lifetime of the keep-alive case (RFC 8656 §8 suggests 600 s; the server may grant less).
@@ -78,8 +79,7 @@ async def test_allocate_success_yields_relayed_and_server_reflexive_candidates(h
     f = harness.findings
     allocations = _allocated(server)
     if not allocations:
-        f.info("no allocation was made: the IUT did not allocate on the TURN server it was given")
-        return
+        raise UnsupportedFeature("no allocation was made: the IUT did not allocate on the TURN server it was given")
     client, relayed, mapped = allocations[0]
     hosts = {(c.address, c.port) for c in session.candidates if c.kind == "host"}
     if client not in hosts:
@@ -127,17 +127,15 @@ async def test_relayed_candidate_identical_to_a_host_candidate_is_discarded(harn
     f = harness.findings
     identical = {client for client, relayed, _ in _allocated(server) if client == relayed}
     if not identical:
-        f.info("no allocation was made: nothing to discard")
-        return
+        raise UnsupportedFeature("no allocation was made: nothing to discard")
     hosts = {(c.address, c.port) for c in session.candidates if c.kind == "host"}
     if not identical & hosts:
         # The Allocate left from a socket the IUT does not offer as a host candidate: the relayed address then
         # equals that socket, not a host candidate, and the MUST does not apply as written.
-        f.info(
+        raise UnsupportedFeature(
             f"the Allocate left from {sorted(identical)}, which is none of the IUT's host candidates {sorted(hosts)}: "
-            "the relayed address equal to it is not identical to a host candidate; not judged"
+            "the relayed address equal to it is not identical to a host candidate; the case cannot be produced"
         )
-        return
     kept = [c for c in session.candidates if c.kind == "relay" and (c.address, c.port) in hosts]
     f.check(
         not kept,
@@ -163,8 +161,7 @@ async def test_allocate_refused_for_resources_falls_back_to_binding(harness: Har
         harness.findings.info(f"gather after the {code}: {exc}")
     f = harness.findings
     if not rule.hits:
-        f.info(f"no authenticated Allocate reached the server: the {code} was never sent")
-        return
+        raise UnsupportedFeature(f"no authenticated Allocate reached the server: the {code} was never sent")
     refused = rule.hits[0]
     bindings = [r for r in server.requests if r.is_type(BINDING, REQUEST) and r.time > refused.time]
     binding = bindings[0] if bindings else None
@@ -213,8 +210,7 @@ async def test_candidates_are_kept_alive_until_ice_completes(harness: Harness) -
     f = harness.findings
     allocates = [r for r in server.requests if _authenticated_allocate(r)]
     if not server.allocations or not allocates:
-        f.info("no allocation was made: no allocation to keep alive")
-        return
+        raise UnsupportedFeature("no allocation was made: no allocation to keep alive")
     granted = allocates[-1]  # the request the allocation answered (its success left within milliseconds)
     refresh = await server.endpoint.expect_silence(
         lambda r: r.is_type(REFRESH, REQUEST), max(0.0, granted.time + SCALED_LIFETIME + 1.0 - server.endpoint.now())
