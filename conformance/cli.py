@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import __version__
+from conformance.install import add_command as add_install_command
 from conformance.interop.commands import add_commands as add_interop_commands
 from conformance.report.commands import add_commands
 
@@ -288,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     vec.set_defaults(func=_cmd_vectors)
     add_commands(sub)
     add_interop_commands(sub)
+    add_install_command(sub)
     return parser
 
 

@@ -48,6 +48,7 @@ from conformance.adapters.base import AdapterError
 
 __all__ = [
     "CAPABILITIES_FILE",
+    "DEBIAN_PACKAGES",
     "INSTALL_HINT",
     "PINNED_VERSION",
     "SOURCE",
@@ -70,7 +71,9 @@ SOURCE = HERE / "shim.c"
 #: The declaration of what the shim implements, and the pinned libnice version.
 CAPABILITIES_FILE = HERE / "capabilities.json"
 #: What to install when the build prerequisites are missing (Debian package names).
-INSTALL_HINT = "apt-get install -y libnice-dev libjson-glib-dev pkg-config gcc"
+#: The Debian packages the shim compiles against (checked by ``ice-conformance install``).
+DEBIAN_PACKAGES = ("libnice-dev", "libjson-glib-dev", "pkg-config", "gcc")
+INSTALL_HINT = "apt-get install -y " + " ".join(DEBIAN_PACKAGES)
 #: The libnice version the capabilities were verified against.
 PINNED_VERSION = str(json.loads(CAPABILITIES_FILE.read_text(encoding="utf-8"))["version"])
 
