@@ -16,6 +16,7 @@ __all__ = [
     "compare",
     "load_baseline",
     "parse_verdicts",
+    "unknown_entries",
 ]
 
 GATING = {"FAIL", "ERROR"}
@@ -116,3 +117,8 @@ def compare(records: list[dict[str, Any]], baseline: Baseline | None) -> Compari
         elif verdict == "NON-STRICT":
             out.new_non_strict.append(r)
     return out
+
+
+def unknown_entries(baseline: Baseline, case_ids: set[str]) -> list[Expected]:
+    """Entries naming a case ID that no longer exists (``case_ids``: every collected case, slow tier included)."""
+    return [e for (_, case), e in sorted(baseline.entries.items()) if case not in case_ids]

@@ -12,8 +12,11 @@ import contextlib
 import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +56,90 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
     return EXIT_FAIL if failed else EXIT_OK
 
 
+#: A requirement ID or a glob over them (``ICE-ROLE-06``, ``STUN-AUTH-*``), as opposed to a case path.
+_REQ_ID = re.compile(r"[A-Z][A-Z0-9]*(-[A-Z0-9*?\[\]]+)+")
+
+
+class UsageError(Exception):
+    """A bad command line: one line on stderr, exit 2, and nothing written."""
+
+
+def _workers(text: str) -> str:
+    """``-n``: a whole number of workers, at least 1, or ``auto``."""
+    if text == "auto" or (text.isdigit() and int(text) >= 1):
+        return text
+    raise argparse.ArgumentTypeError(f"must be a whole number of workers (1 or more) or auto, not {text!r}")
+
+
+def _count(text: str) -> int:
+    """A whole number, at least 1 (``--maxfail``)."""
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"must be a whole number (1 or more), not {text!r}")
+
+
+def _seconds(text: str) -> float:
+    """A budget: a number of seconds greater than 0 (leave the option out for its default)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds greater than 0, not {text!r}")
+    return value
+
+
+def _targets(cases: list[str]) -> tuple[list[str], list[str]]:
+    """Pytest targets and requirement patterns from ``run``'s positionals (paths with or without ``suites/``)."""
+    suites = _suites_dir()
+    targets: list[str] = []
+    reqs: list[str] = []
+    for case in cases:
+        if _REQ_ID.fullmatch(case):
+            reqs.append(case)
+            continue
+        path, sep, rest = case.partition("::")
+        p = Path(path)
+        if p.is_absolute() or p.exists():
+            try:
+                rel = p.resolve().relative_to(suites)
+            except ValueError:
+                raise UsageError(f"{case} is not under {suites}") from None
+        else:
+            rel = Path(path.removeprefix("./").removeprefix("suites/"))
+        if not (suites / rel).exists():
+            raise UsageError(f"no such case path: {case} (a path under suites/, e.g. ice/test_roles.py, or a node ID)")
+        targets.append(str(suites / rel) + sep + rest)
+    return targets or [str(suites)], reqs
+
+
+def _check_reqs(patterns: list[str]) -> None:
+    from fnmatch import fnmatchcase
+
+    from conformance.catalog import load_catalog
+
+    ids = list(load_catalog())
+    for pattern in patterns:
+        if not any(fnmatchcase(i, pattern) for i in ids):
+            raise UsageError(f"no requirement ID matches {pattern} (see `ice-conformance coverage`)")
+
+
+def _identity(args: argparse.Namespace) -> str:
+    """The run's IUT identity: ``--iut-name``, else ``--iut``, else the shim command."""
+    return str(args.iut_name or args.iut or args.iut_cmd or "aioice")
+
+
 def _pytest_argv(args: argparse.Namespace, iut_args: list[str], out: Path) -> list[str]:
-    targets = [str(_suites_dir() / c) for c in args.cases] if args.cases else [str(_suites_dir())]
+    targets, reqs = _targets(args.cases)
+    cache = _cache_dir() / "pytest" / re.sub(r"[^A-Za-z0-9_.-]+", "_", _identity(args))[:80]
     argv = [
         sys.executable,
         "-m",
         "pytest",
         *targets,
-        "-v",
-        "-p",
-        "no:cacheprovider",
+        "-v" + "v" * args.verbose,
+        "-o",
+        f"cache_dir={cache}",
         "--conformance-out",
         str(out),
         "--junitxml",
@@ -72,23 +149,41 @@ def _pytest_argv(args: argparse.Namespace, iut_args: list[str], out: Path) -> li
         "--clean-alluredir",
         *iut_args,
     ]
+    for pattern in [*reqs, *args.req]:
+        argv += ["--req", pattern]
+    if args.iut_name:
+        argv += ["--iut-name", args.iut_name]
     if args.k:
         argv += ["-k", args.k]
     if args.n:
         argv += ["-n", str(args.n)]
     if args.slow:
         argv.append("--slow")
+    if args.x:
+        argv.append("-x")
+    if args.lf:
+        argv.append("--lf")
+    if args.maxfail:
+        argv.append(f"--maxfail={args.maxfail}")
     for option in ("case_budget", "iut_budget", "run_budget"):
         value = getattr(args, option)
-        if value:
+        if value is not None:
             argv += [f"--{option.replace('_', '-')}", str(value)]
-    return argv
+    return [*argv, *getattr(args, "pytest_args", [])]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ice-conformance"
 
 
 def _netns(args: argparse.Namespace, argv: list[str]) -> list[str]:
-    """Run the whole pytest process in a loopback-only network namespace when asked or when the IUT needs it."""
+    """Run the whole pytest process in a loopback-only network namespace when asked or when the IUT needs it.
+
+    The IUT's shim is installed first, outside the namespace, where the package registry is reachable.
+    """
     from conformance.adapters import node
     from conformance.adapters.registry import get_iut
+    from conformance.install import check_iut
 
     wanted = args.netns == "on" or (args.netns == "auto" and bool(args.iut) and get_iut(args.iut).netns)
     if not wanted:
@@ -99,11 +194,48 @@ def _netns(args: argparse.Namespace, argv: list[str]) -> list[str]:
             "themselves to loopback"
         )
         return argv
+    if args.iut:
+        status = check_iut(args.iut, netns_ok=True)
+        if not status.ready:
+            raise UsageError(f"{status.line()} (see `ice-conformance install {args.iut}`)")
     _out("running inside a loopback-only network namespace (unshare -n)")
     return node.netns_wrap(argv)
 
 
+def _fresh_out(out: Path) -> Path:
+    """A new empty folder next to ``out`` for the run; UsageError when ``out`` cannot be written."""
+    try:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"cannot write the output folder {out}: it exists and is not a folder")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            with tempfile.TemporaryFile(dir=out):  # the old run must be removable
+                pass
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    except OSError as exc:
+        raise UsageError(f"cannot write the output folder {out}: {exc.strerror or exc}") from None
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Replace ``out`` by the finished run folder ``new`` (the old run is removed only after the swap)."""
+    old: Path | None = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        out.rename(old / "run")
+    new.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except UsageError as exc:
+        _err(f"error: {exc}")
+        return EXIT_ERROR
+
+
+def _run(args: argparse.Namespace) -> int:
     from conformance.adapters.registry import UnknownIut, get_iut
     from conformance.baseline import BaselineError, compare, load_baseline
     from conformance.report.baselines import check_reasons
@@ -113,42 +245,44 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from conformance.report.markdown import write_summary_md
 
     if args.iut and args.iut_cmd:
-        _err("error: --iut and --iut-cmd are exclusive")
-        return EXIT_ERROR
+        raise UsageError("--iut and --iut-cmd are exclusive")
     if args.iut:
         try:
             get_iut(args.iut)
         except UnknownIut as exc:
-            _err(f"error: {exc}")
-            return EXIT_ERROR
+            raise UsageError(str(exc)) from None
     baseline = None
     if args.baseline:
         try:
             baseline = load_baseline(args.baseline)
             check_reasons(baseline, args.baseline)
         except BaselineError as exc:
-            _err(f"error: {exc}")
-            return EXIT_ERROR
+            raise UsageError(str(exc)) from None
+    _check_reqs([*_targets(args.cases)[1], *args.req])
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary_file = out / "summary.json"
-    if summary_file.exists():
-        summary_file.unlink()
     iut_args = ["--iut-cmd", args.iut_cmd] if args.iut_cmd else ["--iut", args.iut or "aioice"]
-    argv = _netns(args, _pytest_argv(args, iut_args, out))
-    env = dict(os.environ)
-    proc = subprocess.run(argv, env=env, check=False)
-    if not summary_file.exists():
-        _err(f"error: pytest exited {proc.returncode} without writing {summary_file}")
-        return EXIT_ERROR
-    summary = json.loads(summary_file.read_text())
-    records: list[dict[str, Any]] = summary["records"]
-    for r in records:
-        r["case_id"] = r["nodeid"].removeprefix("suites/")
-    summary_file.write_text(json.dumps(summary, indent=2))
-    if (out / "junit.xml").exists():
-        rewrite_junit(out / "junit.xml", records)
-    report = write_report([out], out / "report", baseline=baseline)
+    new = _fresh_out(out)
+    try:
+        argv = _netns(args, _pytest_argv(args, iut_args, new))
+        proc = subprocess.run(argv, env=dict(os.environ), check=False)
+        summary_file = new / "summary.json"
+        if not summary_file.exists():
+            raise UsageError(f"pytest exited {proc.returncode} without writing a summary; {out} left as it was")
+        summary = json.loads(summary_file.read_text())
+        records: list[dict[str, Any]] = summary["records"]
+        if not records:
+            raise UsageError(f"the run selected no case; {out} left as it was")
+        for r in records:
+            r["case_id"] = r["nodeid"].removeprefix("suites/")
+        summary_file.write_text(json.dumps(summary, indent=2))
+        if (new / "junit.xml").exists():
+            rewrite_junit(new / "junit.xml", records, baseline=baseline)
+        write_report([new], new / "report", baseline=baseline)
+        _swap_in(new, out)
+    finally:
+        if new.exists():
+            shutil.rmtree(new, ignore_errors=True)
+    report = out / "report" / "index.html"
     comparison = compare(records, baseline)
     counts = summary["counts"]
     _out("verdicts: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
@@ -163,6 +297,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     ):
         for r in rows:
             _out(f"  {label}: {r['case_id']}: {r['message'].splitlines()[0] if r['message'] else ''}")
+    if baseline is not None:
+        from conformance.baseline import unknown_entries
+
+        iut = records[0]["iut"]
+        for e in unknown_entries(baseline, known_case_ids()):
+            if e.iut == iut:
+                _err(f"warning: baseline {args.baseline} names a case that does not exist: {e.iut} {e.case}")
     _out(f"report: {report}")
     if args.summary_md:
         write_summary_md(
@@ -208,6 +349,11 @@ def _collect_cases() -> list[tuple[str, list[str]]]:
     with contextlib.redirect_stdout(io.StringIO()):
         pytest.main([str(_suites_dir()), "--collect-only", "-q", "-p", "no:cacheprovider", "--slow"], plugins=[lister])
     return lister.rows
+
+
+def known_case_ids() -> set[str]:
+    """The ID of every case there is (slow tier included), as records and baselines name them."""
+    return {case for case, _ in _collect_cases()}
 
 
 def _cmd_coverage(args: argparse.Namespace) -> int:
@@ -258,17 +404,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "cases",
         nargs="*",
-        help="suite folders, files or case IDs under suites/ (default: all), e.g. stun ice/test_roles.py",
+        help=(
+            "suite folders, files or node IDs, with or without suites/ (default: all), e.g. stun "
+            "ice/test_roles.py::test_x[controlling]; or requirement IDs or globs, e.g. ICE-ROLE-06 'STUN-AUTH-*'"
+        ),
+    )
+    run.add_argument(
+        "--req", action="append", default=[], metavar="ID", help="select the cases checking this requirement (globs)"
     )
     run.add_argument("--iut", help="IUT name (default aioice); see `ice-conformance list`")
     run.add_argument("--iut-cmd", help='any program speaking the stdio contract, e.g. "node shim.js"')
+    run.add_argument(
+        "--iut-name", help="the run's IUT name in records, reports and baselines (default: --iut, or the shim's name)"
+    )
     run.add_argument("--out", default="reports/latest", help="output folder (default reports/latest)")
     run.add_argument("-k", help="select cases by keyword expression (as pytest -k)")
-    run.add_argument("-n", help="parallel workers (as pytest-xdist -n)")
+    run.add_argument("-n", type=_workers, help="parallel workers: a whole number >= 1, or auto (pytest-xdist -n)")
     run.add_argument("--slow", action="store_true", help="include the slow tier")
-    run.add_argument("--case-budget", type=float, help="seconds per case (default 60)")
-    run.add_argument("--iut-budget", type=float, help="seconds of case time for the IUT, per worker")
-    run.add_argument("--run-budget", type=float, help="seconds for the whole run; later cases get ERROR")
+    run.add_argument("-x", "--exitfirst", dest="x", action="store_true", help="stop after the first FAIL or ERROR")
+    run.add_argument("--maxfail", type=_count, help="stop after this many FAILs and ERRORs")
+    run.add_argument("--lf", "--last-failed", dest="lf", action="store_true", help="rerun the last run's failures")
+    run.add_argument("-v", "--verbose", action="count", default=0, help="more pytest output (repeatable)")
+    run.add_argument("--case-budget", type=_seconds, help="seconds per case, > 0 (default 60)")
+    run.add_argument("--iut-budget", type=_seconds, help="seconds of case time for the IUT per worker, > 0")
+    run.add_argument("--run-budget", type=_seconds, help="seconds for the whole run, > 0; later cases get ERROR")
     run.add_argument(
         "--netns",
         choices=["auto", "on", "off"],
@@ -296,7 +455,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (argparse usage errors exit 2)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1 :]
     args = parser.parse_args(argv)
+    if passthrough and args.command != "run":
+        parser.error(f"options after -- are passed to pytest by `run` only: {' '.join(passthrough)}")
+    args.pytest_args = passthrough
     code: int = args.func(args)
     return code
 

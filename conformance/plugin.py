@@ -60,6 +60,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--iut-budget", action="store", type=float, default=None, help="seconds of case time per IUT (per worker)"
     )
     group.addoption("--run-budget", action="store", type=float, default=None, help="seconds for the whole run")
+    group.addoption(
+        "--iut-name", action="store", default=None, help="the run's IUT name (default: the registry or shim's name)"
+    )
+    group.addoption(
+        "--req",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="select the cases checking this requirement ID (glob patterns allowed; repeatable)",
+    )
     group.addoption("--conformance-out", action="store", default=None, help="folder for summary.json and artifacts")
     parser.addini("iut", "default IUT name", default=DEFAULT_IUT)
     parser.addini("case_budget", "default seconds per case", default="60")
@@ -140,6 +150,19 @@ def _stalled_in(exc: BaseException | None) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    patterns: list[str] = config.getoption("req") or []
+    if patterns:
+        from fnmatch import fnmatchcase
+
+        def wanted(item: pytest.Item) -> bool:
+            marker = item.get_closest_marker("requirement")
+            ids = marker.args if marker else ()
+            return any(fnmatchcase(str(rid), p) for rid in ids for p in patterns)
+
+        other = [item for item in items if not wanted(item)]
+        if other:
+            config.hook.pytest_deselected(items=other)
+            items[:] = [item for item in items if wanted(item)]
     if config.getoption("slow"):
         return
     slow = [item for item in items if item.get_closest_marker("slow") is not None]
@@ -153,6 +176,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def _iut_label(config: pytest.Config) -> str:
+    if config.getoption("iut_name"):
+        return str(config.getoption("iut_name"))
     cmd = config.getoption("iut_cmd")
     return f"command {cmd!r}" if cmd else str(config.getoption("iut") or config.getini("iut"))
 
@@ -276,7 +301,7 @@ def harness(
     node = request.node
     _allure_labels(findings)
     adapter, info = iut_handle.get()
-    _allure_parameter("IUT", str(request.config.getoption("iut") or info.name))
+    _allure_parameter("IUT", str(request.config.getoption("iut_name") or request.config.getoption("iut") or info.name))
     node._conformance_iut = info
     marker = node.get_closest_marker("needs")
     if marker is not None:
@@ -290,6 +315,10 @@ def harness(
     capture = Capture()
     h = Harness(adapter, info, findings, capture, "127.0.0.1")
     node._conformance_harness = h
+    # Where this case's share of the shim's stderr and of its contract violations starts.
+    mark = getattr(adapter, "stderr_mark", None)
+    node._conformance_stderr_mark = mark() if callable(mark) else None
+    node._conformance_violations = len(_violations(adapter))
     yield h
     try:
         conformance_loop.run_until_complete(asyncio.wait_for(h.aclose(), 15))
@@ -376,6 +405,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "setup" and report.passed:
         return
     verdict, message = grade(findings, call.excinfo)
+    h: Harness | None = getattr(item, "_conformance_harness", None)
+    broken = _violations(h.iut)[getattr(item, "_conformance_violations", 0) :] if h is not None else []
+    if broken and verdict is not Verdict.ERROR:
+        # The shim reported something the contract forbids: the adapter's fault, not the IUT's.
+        shim = getattr(h.iut, "name", "the shim") if h is not None else "the shim"
+        verdict, message = Verdict.ERROR, f"{shim}: adapter contract violation: " + "; ".join(broken)
     _annotate(item, report, verdict, message)
     if verdict is Verdict.PASS:
         report.outcome = "passed"
@@ -403,7 +438,11 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
         "level": level,
         "message": message,
         # The registry name when --iut is given (what baselines and matrices key on), else the shim's own name.
-        "iut": str(item.config.getoption("iut") or (info.name if info else _iut_label(item.config))),
+        "iut": str(
+            item.config.getoption("iut_name")
+            or item.config.getoption("iut")
+            or (info.name if info else _iut_label(item.config))
+        ),
         "iut_reported": info.name if info else "",
         "iut_version": info.version if info else "",
         "artifacts": json.dumps(artifacts),
@@ -463,6 +502,12 @@ def _allure_labels(findings: Findings) -> None:
         dynamic.severity(getattr(allure.severity_level, SEVERITY[strongest].upper()))
 
 
+def _violations(adapter: Any) -> list[str]:
+    """The contract violations a stdio adapter recorded so far (none for in-process adapters)."""
+    checker = getattr(adapter, "contract", None)
+    return list(getattr(checker, "violations", []))
+
+
 def _safe(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
 
@@ -477,7 +522,9 @@ def _archive(node: Any, h: Harness) -> None:
     files: dict[str, str] = {}
     diagnostics = ""
     try:
-        diagnostics = h.iut.diagnostics()
+        mark = getattr(node, "_conformance_stderr_mark", None)
+        # Only what the shim wrote during this case (stdio shims keep a byte offset per case).
+        diagnostics = h.iut.diagnostics(since=mark) if mark is not None else h.iut.diagnostics()  # type: ignore[call-arg]
     except Exception as exc:
         diagnostics = f"(no diagnostics: {exc})"
     svg = render_ladder(h.capture, title=node.nodeid) if len(h.capture) else ""

@@ -132,7 +132,7 @@ def make_adapter(name: str | None = None, cmd: str | None = None, **stdio_option
         argv = shlex.split(cmd)
         if not argv:
             raise ValueError("the shim command line is empty")
-        return StdioAdapter(argv, name=name or Path(argv[0]).name, **stdio_options)
+        return StdioAdapter(argv, name=name, **stdio_options)
     return get_iut(name or DEFAULT_IUT).make(**stdio_options)
 
 

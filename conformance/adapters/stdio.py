@@ -23,7 +23,6 @@ import os
 import signal
 from collections import deque
 from collections.abc import Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -42,6 +41,7 @@ from .base import (
     Unsupported,
     applied_options,
 )
+from .contract import ContractChecker, program_name
 
 __all__ = ["DEFAULT_METHOD_TIMEOUTS", "StdioAdapter"]
 
@@ -93,7 +93,11 @@ class StdioAdapter:
         self.cwd = cwd
         self.request_timeout = request_timeout
         self.start_timeout = start_timeout
-        self.name = name or Path(argv[0]).name
+        #: Messages name the shim: by ``name`` when given, else by its program, then by the name it reports.
+        self.name = name or program_name(self.argv)
+        self._named = name is not None
+        #: The contract rules checked on what the shim returns and notifies (docs/adapter-contract.md).
+        self.contract = ContractChecker()
         self.method_timeouts: dict[str, float] = {**DEFAULT_METHOD_TIMEOUTS, **(method_timeouts or {})}
         self.notifications: asyncio.Queue[Notification] = asyncio.Queue()
         #: Notifications dropped because more than 10 000 were left unread.
@@ -104,6 +108,7 @@ class StdioAdapter:
         self._stderr_lines = stderr_lines
         self._stderr = bytearray()
         self._stderr_dropped = 0
+        self._stderr_total = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
@@ -195,12 +200,17 @@ class StdioAdapter:
         """Why the adapter is unusable (a malformed line, a dead process), or None while it works."""
         return self._broken
 
-    def diagnostics(self) -> str:
-        """The shim's stderr (its last 256 KiB) and, if any, why the adapter became unusable."""
+    def stderr_mark(self) -> int:
+        """The number of stderr bytes received so far: pass it to :meth:`diagnostics` to get what came after."""
+        return self._stderr_total
+
+    def diagnostics(self, since: int | None = None) -> str:
+        """The shim's stderr (its last 256 KiB, or what came after ``since``) and why the adapter became unusable."""
         parts: list[str] = []
-        if self._stderr_dropped:
+        start = 0 if since is None else since - self._stderr_dropped
+        if start < 0 or (since is None and self._stderr_dropped):
             parts.append(f"[{self._stderr_dropped} earlier bytes of stderr dropped]\n")
-        parts.append(self._stderr.decode("utf-8", "replace"))
+        parts.append(self._stderr[max(start, 0) :].decode("utf-8", "replace"))
         if self._broken:
             parts.append(f"\n[adapter unusable: {self._broken}]\n")
         return "".join(parts)
@@ -234,12 +244,16 @@ class StdioAdapter:
                 f"{self.name}: speaks adapter contract {contract}, the harness speaks {CONTRACT_VERSION}"
             )
         self.info = IutInfo(name=name, version=version, capabilities=frozenset(caps), contract=contract)
+        if not self._named:
+            self.name = name
         return self.info
 
     async def create_agent(self, config: AgentConfig) -> str:
         """``create_agent``: returns the shim's agent id."""
         result = await self._request("create_agent", config.to_json())
-        return str(self._field(result, "create_agent", "agent", (str, int)))
+        agent = str(self._field(result, "create_agent", "agent", (str, int)))
+        self.contract.agent_created(agent, config.components)
+        return agent
 
     async def gather(self, agent: str) -> LocalDescription:
         """``gather``: local credentials and candidate attribute values (RFC 8839 §5.1)."""
@@ -247,6 +261,7 @@ class StdioAdapter:
         cands = self._field(result, "gather", "candidates", list)
         if not all(isinstance(c, str) for c in cands):
             raise AdapterError(f"{self.name}: gather: candidates must be strings, got {cands!r}")
+        self.contract.check_candidates(self.name, "gather", cands)
         optional: dict[str, Any] = {}
         for name in ("ice_options", "remote_candidates"):  # contract 1.1, optional
             value = result.get(name)
@@ -533,6 +548,9 @@ class StdioAdapter:
         params = msg.get("params", {})
         if not isinstance(method, str) or not isinstance(params, dict):
             raise _Broken(f"a notification without a method name or with non-object params: {_quote(line)}")
+        problem = self.contract.notification(method, params)
+        if problem is not None:
+            logger.warning("%s: contract violation (%s)", self.name, problem)
         if self.notifications.qsize() >= _NOTIFICATION_LIMIT:
             self.notifications.get_nowait()
             self.dropped_notifications += 1
@@ -553,6 +571,7 @@ class StdioAdapter:
             if not chunk:
                 return
             self._stderr += chunk
+            self._stderr_total += len(chunk)
             excess = len(self._stderr) - self._stderr_limit
             if excess > 0:
                 del self._stderr[:excess]

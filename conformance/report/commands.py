@@ -142,12 +142,22 @@ def cmd_baseline_check(args: argparse.Namespace) -> int:
     records = summary["records"]
     comparison = compare(records, baseline)
     print_comparison(records, comparison)
+    from conformance.baseline import unknown_entries
+    from conformance.cli import known_case_ids
+
     covered = {(r["iut"], r["case_id"]) for r in records}
     iuts = {r["iut"] for r in records}
+    stale = unknown_entries(baseline, known_case_ids())
+    for e in stale:
+        _err(f"  error: the baseline names a case that does not exist (remove the entry): {e.iut} {e.verdict} {e.case}")
     for (iut, case), e in sorted(baseline.entries.items()):
-        if iut in iuts and (iut, case) not in covered:
+        if iut in iuts and (iut, case) not in covered and e not in stale:
             _out(f"  not run (baseline entry kept): {iut} {e.verdict} {case}")
-    return _finish(args, summary, comparison)
+    code = _finish(args, summary, comparison)
+    if stale:
+        _err(f"exit {EXIT_ERROR}: {len(stale)} baseline entr{'y names' if len(stale) == 1 else 'ies name'} no case")
+        return EXIT_ERROR
+    return code
 
 
 def add_commands(subparsers: Any) -> None:

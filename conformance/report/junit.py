@@ -28,6 +28,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from conformance.baseline import Baseline
+
 __all__ = ["JUNIT_ELEMENT", "junit_key", "rewrite_junit"]
 
 logger = logging.getLogger(__name__)
@@ -58,8 +60,15 @@ def _message(record: dict[str, Any]) -> str:
     return f"{verdict}: {msg}" if msg else verdict
 
 
-def _rewrite_case(case: ET.Element, record: dict[str, Any]) -> None:
+def _iut_prefix(record: dict[str, Any]) -> str:
+    """The IUT as the first part of a JUnit class name (dots would split it into packages)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", str(record.get("iut") or "iut"))
+
+
+def _rewrite_case(case: ET.Element, record: dict[str, Any], baseline: Baseline | None) -> None:
     verdict = str(record["verdict"])
+    classname, _ = junit_key(str(record.get("nodeid") or record.get("case_id")))
+    case.set("classname", f"{_iut_prefix(record)}.{classname}")
     # properties: replace ours, keep anything else a plugin recorded
     props = case.find("properties")
     if props is None:
@@ -89,7 +98,12 @@ def _rewrite_case(case: ET.Element, record: dict[str, Any]) -> None:
     tag = JUNIT_ELEMENT.get(verdict)
     if tag is None:
         return
-    el = ET.Element(tag, type=verdict, message=_message(record))
+    expected = baseline.get(str(record.get("iut")), str(record.get("case_id"))) if baseline is not None else None
+    if expected is not None and expected.accepts(verdict):
+        reason = f"{verdict} expected by the baseline: {expected.reason}"
+        el = ET.Element("skipped", type=f"expected-{verdict}", message=reason)
+    else:
+        el = ET.Element(tag, type=verdict, message=_message(record))
     el.text = detail or _message(record)
     # after <properties>, before system-out/system-err as the JUnit schema orders them
     index = next((i for i, child in enumerate(case) if child.tag in ("system-out", "system-err")), len(case))
@@ -103,22 +117,30 @@ def _recount(suite: ET.Element) -> None:
         suite.set(attr, str(sum(1 for c in cases if c.find(tag) is not None)))
 
 
-def rewrite_junit(path: Path, records: list[dict[str, Any]]) -> None:
+def rewrite_junit(path: Path, records: list[dict[str, Any]], *, baseline: Baseline | None = None) -> None:
     """Rewrite ``path`` in place so each case's outcome and properties follow its verdict (see the module table)."""
     tree = ET.parse(path)
     root = tree.getroot()
-    by_key = {junit_key(str(r.get("nodeid") or r.get("case_id"))): r for r in records}
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        classname, name = junit_key(str(r.get("nodeid") or r.get("case_id")))
+        by_key[(classname, name)] = r
+        by_key[(f"{_iut_prefix(r)}.{classname}", name)] = r  # already rewritten
     matched = 0
     suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
     for suite in suites:
+        iuts: set[str] = set()
         for case in suite.findall("testcase"):
             record = by_key.get((case.get("classname", ""), case.get("name", "")))
             if record is None:
                 continue
-            _rewrite_case(case, record)
+            _rewrite_case(case, record, baseline)
+            iuts.add(str(record.get("iut") or ""))
             matched += 1
+        if iuts:
+            suite.set("name", f"ice-conformance {', '.join(sorted(iuts))}")
         _recount(suite)
-    if matched < len(by_key):
-        logger.warning("junit %s: %d of %d records have no <testcase>", path, len(by_key) - matched, len(by_key))
+    if matched < len(records):
+        logger.warning("junit %s: %d of %d records have no <testcase>", path, len(records) - matched, len(records))
     ET.indent(tree, space="  ")
     tree.write(path, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,112 @@
+"""The adapter contract's rules that the harness enforces on a stdio shim (docs/adapter-contract.md).
+
+Theory of operation: :class:`ContractChecker` sits in :class:`conformance.adapters.stdio.StdioAdapter` and sees
+what the shim returns and notifies. A result that breaks a rule raises :class:`ContractViolation` at once (the
+case's ERROR); a notification that breaks one is recorded in :attr:`ContractChecker.violations`, and the plugin
+grades the case during which it arrived ERROR, naming the rule, instead of blaming the IUT for what the shim
+reported wrongly. :func:`program_name` names a shim after its program before it has told its own name.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+from .base import AdapterError
+
+__all__ = ["RULE_CANDIDATE", "RULE_SELECTED_PAIR", "ContractChecker", "ContractViolation", "program_name"]
+
+#: docs/adapter-contract.md §3: candidates are attribute values with the ``candidate:`` prefix.
+RULE_CANDIDATE = "§3: a candidate is an RFC 8839 attribute value with the `candidate:` prefix"
+#: docs/adapter-contract.md §4: ``selected_pair`` of every component before the ``connected`` it leads to.
+RULE_SELECTED_PAIR = "§4: `selected_pair` for every component is sent before `state: connected`"
+
+_WRAPPERS = {"env", "nice", "nohup", "setsid", "stdbuf", "timeout", "unshare", "nsenter", "exec", "sudo"}
+_SHELLS = {"sh", "bash", "dash", "zsh"}
+_INTERPRETERS = re.compile(r"^(python[0-9.]*|node|nodejs|ruby|perl|java|deno|bun)$")
+
+
+class ContractViolation(AdapterError):
+    """The shim broke a rule of the adapter contract: the harness's ERROR, never the IUT's FAIL."""
+
+
+def program_name(argv: list[str]) -> str:
+    """The program a shim command runs, skipping wrappers: ``env X=1 python3 -m pkg.shim`` → ``pkg.shim``.
+
+    ``sh -c "CMD"`` is looked into; an interpreter is named by its script or module.
+    """
+    args = list(argv)
+    while args:
+        head = Path(args[0]).name
+        if head in _WRAPPERS or "=" in args[0]:
+            args = args[1:]
+            while args and (args[0].startswith("-") or "=" in args[0] or re.fullmatch(r"[0-9.]+[smhd]?", args[0])):
+                args = args[1:]
+            continue
+        if head in _SHELLS and len(args) > 2 and args[1] == "-c":
+            try:
+                inner = shlex.split(args[2])
+            except ValueError:
+                return head
+            return program_name(inner) if inner else head
+        if _INTERPRETERS.match(head):
+            rest = args[1:]
+            for i, a in enumerate(rest):
+                if a == "-m" and i + 1 < len(rest):
+                    return rest[i + 1]
+                if not a.startswith("-"):
+                    return Path(a).name
+            return head
+        return head
+    return Path(argv[0]).name if argv else "shim"
+
+
+class ContractChecker:
+    """Tracks each agent's components and selected pairs, and checks the shim's strings against the contract."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, int] = {}
+        self.selected: dict[str, set[int]] = {}
+        #: Every rule broken by a notification, in arrival order (``rule: detail``).
+        self.violations: list[str] = []
+
+    def agent_created(self, agent: str, components: int) -> None:
+        self.components[agent] = components
+        self.selected[agent] = set()
+
+    def check_candidates(self, shim: str, method: str, candidates: list[str]) -> None:
+        """Raise :class:`ContractViolation` unless every string carries the ``candidate:`` prefix."""
+        bad = [c for c in candidates if not c.startswith("candidate:")]
+        if bad:
+            raise ContractViolation(f"{shim}: contract violation ({RULE_CANDIDATE}): {method} returned {bad[0]!r}")
+
+    def notification(self, method: str, params: dict[str, Any]) -> str | None:
+        """The broken rule (recorded in :attr:`violations`) for one notification, or None."""
+        agent = str(params.get("agent"))
+        problem: str | None = None
+        if method == "selected_pair":
+            for key in ("local", "remote"):
+                value = params.get(key)
+                if not isinstance(value, str) or not value.startswith("candidate:"):
+                    problem = f"{RULE_CANDIDATE}: selected_pair {key} is {value!r}"
+                    break
+            else:
+                component = params.get("component", 1)
+                self.selected.setdefault(agent, set()).add(int(component) if isinstance(component, int) else 1)
+        elif method == "candidate":
+            value = params.get("candidate")
+            if value is not None and (not isinstance(value, str) or not value.startswith("candidate:")):
+                problem = f"{RULE_CANDIDATE}: candidate notification carries {value!r}"
+        elif method == "state" and params.get("state") == "connected":
+            wanted = set(range(1, self.components.get(agent, 1) + 1))
+            missing = sorted(wanted - self.selected.get(agent, set()))
+            if missing:
+                problem = (
+                    f"{RULE_SELECTED_PAIR}: agent {agent} reported connected without a selected_pair for "
+                    f"component {', '.join(map(str, missing))}"
+                )
+        if problem is not None:
+            self.violations.append(problem)
+        return problem
