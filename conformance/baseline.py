@@ -63,6 +63,8 @@ class Baseline:
     """Expected verdicts keyed by (IUT, case ID)."""
 
     entries: dict[tuple[str, str], Expected]
+    #: The file it was read from ("" when built in memory).
+    path: str = ""
 
     def get(self, iut: str, case: str) -> Expected | None:
         """The expectation for this IUT and case, if any."""
@@ -86,7 +88,7 @@ def load_baseline(path: str | Path) -> Baseline:
         verdict, also = parse_verdicts(row["verdict"], f"baseline {p}, entry {i}")
         e = Expected(str(row["iut"]), str(row["case"]), verdict, str(row["reason"]).strip(), also)
         entries[(e.iut, e.case)] = e
-    return Baseline(entries)
+    return Baseline(entries, str(path))
 
 
 @dataclass
@@ -104,7 +106,8 @@ def compare(records: list[dict[str, Any]], baseline: Baseline | None) -> Compari
     """Sort each record: matches its expectation, a new FAIL, an ERROR, a new NON-STRICT, or an unexpected pass."""
     out = Comparison([], [], [], [], [])
     for r in records:
-        exp = baseline.get(r["iut"], r["case_id"]) if baseline is not None else None
+        key = r.get("baseline_iut") or r["iut"]  # a run the report labelled by its folder keeps its baseline
+        exp = baseline.get(key, r["case_id"]) if baseline is not None else None
         verdict = r["verdict"]
         if exp is not None and exp.accepts(verdict):
             out.expected.append(r)

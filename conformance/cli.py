@@ -274,6 +274,13 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"the run selected no case; {out} left as it was")
         for r in records:
             r["case_id"] = r["nodeid"].removeprefix("suites/")
+        # How to start this run again (the report's reproduce lines).
+        summary["invocation"] = {
+            "iut": "" if args.iut_cmd else args.iut or "aioice",
+            "iut_cmd": args.iut_cmd or "",
+            "iut_name": args.iut_name or "",
+            "baseline": args.baseline or "",
+        }
         summary_file.write_text(json.dumps(summary, indent=2))
         if (new / "junit.xml").exists():
             rewrite_junit(new / "junit.xml", records, baseline=baseline)

@@ -188,12 +188,14 @@ def test_report_several_iuts_share_one_matrix(tmp_path: Path) -> None:
     assert "libnice PASS" in page  # the same case on the other IUT is one click away
 
 
-def test_report_rerun_of_a_case_keeps_the_latest(tmp_path: Path) -> None:
+def test_report_two_runs_of_one_iut_stay_apart_labelled_by_folder(tmp_path: Path) -> None:
     old = make_run(tmp_path / "old", [{"case_id": NOMINATION, "verdict": "FAIL", "iut": "aioice"}], finished=1000)
     new = make_run(tmp_path / "new", [{"case_id": NOMINATION, "verdict": "PASS", "iut": "aioice"}], finished=3000)
     for order in ([old, new], [new, old]):
         model = build_model(order)
-        assert [c.verdict for c in model.cases] == ["PASS"] and model.duplicates
+        assert model.iuts == ["aioice (new)", "aioice (old)"] and model.duplicates
+        assert {c.iut: c.verdict for c in model.cases} == {"aioice (new)": "PASS", "aioice (old)": "FAIL"}
+        assert {c.baseline_iut for c in model.cases} == {"aioice"}
 
 
 def test_report_rejects_a_folder_without_summary(tmp_path: Path) -> None:
@@ -439,5 +441,5 @@ def test_report_command_merges_and_gates_shards(runs: dict[str, Path], tmp_path:
     assert commands("report", *shards, "--out", str(tmp_path / "b"), "--check") == 1  # aioice's FAIL, no baseline
     baseline = str(ROOT / "baselines" / "aioice.toml")
     assert commands("report", *shards, "--out", str(tmp_path / "c"), "--check", "--baseline", baseline) == 0
-    page = (tmp_path / "c" / "cases" / "aioice" / f"{case_slug(NOM06)}.html").read_text()
+    page = (tmp_path / "c" / "report" / "cases" / "aioice" / f"{case_slug(NOM06)}.html").read_text()
     assert "Expected by the baseline" in page and "RFC 5245 controlling agent" in page

@@ -81,7 +81,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         baseline = _load_checked(args.baseline) if args.baseline else None
         summary = merged_summary(folders)
-        index = write_report(folders, Path(args.out), baseline=baseline)
+        # The same layout as a run folder: the HTML report under OUT/report/ (docs/reports.md).
+        index = write_report(folders, Path(args.out) / "report", baseline=baseline)
     except (ReportError, BaselineError) as exc:
         _err(f"error: {exc}")
         return EXIT_ERROR

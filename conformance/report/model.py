@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,8 @@ class RunInfo:
     started: float | None
     finished: float | None
     counts: dict[str, int]
+    #: How the run was started (``iut``, ``iut_cmd``, ``iut_name``, ``baseline``), as ``run`` records it.
+    invocation: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -136,6 +139,26 @@ class CaseEntry:
     def rfcs(self) -> list[str]:
         """RFC names of the case's requirements (``RFC 8445``), in catalog order, without repeats."""
         return list(dict.fromkeys(r.rfc_name for r in self.requirements)) or ["unknown"]
+
+    @property
+    def baseline_iut(self) -> str:
+        """The IUT name baselines key on (a run kept apart by folder is labelled, its baseline name is not)."""
+        return str(self.record.get("baseline_iut") or self.record["iut"])
+
+    def reproduce(self, baseline_path: str = "") -> str:
+        """The ``ice-conformance run`` line that re-runs this case alone, the same way."""
+        how = self.run.invocation
+        argv = ["ice-conformance", "run", str(self.record["nodeid"])]
+        if how.get("iut_cmd"):
+            argv += ["--iut-cmd", how["iut_cmd"]]
+        else:
+            argv += ["--iut", how.get("iut") or self.baseline_iut]
+        if how.get("iut_name"):
+            argv += ["--iut-name", how["iut_name"]]
+        baseline = how.get("baseline") or (baseline_path if self.expected is not None else "")
+        if baseline:
+            argv += ["--baseline", baseline]
+        return shlex.join(argv)
 
     @property
     def first_line(self) -> str:
@@ -321,30 +344,42 @@ def _run_info(folder: Path, summary: dict[str, Any], records: list[dict[str, Any
         started=num("started"),
         finished=num("finished"),
         counts={v: sum(1 for r in records if r["verdict"] == v) for v in VERDICTS},
+        invocation={str(k): str(v) for k, v in dict(summary.get("invocation") or {}).items() if v},
     )
 
 
 def load_records(folders: list[Path]) -> tuple[list[tuple[dict[str, Any], RunInfo, dict[str, Path]]], list[str]]:
-    """Every record of every folder, normalised, one per (IUT, case ID), sorted; and the duplicates dropped.
+    """Every record of every folder, normalised, one per (IUT, case ID), sorted; and the labels given.
 
-    When two folders hold the same IUT and case (a re-run shard), the record of the run that finished last wins.
+    When two folders hold results of the same IUT for the same case (an ad hoc shim named like a registered IUT,
+    or two runs to compare), they stay apart: the IUT of each such folder is labelled with the folder
+    (``aioice (run-a)``), and ``baseline_iut`` keeps the name baselines key on.
     """
-    chosen: dict[tuple[str, str], tuple[dict[str, Any], RunInfo, dict[str, Path]]] = {}
-    duplicates: list[str] = []
+    loaded = []
     for folder in folders:
         summary = load_summary(folder)
         records = [_normalise(r) for r in summary["records"]]
+        loaded.append((folder, summary, records))
+    seen: dict[tuple[str, str], set[Path]] = defaultdict(set)
+    for folder, _, records in loaded:
+        for r in records:
+            seen[(r["iut"], r["case_id"])].add(folder)
+    clash = {iut for (iut, _), where in seen.items() if len(where) > 1}
+    names = [f.name for f, _, _ in loaded]
+    labelled: list[str] = []
+    chosen: dict[tuple[str, str], tuple[dict[str, Any], RunInfo, dict[str, Path]]] = {}
+    for folder, summary, records in loaded:
+        label = folder.name if names.count(folder.name) == 1 else str(folder)
+        for r in records:
+            if r["iut"] in clash:
+                r["baseline_iut"] = r["iut"]
+                r["iut"] = f"{r['iut']} ({label})"
+        if any(r["iut"] != r.get("baseline_iut", r["iut"]) for r in records):
+            labelled.append(label)
         run = _run_info(folder, summary, records)
         for r in records:
-            key = (r["iut"], r["case_id"])
-            entry = (r, run, _artifacts(folder, r))
-            if key in chosen:
-                duplicates.append(f"{key[0]} {key[1]}")
-                logger.warning("%s %s is in more than one run folder; keeping the latest", *key)
-                if (run.finished or 0.0) < (chosen[key][1].finished or 0.0):
-                    continue
-            chosen[key] = entry
-    return [chosen[k] for k in sorted(chosen)], duplicates
+            chosen[(r["iut"], r["case_id"])] = (r, run, _artifacts(folder, r))
+    return [chosen[k] for k in sorted(chosen)], labelled
 
 
 def merged_summary(folders: list[Path]) -> dict[str, Any]:
@@ -404,7 +439,8 @@ def build_model(
         runs.setdefault(str(run.folder), run)
         reqs = [cat[i] for i in record["requirements"] if i in cat]
         unknown = [i for i in record["requirements"] if i not in cat]
-        expected = baseline.get(record["iut"], record["case_id"]) if baseline is not None else None
+        key = str(record.get("baseline_iut") or record["iut"])
+        expected = baseline.get(key, record["case_id"]) if baseline is not None else None
         cases.append(CaseEntry(record, run, reqs, unknown, artifacts, expected))
     conformance_cases = [c for c in cases if c.record.get("kind", "conformance") != "interop"]
     iuts = sorted({c.iut for c in cases})
