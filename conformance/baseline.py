@@ -123,5 +123,5 @@ def compare(records: list[dict[str, Any]], baseline: Baseline | None) -> Compari
 
 
 def unknown_entries(baseline: Baseline, case_ids: set[str]) -> list[Expected]:
-    """Entries naming a case ID that no longer exists (``case_ids``: every collected case, slow tier included)."""
+    """Entries naming a case ID that no longer exists (``case_ids``: those known to exist)."""
     return [e for (_, case), e in sorted(baseline.entries.items()) if case not in case_ids]

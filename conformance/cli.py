@@ -308,7 +308,7 @@ def _run(args: argparse.Namespace) -> int:
         from conformance.baseline import unknown_entries
 
         iut = records[0]["iut"]
-        for e in unknown_entries(baseline, known_case_ids()):
+        for e in unknown_entries(baseline, known_case_ids({c for _, c in baseline.entries})):
             if e.iut == iut:
                 _err(f"warning: baseline {args.baseline} names a case that does not exist: {e.iut} {e.case}")
     _out(f"report: {report}")
@@ -339,8 +339,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK if rows else EXIT_ERROR
 
 
-def _collect_cases() -> list[tuple[str, list[str]]]:
-    """Every case (slow tier included) with its requirement IDs."""
+def _collect_cases(files: list[str] | None = None) -> list[tuple[str, list[str]]]:
+    """Every case (slow tier included) with its requirement IDs; only those of ``files`` (under suites/) if given."""
     import pytest
 
     class _Lister:
@@ -354,13 +354,16 @@ def _collect_cases() -> list[tuple[str, list[str]]]:
 
     lister = _Lister()
     with contextlib.redirect_stdout(io.StringIO()):
-        pytest.main([str(_suites_dir()), "--collect-only", "-q", "-p", "no:cacheprovider", "--slow"], plugins=[lister])
+        targets = [str(_suites_dir() / f) for f in files] if files is not None else [str(_suites_dir())]
+        if targets:
+            pytest.main([*targets, "--collect-only", "-q", "-p", "no:cacheprovider", "--slow"], plugins=[lister])
     return lister.rows
 
 
-def known_case_ids() -> set[str]:
-    """The ID of every case there is (slow tier included), as records and baselines name them."""
-    return {case for case, _ in _collect_cases()}
+def known_case_ids(case_ids: set[str]) -> set[str]:
+    """Those of ``case_ids`` that name an existing case (slow tier included); only their files are collected."""
+    files = sorted({c.split("::", 1)[0] for c in case_ids if (_suites_dir() / c.split("::", 1)[0]).is_file()})
+    return {case for case, _ in _collect_cases(files)} & case_ids
 
 
 def _cmd_coverage(args: argparse.Namespace) -> int:

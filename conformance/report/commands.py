@@ -148,7 +148,7 @@ def cmd_baseline_check(args: argparse.Namespace) -> int:
 
     covered = {(r["iut"], r["case_id"]) for r in records}
     iuts = {r["iut"] for r in records}
-    stale = unknown_entries(baseline, known_case_ids())
+    stale = unknown_entries(baseline, known_case_ids({c for _, c in baseline.entries}))
     for e in stale:
         _err(f"  error: the baseline names a case that does not exist (remove the entry): {e.iut} {e.verdict} {e.case}")
     for (iut, case), e in sorted(baseline.entries.items()):
