@@ -417,3 +417,111 @@ def test_report_keeps_runs_apart_by_folder_and_lists_failing_cases(tmp_path: Pat
     cases = (out / "report" / "cases.html").read_text()
     head = cases.split("<thead>", 1)[1].split("</thead>", 1)[0]
     assert head.index("verdict") < head.index("case")  # the verdict column never scrolls off at 800 px
+
+
+# -- items 16-22: the contract document says what the harness does ------------------------------------------------
+
+CONTRACT_DOC = (ROOT / "docs" / "adapter-contract.md").read_text()
+
+
+def test_contract_doc_announces_the_version_the_harness_sends() -> None:
+    from conformance.adapters.base import CONTRACT_VERSION
+
+    assert f'`initialize` | `{{contract: "{CONTRACT_VERSION}"}}`' in CONTRACT_DOC
+    assert f'"method": "initialize", "params": {{"contract": "{CONTRACT_VERSION}"}}' in CONTRACT_DOC
+    assert '"1.0"' not in CONTRACT_DOC.split("## 3. Methods", 1)[1].split("## 4.", 1)[0]
+
+
+def test_contract_doc_gives_the_create_agent_defaults_the_shim_side_reads() -> None:
+    from conformance.adapters.base import AgentConfig
+
+    config = AgentConfig.from_json({"role": "controlled"})
+    assert (config.components, config.ufrag, config.pwd, config.relay_only, config.trickle) == (
+        1,
+        None,
+        None,
+        False,
+        False,
+    )
+    assert (config.stun_servers, config.turn_servers, config.options) == ([], [], {})
+    assert config.interfaces == ["127.0.0.1"]
+    assert "Only `role` is required" in CONTRACT_DOC
+    for text in ("`components` 1", "`stun_servers` `[]`", '`interfaces` `["127.0.0.1"]`', "`trickle` `false`"):
+        assert text in CONTRACT_DOC, text
+
+
+def test_contract_doc_trickle_rules_match_the_harness() -> None:
+    import inspect
+
+    from conformance.tester.ice import IceSession
+
+    timeout = inspect.signature(IceSession._trickled_candidates).parameters["timeout"].default
+    assert f"waits up to {timeout:g} s for the null" in CONTRACT_DOC
+    assert "may come before or after the `gather` response" in CONTRACT_DOC
+    assert "is **not** notified" in CONTRACT_DOC
+
+
+def test_contract_states_completed_at_once_and_failed_without_closed_are_legal() -> None:
+    from conformance.adapters.contract import ContractChecker
+
+    checker = ContractChecker()
+    checker.agent_created("a", 1)
+    pair = {"agent": "a", "component": 1}
+    local = "candidate:9 1 udp 1 127.0.0.1 5000 typ host"
+    remote = "candidate:other-foundation 1 udp 99 127.0.0.1 6000 typ prflx"  # item 20: not the signalled string
+    for method, params in (
+        ("state", {"agent": "a", "state": "checking"}),
+        ("selected_pair", {**pair, "local": local, "remote": remote}),
+        ("state", {"agent": "a", "state": "connected"}),
+        ("state", {"agent": "a", "state": "completed"}),
+        ("state", {"agent": "a", "state": "failed"}),
+    ):
+        assert checker.notification(method, params) is None
+    assert not checker.violations
+    assert "`completed` may follow it at once" in CONTRACT_DOC and "**not**\nfollowed by `closed`" in CONTRACT_DOC
+    assert "need not equal, byte for byte" in CONTRACT_DOC
+
+
+def test_minimal_shim_methods_answered_minus_32601_become_unsupported() -> None:
+    import asyncio
+
+    from conformance.adapters.base import Unsupported
+    from conformance.adapters.stdio import StdioAdapter
+    from conformance.plugin import grade
+    from conformance.verdict import Verdict
+
+    async def unsupported() -> list[BaseException]:
+        adapter = StdioAdapter([sys.executable, str(SHIMS / "unsupported.py")])
+        await adapter.initialize()
+        calls = [
+            adapter.restart("a"),
+            adapter.send("a", 1, b"x"),
+            adapter.add_remote_candidate("a", None),
+            adapter.start_server("turn", "127.0.0.1:0"),
+        ]
+        found: list[BaseException] = []
+        for call in calls:
+            try:
+                await call
+            except Exception as exc:
+                found.append(exc)
+        await adapter.shutdown()
+        return found
+
+    errors = asyncio.run(unsupported())
+    assert len(errors) == 4 and all(isinstance(e, Unsupported) for e in errors)
+    assert grade(None, pytest.ExceptionInfo.from_exception(errors[0]))[0] is Verdict.UNSUPPORTED
+    assert "## 6. A minimal shim" in CONTRACT_DOC and "| `restart` |" in CONTRACT_DOC
+
+
+def test_contract_doc_examples_are_the_readme_commands() -> None:
+    import re
+    import shlex
+
+    block = CONTRACT_DOC.split("```sh", 1)[1].split("```", 1)[0]
+    lines = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert all(line.startswith("ice-conformance run ") for line in lines)
+    for line in lines:
+        args = cli.build_parser().parse_args(shlex.split(line)[1:])
+        assert args.command == "run" and (args.iut or args.iut_cmd)
+    assert re.search(r"ice-conformance run --iut-cmd", (ROOT / "README.md").read_text())
