@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, cast
 
 from conformance import __version__
 from conformance.install import add_command as add_install_command
@@ -405,9 +405,16 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     return EXIT_FAIL if uncovered else EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (``PROG: error: ...``, exit 2); ``--help`` shows the full usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="ice-conformance", description="ICE, STUN and TURN conformance harness")
+    parser = _Parser(prog="ice-conformance", description="ICE, STUN and TURN conformance harness")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the suites against an IUT and write junit, allure, summary and HTML")
@@ -457,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     vec = sub.add_parser("vectors", help="verify the RFC test vectors with the codec")
     vec.set_defaults(func=_cmd_vectors)
     add_commands(sub)
-    add_interop_commands(sub)
+    add_interop_commands(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     add_install_command(sub)
     return parser
 
