@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from conformance.adapters.base import Adapter, AdapterError, IutInfo, Unsupported
+from conformance.adapters.contract import ContractChecker
 from conformance.catalog import SEVERITY, load_catalog
 from conformance.hung import HungLog
 from conformance.tester.capture import Capture
@@ -346,10 +347,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     handle: IutHandle | None = None
     if "harness" in pyfuncitem.funcargs:
         handle = pyfuncitem._request.getfixturevalue("iut_handle")
+    case = pyfuncitem.obj(**kwargs)
+    checker = getattr(handle.adapter, "contract", None) if handle is not None else None
+    if isinstance(checker, ContractChecker):  # a shim breaking the contract ends the case at once (ERROR)
+        case = checker.guard(case, str(getattr(handle.adapter if handle else None, "name", "the shim")))
     start = time.monotonic()
     stalled: str | None = None
     try:
-        loop.run_until_complete(asyncio.wait_for(pyfuncitem.obj(**kwargs), budget))
+        loop.run_until_complete(asyncio.wait_for(case, budget))
     except BaseException as exc:
         stalled = _stalled_in(exc)
         if isinstance(exc, TimeoutError) and time.monotonic() - start >= budget * 0.99:

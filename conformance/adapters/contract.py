@@ -9,8 +9,11 @@ reported wrongly. :func:`program_name` names a shim after its program before it 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import shlex
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,28 @@ class ContractChecker:
         self.selected: dict[str, set[int]] = {}
         #: Every rule broken by a notification, in arrival order (``rule: detail``).
         self.violations: list[str] = []
+        self._violated: asyncio.Event | None = None
+
+    async def guard(self, case: Coroutine[Any, Any, Any], shim: str) -> Any:
+        """Run a case, ending it at once with :class:`ContractViolation` when the shim breaks a rule meanwhile."""
+        start = len(self.violations)
+        self._violated = asyncio.Event()
+        task = asyncio.ensure_future(case)
+        waiter = asyncio.ensure_future(self._violated.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if not task.done():
+                task.cancel()  # a case may swallow one cancellation (asyncio.wait_for): do not wait long for it
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, never logged
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait({task}, timeout=1.0)
+        self._violated = None
+        if task.done() and (not task.cancelled() or len(self.violations) == start):
+            return task.result()
+        broken = "; ".join(self.violations[start:])
+        raise ContractViolation(f"{shim}: adapter contract violation: {broken}")
 
     def agent_created(self, agent: str, components: int) -> None:
         self.components[agent] = components
@@ -109,4 +134,6 @@ class ContractChecker:
                 )
         if problem is not None:
             self.violations.append(problem)
+            if self._violated is not None:
+                self._violated.set()
         return problem
