@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 from conformance.protocol.transactions import (
     RTO_FLOOR,
     TRANSACTION_ID_LENGTH,
+    Kind,
+    Request,
+    TransactionModel,
     ice_check_rto,
     ice_gathering_rto,
     new_transaction_id,
@@ -158,3 +161,66 @@ def test_txid_randomness_problems_skips_statistics_below_sample_minimum() -> Non
     alphabet = (string.ascii_letters + string.digits).encode()
     ids = [bytes(rng.choice(alphabet) for _ in range(12)) for _ in range(10)]
     assert txid_randomness_problems(ids) == []
+
+
+# -- the transaction model (RFC 8489 §5, §6.2.1) ---------------------------------------------------------------
+
+A = ("127.0.0.1", 1000)
+B = ("127.0.0.1", 2000)
+C = ("127.0.0.1", 3000)
+
+
+def _req(txid: int, time: float, src: tuple[str, int] = A, dst: tuple[str, int] = B) -> Request:
+    return Request(txid.to_bytes(12, "big"), src, dst, time)
+
+
+def test_model_tells_retransmissions_from_new_transactions() -> None:
+    model = TransactionModel.of([_req(1, 0.0), _req(1, 0.5), _req(2, 0.0, dst=C), _req(1, 1.5)])
+    kinds = [c.kind for c in model.classified]
+    assert kinds == [Kind.NEW, Kind.NEW, Kind.RETRANSMISSION, Kind.RETRANSMISSION]
+    assert model.retransmits is True
+    assert [r.time for r in model.sends((1).to_bytes(12, "big"))] == [0.0, 0.5, 1.5]
+    assert model.pairs() == [(A, B), (A, C)]
+
+
+def test_model_sees_an_agent_that_repeats_checks_instead_of_retransmitting() -> None:
+    """libwebrtc's pattern: a new ID every 150 ms to the same unanswered destination, never a resend."""
+    model = TransactionModel.of([_req(i, i * 0.15) for i in range(1, 8)])
+    assert [c.kind for c in model.classified] == [Kind.NEW] + [Kind.REPEAT] * 6
+    assert model.retransmits is False
+    assert len(model.repeats_while_unanswered()) == 6
+    assert model.pairs() == [(A, B)]
+    assert len(model.transactions((A, B))) == 7
+    assert "never retransmits" in model.summary()
+
+
+def test_model_does_not_call_a_check_after_an_answer_a_missing_retransmission() -> None:
+    model = TransactionModel.of([_req(1, 0.0), _req(2, 1.0)], answers=[((1).to_bytes(12, "big"), 0.01)])
+    repeat = model.classified[1]
+    assert repeat.kind is Kind.REPEAT and repeat.previous_answered
+    assert model.retransmits is None
+    assert model.repeats_while_unanswered() == []
+
+
+def test_model_without_evidence_does_not_know_whether_the_iut_retransmits() -> None:
+    assert TransactionModel.of([_req(1, 0.0), _req(2, 0.0, dst=C)]).retransmits is None
+    assert TransactionModel().retransmits is None
+
+
+def test_model_rate_counts_new_transactions_in_a_window() -> None:
+    model = TransactionModel.of([_req(i, i * 0.25) for i in range(8)] + [_req(0, 0.6)])
+    assert model.rate((A, B), 0.0, 1.0) == 4.0
+    assert model.rate((A, C), 0.0, 1.0) == 0.0
+    with pytest.raises(ValueError):
+        model.rate((A, B), 1.0, 1.0)
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2)), max_size=40))
+def test_model_kinds_are_consistent(events: list[tuple[int, int]]) -> None:
+    dsts = [B, C, ("::1", 9)]
+    model = TransactionModel.of([_req(txid, i * 0.1, dst=dsts[d]) for i, (txid, d) in enumerate(events)])
+    counts = {k: len(model.of_kind(k)) for k in Kind}
+    assert sum(counts.values()) == len(events)
+    assert counts[Kind.NEW] == len(model.pairs())
+    assert counts[Kind.NEW] + counts[Kind.REPEAT] == len(model.transactions())
+    assert (model.retransmits is True) == (counts[Kind.RETRANSMISSION] > 0)

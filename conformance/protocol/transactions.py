@@ -14,15 +14,25 @@ randomness; it can only flag patterns that random IDs produce with negligible pr
   107 IDs, i.e. at least 5 expected observations per byte value; threshold mean + 8 standard deviations).
 
 The thresholds aim at zero false alarms on a conformant IUT; a low-entropy generator can still pass.
+
+Theory of operation for :class:`TransactionModel`: every request the IUT sends is one of three things. A request
+whose transaction ID was seen before is a retransmission (RFC 8489 §6.2.1: a retransmission reuses the ID). A
+request with a new ID is a new transaction (RFC 8489 §5), and when an earlier transaction already went from the same
+source to the same destination it is a repeat: the same check made again as a new transaction (what an agent that
+pings instead of retransmitting does, or a triggered or consent check). Whether the IUT retransmits at all is an
+observation: True once a retransmission is seen, False once an unanswered transaction was repeated as a new one
+with no retransmission anywhere, None while neither has been seen.
 """
 
 from __future__ import annotations
 
+import enum
 import itertools
 import math
 import secrets
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 __all__ = [
@@ -32,6 +42,10 @@ __all__ = [
     "RTO_FLOOR",
     "TA_DEFAULT",
     "TRANSACTION_ID_LENGTH",
+    "Classified",
+    "Kind",
+    "Request",
+    "TransactionModel",
     "ice_check_rto",
     "ice_gathering_rto",
     "new_transaction_id",
@@ -170,3 +184,154 @@ def txid_randomness_problems(txids: Sequence[bytes]) -> list[str]:
                 f"with 255 degrees of freedom exceeds {threshold:.0f} (RFC 8489 §5)"
             )
     return problems
+
+
+# -- the transaction model ---------------------------------------------------------------------------------------
+
+Address = tuple[str, int]
+
+
+class Kind(enum.Enum):
+    """What one request of the IUT is (RFC 8489 §5, §6.2.1)."""
+
+    NEW = "new transaction"
+    RETRANSMISSION = "retransmission"
+    REPEAT = "repeat of an earlier check as a new transaction"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the harness saw it: transaction ID, 5-tuple ends, arrival time, attribute codes."""
+
+    txid: bytes
+    src: Address
+    dst: Address
+    time: float
+    attributes: frozenset[int] = frozenset()
+
+    @property
+    def pair(self) -> tuple[Address, Address]:
+        """(source, destination): the candidate pair of an ICE check (RFC 8445 §6.1.2)."""
+        return self.src, self.dst
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A request with its kind; ``first`` is its transaction's first send, ``previous`` the earlier transaction's."""
+
+    request: Request
+    kind: Kind
+    first: Request
+    previous: Request | None = None
+    previous_answered: bool = False
+
+
+@dataclass
+class TransactionModel:
+    """Classifies the IUT's requests as new transactions, retransmissions or repeats (RFC 8489 §5, §6.2.1).
+
+    Feed requests in arrival order with :meth:`add` and the harness's responses with :meth:`answer` (a response
+    ends a transaction, so a later request of the same pair with a new ID is a fresh check, not a repeat of an
+    unanswered one).
+    """
+
+    classified: list[Classified] = field(default_factory=list)
+    _sends: dict[tuple[bytes, Address, Address], list[Request]] = field(default_factory=dict)
+    _by_pair: dict[tuple[Address, Address], list[bytes]] = field(default_factory=dict)
+    _answered: dict[bytes, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, requests: Iterable[Request], answers: Iterable[tuple[bytes, float]] = ()) -> TransactionModel:
+        """A model of ``requests`` (sorted by time) with the responses ``(txid, time)`` interleaved by time."""
+        model = cls()
+        events: list[tuple[float, int, Request | bytes]] = [(r.time, 1, r) for r in requests]
+        events += [(t, 0, txid) for txid, t in answers]
+        for time, _, item in sorted(events, key=lambda e: (e[0], e[1])):
+            if isinstance(item, Request):
+                model.add(item)
+            else:
+                model.answer(item, time)
+        return model
+
+    def answer(self, txid: bytes, time: float) -> None:
+        """The harness answered ``txid`` at ``time`` (the first answer counts)."""
+        self._answered.setdefault(txid, time)
+
+    def add(self, request: Request) -> Classified:
+        """Classify one request (in arrival order) and remember it."""
+        key = (request.txid, *request.pair)
+        sends = self._sends.get(key)
+        if sends is not None:
+            sends.append(request)
+            out = Classified(request, Kind.RETRANSMISSION, sends[0])
+        else:
+            # The same ID towards another pair is a new transaction (its reuse is STUN-MSG-02's finding).
+            self._sends[key] = [request]
+            earlier = self._by_pair.setdefault(request.pair, [])
+            if earlier:
+                previous = self._sends[(earlier[-1], *request.pair)][0]
+                answered = self._answered.get(previous.txid)
+                out = Classified(
+                    request,
+                    Kind.REPEAT,
+                    request,
+                    previous,
+                    answered is not None and answered <= request.time,
+                )
+            else:
+                out = Classified(request, Kind.NEW, request)
+            earlier.append(request.txid)
+        self.classified.append(out)
+        return out
+
+    # -- what the model saw --------------------------------------------------------------------------------------
+
+    def of_kind(self, kind: Kind) -> list[Classified]:
+        """Every classified request of that kind, in arrival order."""
+        return [c for c in self.classified if c.kind is kind]
+
+    def sends(self, txid: bytes) -> list[Request]:
+        """Every transmission of one transaction (the first, then its retransmissions), on any pair."""
+        return [r for (t, _, _), sends in self._sends.items() if t == txid for r in sends]
+
+    def transactions(self, pair: tuple[Address, Address] | None = None) -> list[Request]:
+        """The first send of each transaction (of one pair, if given), in arrival order."""
+        if pair is not None:
+            return [self._sends[(t, *pair)][0] for t in self._by_pair.get(pair, [])]
+        return [c.request for c in self.classified if c.kind is not Kind.RETRANSMISSION]
+
+    def pairs(self) -> list[tuple[Address, Address]]:
+        """The distinct (source, destination) pairs the IUT checked, in order of their first check."""
+        return list(self._by_pair)
+
+    def repeats_while_unanswered(self) -> list[Classified]:
+        """Repeats of a pair whose previous transaction was still unanswered: a new check instead of a resend."""
+        return [c for c in self.of_kind(Kind.REPEAT) if not c.previous_answered]
+
+    @property
+    def retransmits(self) -> bool | None:
+        """True once a retransmission is seen; False when unanswered checks were repeated as new transactions
+        and nothing was ever retransmitted; None when neither was observed (RFC 8489 §6.2.1)."""
+        if self.of_kind(Kind.RETRANSMISSION):
+            return True
+        return False if self.repeats_while_unanswered() else None
+
+    def rate(self, pair: tuple[Address, Address], start: float, end: float) -> float:
+        """New transactions (new or repeat) per second on ``pair`` with ``start <= time < end``."""
+        if end <= start:
+            raise ValueError(f"empty window {start}..{end}")
+        count = sum(1 for r in self.transactions(pair) if start <= r.time < end)
+        return count / (end - start)
+
+    def summary(self) -> str:
+        """One line: counts of each kind and whether the IUT retransmits, for an INFO finding."""
+        counts = Counter(c.kind for c in self.classified)
+        retransmits: dict[bool | None, str] = {
+            True: "retransmits",
+            False: "never retransmits (repeats checks as new transactions)",
+        }
+        return (
+            f"{len(self._sends)} transactions on {len(self._by_pair)} pairs: {counts[Kind.NEW]} new, "
+            f"{counts[Kind.REPEAT]} repeats of a pair as a new transaction, {counts[Kind.RETRANSMISSION]} "
+            f"retransmissions; the IUT {retransmits.get(self.retransmits, 'showed no retransmission behaviour')}"
+        )
