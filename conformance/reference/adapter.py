@@ -3,7 +3,10 @@
 Faults come from the constructor (every agent) and from ``AgentConfig.options["faults"]`` (one agent). Other
 options: ``tiebreaker`` (int), ``consent`` (bool), ``consent_interval`` and ``consent_timeout`` (seconds, so a
 self-test can scale RFC 7675's timers), ``ta`` and ``rto`` (seconds), ``max_pairs``, and ``rfc5245`` (bool: the
-legal variant of an RFC 5245 agent that applies none of set_remote's options and nominates aggressively).
+legal variant of an RFC 5245 agent that applies none of set_remote's options and nominates aggressively). Legal
+variants of issue 12 for the self-tests: ``max_pairs`` (int, the RFC 8445 §6.1.2.5 pair limit) and ``ping_interval``
+(seconds: never retransmit, ping every pair again as a new transaction at that interval, USE-CANDIDATE on every
+check while controlling).
 """
 
 from __future__ import annotations
@@ -47,7 +50,18 @@ CAPABILITIES = frozenset(
 )
 
 _KNOWN_OPTIONS = frozenset(
-    {"faults", "tiebreaker", "consent", "consent_interval", "consent_timeout", "ta", "rto", "max_pairs", "rfc5245"}
+    {
+        "faults",
+        "tiebreaker",
+        "consent",
+        "consent_interval",
+        "consent_timeout",
+        "ta",
+        "rto",
+        "max_pairs",
+        "rfc5245",
+        "ping_interval",
+    }
 )
 
 #: The set_remote options (contract 1.1) the reference agent takes in: it reads all of them (contract 1.2).
@@ -138,7 +152,7 @@ class ReferenceAdapter:
             if "consent" in options:
                 settings.consent = bool(options["consent"])
             settings.rfc5245 = bool(options.get("rfc5245", False))
-            for name in ("consent_interval", "consent_timeout", "ta", "rto"):
+            for name in ("consent_interval", "consent_timeout", "ta", "rto", "ping_interval"):
                 if name in options:
                     value = float(options[name])
                     if value <= 0:

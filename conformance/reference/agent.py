@@ -114,6 +114,9 @@ KNOWN_OPTIONAL = frozenset({SOFTWARE, FINGERPRINT, ICE_CONTROLLED_ATTR, ICE_CONT
 #: Known attributes that have no business in a Binding request of ICE (the strict-attributes fault refuses them).
 UNEXPECTED_IN_CHECK = frozenset({0x0014, 0x0015, 0x001D, 0x001E})
 ALTERNATE_SERVER = 0x8023
+#: The pinging variant stops pinging a pair (and fails it, if it never succeeded) after this long unanswered.
+PING_GIVE_UP = 5.0
+
 #: Default limit on candidate pairs (RFC 8445 §6.1.2.5).
 MAX_PAIRS_DEFAULT = 100
 
@@ -457,6 +460,10 @@ class AgentSettings:
     consent_timeout: float = 30.0
     software: str = f"ice-conformance reference peer {__version__}"
     max_pairs: int = MAX_PAIRS_DEFAULT
+    #: The legal "pinging" variant (libwebrtc's design): when set, a check is never retransmitted; every pair is
+    #: checked again as a new transaction at this interval (RFC 8489 §5: a fresh ID for each), until it has gone
+    #: unanswered for PING_GIVE_UP seconds; while controlling, every check carries USE-CANDIDATE.
+    ping_interval: float | None = None
     keepalive_interval: float = 15.0
     stun_servers: tuple[tuple[str, int], ...] = ()
     gather_timeout: float = 10.0
@@ -983,7 +990,9 @@ class IceAgent:
                 tx.timer = loop.call_later(self.settings.consent_interval * 2, self._finish, tx)
             return
         offsets, fail_at = retransmission_schedule(self._rto, self.settings.rc, self.settings.rm)
-        if tx.kind == "check" and "recheck-not-retransmit" in self.faults:
+        if tx.kind == "check" and self.settings.ping_interval is not None:
+            tx.timer = loop.call_later(self.settings.ping_interval, self._ping_again, tx)
+        elif tx.kind == "check" and "recheck-not-retransmit" in self.faults:
             tx.timer = loop.call_later(0.15, self._recheck, tx)
         elif tx.sends < len(offsets):
             tx.timer = loop.call_later(offsets[tx.sends] - offsets[tx.sends - 1], self._transmit, tx)
@@ -999,6 +1008,22 @@ class IceAgent:
         self._rechecks[id(pair)] = self._rechecks.get(id(pair), 0) + 1
         if self._rechecks[id(pair)] >= self.settings.rc:
             self._pair_failed(pair, nomination=tx.use_candidate)
+            return
+        self._start_check(pair, tx.use_candidate)
+
+    def _ping_again(self, tx: _Transaction) -> None:
+        """The pinging variant: the pair is checked again as a new transaction instead of a retransmission."""
+        self._finish(tx)
+        pair = tx.pair
+        if self._closed or pair.transaction is not tx or pair not in self.pairs or pair.state is PairState.FAILED:
+            return
+        if pair.generation != self.generation or self.settings.ping_interval is None:
+            return
+        unanswered = self._rechecks.get(id(pair), 0) + 1
+        self._rechecks[id(pair)] = unanswered
+        if unanswered * self.settings.ping_interval >= PING_GIVE_UP:
+            if pair.state is not PairState.SUCCEEDED:
+                self._pair_failed(pair)
             return
         self._start_check(pair, tx.use_candidate)
 
@@ -1034,6 +1059,8 @@ class IceAgent:
         self._pair_failed(tx.pair, nomination=tx.use_candidate)
 
     def _pair_failed(self, pair: CandidatePair, nomination: bool = False) -> None:
+        if self.settings.ping_interval is not None:
+            nomination = False  # USE-CANDIDATE on every check: a failed check is not a failed nomination
         if nomination and self.role is Role.CONTROLLING and "keep-failed-nomination" in self.faults:
             self._log(logging.INFO, "nomination of %s failed: selected anyway", pair.describe())
             self._select(pair)
@@ -1075,8 +1102,9 @@ class IceAgent:
                 self._maybe_nominate(component)
 
     def _aggressive(self) -> bool:
-        """RFC 5245 aggressive nomination: USE-CANDIDATE on every check (the rfc5245 variant, or the fault)."""
-        return self.settings.rfc5245 or "aggressive-nomination" in self.faults
+        """RFC 5245 aggressive nomination: USE-CANDIDATE on every check (rfc5245 and pinging variants, or the fault)."""
+        pinging = self.settings.ping_interval is not None
+        return self.settings.rfc5245 or pinging or "aggressive-nomination" in self.faults
 
     def _maybe_nominate(self, component: int) -> None:
         """Regular nomination: once a pair succeeded, nominate the best valid pair (RFC 8445 §8.1.1)."""
@@ -1472,6 +1500,9 @@ class IceAgent:
             self._log(logging.INFO, "pair succeeded %s", pair.describe())
         else:
             pair.consent_at = self._now()
+        if self.settings.ping_interval is not None and pair.transaction is tx:
+            self._rechecks[id(pair)] = 0  # the pinging variant goes on pinging a succeeded pair
+            tx.timer = asyncio.get_running_loop().call_later(self.settings.ping_interval, self._ping_again, tx)
         nominated_by_us = tx.use_candidate and self.role is Role.CONTROLLING
         if nominated_by_us or (pair.nominate_on_success and self.role is Role.CONTROLLED):
             self._select(pair)
