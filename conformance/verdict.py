@@ -106,6 +106,11 @@ class Findings:
             self.violation(requirement, message, clause)
         return ok
 
+    def inconclusive(self, requirement: str, message: str, clause: str | None = None) -> None:
+        """Record that the case could not tell conformance from violation: INFO, with the evidence as text."""
+        self.catalog.level_of(requirement, clause)  # the ID (and clause) must exist
+        self.items.append(Finding(requirement, clause, "INFO", Verdict.INFO, f"inconclusive: {message}"))
+
     def info(self, message: str) -> None:
         """A note for the reader (shown with the verdict, changes nothing)."""
         self.notes.append(message)

@@ -224,3 +224,15 @@ def test_model_kinds_are_consistent(events: list[tuple[int, int]]) -> None:
     assert counts[Kind.NEW] == len(model.pairs())
     assert counts[Kind.NEW] + counts[Kind.REPEAT] == len(model.transactions())
     assert (model.retransmits is True) == (counts[Kind.RETRANSMISSION] > 0)
+
+
+def test_an_inconclusive_finding_is_info_not_a_failure() -> None:
+    """A case that cannot tell cause from coincidence records INFO with its evidence (issue 12)."""
+    from conformance.verdict import Findings, Verdict
+
+    findings = Findings(("ICE-TRIG-02",))
+    findings.inconclusive("ICE-TRIG-02", "7 checks before, 8 after")
+    assert findings.worst() is Verdict.INFO
+    assert "inconclusive: 7 checks before" in findings.summary()
+    with pytest.raises(KeyError):
+        findings.inconclusive("NO-SUCH-01", "x")

@@ -3,7 +3,8 @@
 Two legal designs, as reference-peer options: ``ping_interval`` (libwebrtc's: never retransmit, check every pair
 again as a new transaction every 150 ms, USE-CANDIDATE on every check while controlling; RFC 8489 §6.2.1 makes
 retransmission a SHOULD, RFC 8489 §5 wants the fresh IDs) and ``max_pairs`` 20 (RFC 8445 §6.1.2.5 lets an agent
-limit its pairs, discarding the lowest-priority ones). The fault ``recheck-not-retransmit`` is the same design
+limit its pairs, discarding the lowest-priority ones; with ``strict_pair_limit`` a check on a discarded pair
+triggers nothing, as libjuice's fixed table does). The fault ``recheck-not-retransmit`` is the same design
 without continuous pinging. Each row names the verdict the case must give: never FAIL, and UNSUPPORTED where the
 case needs a retransmission to observe anything.
 """
@@ -22,7 +23,7 @@ CK = "ice/test_checks.py::"
 TR = "ice/test_triggered.py::"
 BOTH = ("controlling", "controlled")
 PINGING: dict[str, Any] = {"ping_interval": 0.15}
-LIMITING: dict[str, Any] = {"max_pairs": 20}
+LIMITING: dict[str, Any] = {"max_pairs": 20, "strict_pair_limit": True}
 RECHECKING: dict[str, Any] = {"faults": ["recheck-not-retransmit"]}
 
 #: (variant name, options, case ID, verdicts the case may give)
@@ -38,10 +39,10 @@ ROWS: list[tuple[str, dict[str, Any], str, set[str]]] = [
     ],
     ("pinging", PINGING, f"{CK}test_pairs_stay_within_component_and_family", {"PASS"}),
     *[
-        ("pinging", PINGING, f"{CK}test_response_from_a_wrong_address_fails_the_pair[{v}]", {"PASS"})
+        ("pinging", PINGING, f"{CK}test_response_from_a_wrong_address_fails_the_pair[{v}]", {"INFO"})
         for v in ("other-port", "other-ip")
     ],
-    *[("pinging", PINGING, f"{TR}test_check_on_a_succeeded_pair_triggers_nothing[{r}]", {"PASS"}) for r in BOTH],
+    *[("pinging", PINGING, f"{TR}test_check_on_a_succeeded_pair_triggers_nothing[{r}]", {"INFO"}) for r in BOTH],
     *[
         ("pinging", PINGING, f"{SA}test_error_and_malformed_responses_end_the_transaction[{v}]", {"PASS"})
         for v in ("500", "403", "unknown-required-in-success")

@@ -4,9 +4,9 @@ Faults come from the constructor (every agent) and from ``AgentConfig.options["f
 options: ``tiebreaker`` (int), ``consent`` (bool), ``consent_interval`` and ``consent_timeout`` (seconds, so a
 self-test can scale RFC 7675's timers), ``ta`` and ``rto`` (seconds), ``max_pairs``, and ``rfc5245`` (bool: the
 legal variant of an RFC 5245 agent that applies none of set_remote's options and nominates aggressively). Legal
-variants of issue 12 for the self-tests: ``max_pairs`` (int, the RFC 8445 §6.1.2.5 pair limit) and ``ping_interval``
+variants of issue 12 for the self-tests: ``max_pairs`` (int, the RFC 8445 §6.1.2.5 pair limit), ``ping_interval``
 (seconds: never retransmit, ping every pair again as a new transaction at that interval, USE-CANDIDATE on every
-check while controlling).
+check while controlling) and ``strict_pair_limit`` (bool: pairs learnt from incoming checks obey ``max_pairs`` too).
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ _KNOWN_OPTIONS = frozenset(
         "max_pairs",
         "rfc5245",
         "ping_interval",
+        "strict_pair_limit",
     }
 )
 
@@ -152,6 +153,7 @@ class ReferenceAdapter:
             if "consent" in options:
                 settings.consent = bool(options["consent"])
             settings.rfc5245 = bool(options.get("rfc5245", False))
+            settings.strict_pair_limit = bool(options.get("strict_pair_limit", False))
             for name in ("consent_interval", "consent_timeout", "ta", "rto", "ping_interval"):
                 if name in options:
                     value = float(options[name])

@@ -464,6 +464,9 @@ class AgentSettings:
     #: checked again as a new transaction at this interval (RFC 8489 §5: a fresh ID for each), until it has gone
     #: unanswered for PING_GIVE_UP seconds; while controlling, every check carries USE-CANDIDATE.
     ping_interval: float | None = None
+    #: The legal "strict limit" variant: a pair learnt from an incoming check obeys max_pairs like any other, so a
+    #: check on a discarded lowest-priority pair is answered but triggers nothing (RFC 8445 §6.1.2.5).
+    strict_pair_limit: bool = False
     keepalive_interval: float = 15.0
     stun_servers: tuple[tuple[str, int], ...] = ()
     gather_timeout: float = 10.0
@@ -1415,7 +1418,10 @@ class IceAgent:
         pair = self._find_pair(local, addr)
         new = pair is None
         if pair is None:
-            pair = self._add_pair(local, remote, protect=True)  # a pair learnt from a check is being checked
+            # A pair learnt from a check is being checked, unless the strict-limit variant discards it at once.
+            pair = self._add_pair(local, remote, protect=not self.settings.strict_pair_limit)
+            if pair not in self.pairs:
+                return
         if "no-triggered-check" in self.faults:
             if new:
                 pair.state = PairState.FROZEN
@@ -1455,6 +1461,13 @@ class IceAgent:
             elif msg.error_code() == 403 and "ignore-403" not in self.faults:
                 pair.consent_revoked = True
                 self._log(logging.INFO, "consent revoked by 403 on %s", pair.describe())
+            return
+        if not symmetric and self.settings.ping_interval is not None and "accept-asymmetric" not in self.faults:
+            # The pinging variant matches responses by 5-tuple: one from elsewhere is ignored, the pair stays
+            # unvalidated and goes on being pinged (libwebrtc's reading of RFC 8445 §7.2.5.2.1).
+            self._log(logging.INFO, "response from %s:%d ignored on %s", *addr, pair.describe())
+            tx.timer = asyncio.get_running_loop().call_later(self.settings.ping_interval, self._ping_again, tx)
+            self._transactions[tx.txid] = tx
             return
         if not symmetric and "accept-asymmetric" not in self.faults:
             self._log(logging.INFO, "asymmetric response from %s:%d on %s: pair failed", *addr, pair.describe())
