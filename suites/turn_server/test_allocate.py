@@ -104,17 +104,23 @@ async def test_relayed_ports_come_from_the_dynamic_range(harness: Harness) -> No
     )
 
 
-_ALLOC05: dict[str, tuple[list[Any], tuple[int, ...]]] = {
+#: variant: (attributes, accepted error codes, the RFC 8656 §7.2 step that requires the answer)
+_ALLOC05: dict[str, tuple[list[Any], tuple[int, ...], int]] = {
     "requested-and-additional-family": (
         [attr.RequestedAddressFamily(family=1), attr.AdditionalAddressFamily(family=2)],
         (400,),
+        6,
     ),
-    "additional-family-ipv4": ([attr.AdditionalAddressFamily(family=1)], (400,)),
-    "token-with-even-port": ([attr.ReservationToken(token=b"\x01" * 8), attr.EvenPort(reserve=0)], (400,)),
-    "token-with-family": ([attr.ReservationToken(token=b"\x01" * 8), attr.RequestedAddressFamily(family=1)], (400,)),
-    "even-port-r-with-additional": ([attr.EvenPort(reserve=1), attr.AdditionalAddressFamily(family=2)], (400,)),
-    "unknown-token": ([attr.ReservationToken(token=b"\x5a" * 8)], (508,)),
-    "family-ipv6-unsupported": ([attr.RequestedAddressFamily(family=2)], (440,)),
+    "additional-family-ipv4": ([attr.AdditionalAddressFamily(family=1)], (400,), 9),
+    "token-with-even-port": ([attr.ReservationToken(token=b"\x01" * 8), attr.EvenPort(reserve=0)], (400,), 5),
+    "token-with-family": (
+        [attr.ReservationToken(token=b"\x01" * 8), attr.RequestedAddressFamily(family=1)],
+        (400,),
+        5,
+    ),
+    "even-port-r-with-additional": ([attr.EvenPort(reserve=1), attr.AdditionalAddressFamily(family=2)], (400,), 8),
+    "unknown-token": ([attr.ReservationToken(token=b"\x5a" * 8)], (508,), 5),
+    "family-ipv6-unsupported": ([attr.RequestedAddressFamily(family=2)], (440,), 7),
 }
 
 
@@ -125,7 +131,7 @@ async def test_address_family_and_reservation_checks(harness: Harness, variant: 
     """TURN-ALLOC-05 (RFC 8656 §7.2 steps 5-9): 400 for bad combinations, 508 for an unknown token, 440 for IPv6."""
     srv = await start_turn_server(harness)
     c = await TurnClient.open(harness, srv)
-    extra, expected = _ALLOC05[variant]
+    extra, expected, step = _ALLOC05[variant]
     rec = await c.allocate(*extra)
     code = error_code(rec)
     if variant == "family-ipv6-unsupported" and rec is not None and rec.is_type(ALLOCATE, SUCCESS):
@@ -140,7 +146,8 @@ async def test_address_family_and_reservation_checks(harness: Harness, variant: 
     harness.findings.check(
         rec is not None and rec.is_type(ALLOCATE, ERROR) and code in expected,
         "TURN-ALLOC-05",
-        f"Allocate {variant}: expected {' or '.join(str(e) for e in expected)}, got {_described(rec)}",
+        f"Allocate {variant}: expected {' or '.join(str(e) for e in expected)} (RFC 8656 §7.2 step {step}), "
+        f"got {_described(rec)}",
     )
 
 
