@@ -109,6 +109,7 @@ TABLE: list[tuple[str, str, str, str]] = [
     ],
     *[(f"{CK}test_first_checks_follow_pair_priority[{r}]", "unordered-checks", "FAIL", "ICE-PAIR-01") for r in BOTH],
     (f"{CK}test_pairs_stay_within_component_and_family", "cross-component-pairs", "FAIL", "ICE-PAIR-02"),
+    (f"{CK}test_pairs_stay_within_component_and_family", "unpruned-redundant-pair", "FAIL", "ICE-PAIR-02"),
     *[(f"{CK}test_new_checks_are_paced[{r}]", "no-pacing", "FAIL", "ICE-CHK-01") for r in BOTH],
     *[
         (

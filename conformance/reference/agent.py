@@ -979,6 +979,12 @@ class IceAgent:
         self._transactions[txid] = tx
         self._log(logging.DEBUG, "check %s%s", pair.describe(), " USE-CANDIDATE" if use_candidate else "")
         self._transmit(tx)
+        if "unpruned-redundant-pair" in self.faults:
+            # A second pair with the same base and remote, checked at the same time (RFC 8445 §6.1.2.4).
+            txid2, data2, key2 = self._request(pair, creds, use_candidate)
+            twin = _Transaction(txid2, pair, data2, "check", use_candidate, key2, self.role)
+            self._transactions[txid2] = twin
+            self._transmit(twin)
 
     def _transmit(self, tx: _Transaction) -> None:
         """Send (or resend) a request and arm its timer (RFC 8489 §6.2.1)."""

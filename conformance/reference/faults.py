@@ -142,6 +142,12 @@ _ALL = [
         "checks retransmit from an RTO of 100 ms instead of 500 ms (RFC 8489 §6.2.1, RFC 8445 §14.3)",
     ),
     Fault(
+        "unpruned-redundant-pair",
+        ("ICE-PAIR-02",),
+        "every check runs twice at once, as if a redundant pair with the same base and remote had not been pruned: "
+        "two transactions retransmitted side by side on one (base, remote) (RFC 8445 §6.1.2.4)",
+    ),
+    Fault(
         "recheck-not-retransmit",
         ("STUN-RTX-01",),
         "an unanswered check is never retransmitted: 150 ms later the pair is checked again as a new transaction, "
