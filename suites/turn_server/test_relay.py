@@ -416,12 +416,24 @@ async def test_refresh_zero_deletes_the_allocation(harness: Harness) -> None:
     harness.findings.check(
         rec is not None and rec.is_type(REFRESH, SUCCESS), "TURN-LIFE-03", f"Refresh LIFETIME=0: {_d(rec)}"
     )
-    after = await c.refresh(600)
-    harness.findings.check(error_code(after) == 437, "TURN-LIFE-03", f"Refresh after delete: {_d(after)}")
+    # RFC 8656 §8.2 deletes at once; a server that deletes on its next timer tick gets PROMPT s, so neither the relay
+    # check nor the 437 races the deletion.
+    await c.endpoint.expect_silence(lambda r: False, PROMPT)
     data = payload("after-delete")
     peer.send(data, c.relayed)
     got = await c.relayed_within(data, SILENCE)
-    harness.findings.check(got is None, "TURN-LIFE-03", f"relayed after the allocation was deleted: {_d(got)}")
+    harness.findings.check(
+        got is None,
+        "TURN-LIFE-03",
+        f"relayed {PROMPT:g} s after Refresh LIFETIME=0 deleted the allocation (RFC 8656 §8.2): {_d(got)}",
+    )
+    after = await c.refresh(600)
+    harness.findings.check(
+        error_code(after) == 437,
+        "TURN-LIFE-03",
+        f"Refresh {PROMPT + SILENCE:g} s after Refresh LIFETIME=0 deleted the allocation (RFC 8656 §8.2) did not "
+        f"get 437 (RFC 8656 §5): {_d(after)}",
+    )
 
 
 @pytest.mark.requirement("TURN-LIFE-04")
