@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from conformance.adapters.base import LocalDescription, Notification, RemoteError
+from conformance.adapters.base import IutCrashed, LocalDescription, Notification, RemoteError, describe_exit, iut_death
 from conformance.tester.endpoint import Endpoint, Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, REQUEST, SUCCESS, IceSession
@@ -227,7 +227,14 @@ async def first_since(
 
 
 def check_iut_alive(h: Harness, context: str) -> None:
-    """Raise ERROR (not FAIL) when the IUT's process has exited: a crash is reported as such (style point 14)."""
+    """Raise when the IUT's process is gone, so that silence from a dead IUT is not graded as behaviour.
+
+    A death from a signal raises :class:`~conformance.adapters.base.IutCrashed`, which the plugin grades FAIL
+    under ROB-CRASH-01; an exit with a code (possibly the shim's own) or a process the harness killed is ERROR.
+    """
+    death = iut_death(h.iut)
+    if death is not None:
+        raise IutCrashed(death.name, death.returncode, f"({context})", death.tail)
     code = getattr(h.iut, "returncode", None)
     if code is not None:
-        raise HarnessError(f"the IUT process exited with code {code} ({context}); see its stderr")
+        raise HarnessError(f"the IUT process {describe_exit(code)} ({context}); see its stderr")

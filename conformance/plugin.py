@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from conformance.adapters.base import Adapter, AdapterError, IutInfo, Unsupported
+from conformance.adapters.base import Adapter, AdapterError, IutCrashed, IutInfo, Unsupported, iut_death
 from conformance.adapters.contract import ContractChecker
 from conformance.catalog import SEVERITY, load_catalog
 from conformance.hung import HungLog
@@ -36,6 +36,7 @@ from conformance.tester.harness import Harness
 from conformance.verdict import (
     VERDICT_ORDER,
     CaseEnded,
+    Finding,
     Findings,
     HarnessError,
     UnsupportedFeature,
@@ -372,10 +373,41 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 # -- grading -------------------------------------------------------------------------------------------------------
 
 
-def grade(findings: Findings | None, excinfo: pytest.ExceptionInfo[BaseException] | None) -> tuple[Verdict, str]:
-    """The verdict and its message from a case's findings and the exception that ended it (if any)."""
+#: The harness's own row for an IUT process killed by a signal (suites/catalog.toml, group "Robustness").
+CRASH_REQUIREMENT = "ROB-CRASH-01"
+
+
+def grade_crash(findings: Findings | None, death: IutCrashed, detail: str = "") -> tuple[Verdict, str]:
+    """FAIL under ROB-CRASH-01 for an IUT killed by a fault signal, whatever else the case saw.
+
+    docs/adapter-contract.md, "Crashes", says which deaths count.
+    """
+    catalog = findings.catalog if findings is not None else load_catalog()
+    level = catalog.level_of(CRASH_REQUIREMENT)
+    finding = Finding(CRASH_REQUIREMENT, None, level, Verdict.FAIL, f"{death}; an agent must survive any datagram")
+    if findings is not None and finding not in findings.items:
+        findings.items.append(finding)
+    lines = [finding.describe()] + [f.describe() for f in (findings.items if findings else []) if f != finding]
+    lines += findings.notes if findings is not None else []
+    if detail:
+        lines.append(f"the case itself ended with: {detail}")
+    return Verdict.FAIL, "\n".join(lines)
+
+
+def grade(
+    findings: Findings | None,
+    excinfo: pytest.ExceptionInfo[BaseException] | None,
+    death: IutCrashed | None = None,
+) -> tuple[Verdict, str]:
+    """The verdict and its message from a case's findings, the exception that ended it (if any), and how the IUT
+    process died during the case (if it did): a death from a signal is the IUT's FAIL, never ERROR."""
     base = findings.worst() if findings is not None else Verdict.PASS
     message = findings.summary() if findings is not None else ""
+    exc = excinfo.value if excinfo is not None else None
+    if isinstance(exc, IutCrashed):
+        death = exc
+    if death is not None and death.is_crash:
+        return grade_crash(findings, death, "" if exc is None or exc is death else f"{type(exc).__name__}: {exc}")
     if excinfo is None:
         return base, message
     exc = excinfo.value
@@ -409,11 +441,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     if report.when == "setup" and report.passed:
         return
-    verdict, message = grade(findings, call.excinfo)
     h: Harness | None = getattr(item, "_conformance_harness", None)
+    death = iut_death(h.iut) if h is not None else None
+    verdict, message = grade(findings, call.excinfo, death)
     broken = _violations(h.iut)[getattr(item, "_conformance_violations", 0) :] if h is not None else []
-    if broken and verdict is not Verdict.ERROR:
-        # The shim reported something the contract forbids: the adapter's fault, not the IUT's.
+    if broken and verdict is not Verdict.ERROR and not (death is not None and death.is_crash):
+        # The shim reported something the contract forbids: the adapter's fault, not the IUT's (a crash by a
+        # fault signal stays the IUT's FAIL: docs/adapter-contract.md, "Crashes").
         shim = getattr(h.iut, "name", "the shim") if h is not None else "the shim"
         verdict, message = Verdict.ERROR, f"{shim}: adapter contract violation: " + "; ".join(broken)
     _annotate(item, report, verdict, message)

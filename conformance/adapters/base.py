@@ -13,6 +13,7 @@ import asyncio
 import base64
 import enum
 import inspect
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -20,12 +21,14 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = [
     "CAPABILITIES",
     "CONTRACT_VERSION",
+    "CRASH_SIGNALS",
     "Adapter",
     "AdapterError",
     "AdapterTimeout",
     "AgentConfig",
     "Credentials",
     "ErrorCode",
+    "IutCrashed",
     "IutInfo",
     "LocalDescription",
     "Notification",
@@ -34,6 +37,8 @@ __all__ = [
     "Unsupported",
     "accepts_remote_options",
     "applied_options",
+    "describe_exit",
+    "iut_death",
 ]
 
 #: Version of the adapter contract. Minor bumps only add optional params, result fields, methods and notifications.
@@ -97,6 +102,83 @@ class RemoteError(AdapterError):
         self.code = code
         self.message = message
         self.data = data
+
+
+#: Signals a process raises on itself when it faults (memory errors, abort(), traps): the IUT crashed.
+CRASH_SIGNALS = frozenset(
+    int(s)
+    for s in (
+        signal.SIGSEGV,
+        signal.SIGBUS,
+        signal.SIGILL,
+        signal.SIGFPE,
+        signal.SIGABRT,
+        signal.SIGTRAP,
+        signal.SIGSYS,
+    )
+)
+
+
+def describe_exit(returncode: int) -> str:
+    """``killed by SIGSEGV (signal 11)`` for a negative return code, ``exited with code N`` otherwise."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"killed by {name} (signal {-returncode})"
+    return f"exited with code {returncode}"
+
+
+class IutCrashed(AdapterError):
+    """The IUT's process died without the harness asking it to: a signal, or an exit of its own.
+
+    A death from a fault signal (:data:`CRASH_SIGNALS`) is the IUT's: graded FAIL under ROB-CRASH-01
+    (suites/catalog.toml). An exit with a code may be the shim's own failure, and SIGKILL or SIGTERM come from
+    outside, so outside the robustness suite those stay ERROR; the message says which.
+    """
+
+    def __init__(
+        self, name: str, returncode: int, context: str = "", tail: str = "", *, stalled_in: str | None = None
+    ) -> None:
+        self.name = name
+        self.returncode = returncode
+        self.context = context
+        self.tail = tail
+        during = f" {context}" if context else ""
+        super().__init__(
+            f"{name}: the IUT process {describe_exit(returncode)}{during}"
+            + (f"; last stderr lines:\n{tail}" if tail else ""),
+            stalled_in=stalled_in,
+        )
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that killed the process, or None when it exited."""
+        return -self.returncode if self.returncode < 0 else None
+
+    @property
+    def is_crash(self) -> bool:
+        """Killed by a fault signal (SIGSEGV, SIGABRT, ...): the IUT's own crash, graded FAIL.
+
+        SIGKILL, SIGTERM and the like come from outside (the OOM killer, an operator): environment, ERROR.
+        """
+        return self.signal in CRASH_SIGNALS
+
+    @property
+    def signal_name(self) -> str | None:
+        """``SIGSEGV`` and so on, or None when it exited."""
+        return describe_exit(self.returncode).split()[2] if self.returncode < 0 else None
+
+
+def iut_death(adapter: object) -> IutCrashed | None:
+    """How the adapter's IUT process died on its own, or None while it lives (or the adapter cannot tell).
+
+    Adapters that run processes offer an optional ``death()`` method (docs/adapter-contract.md, "Crashes");
+    the in-process ones have no process of their own to lose.
+    """
+    probe = getattr(adapter, "death", None)
+    return probe() if callable(probe) else None
 
 
 class Unsupported(AdapterError):

@@ -34,12 +34,14 @@ from .base import (
     AgentConfig,
     Credentials,
     ErrorCode,
+    IutCrashed,
     IutInfo,
     LocalDescription,
     Notification,
     RemoteError,
     Unsupported,
     applied_options,
+    describe_exit,
 )
 from .contract import ContractChecker, program_name
 
@@ -116,6 +118,8 @@ class StdioAdapter:
         self._abandoned: deque[int] = deque(maxlen=1024)  # ids of requests whose caller was cancelled
         self._broken: str | None = None
         self._closed = False
+        self._killed = False  # the harness killed the process group (a deadline, a broken line, shutdown)
+        self._death: IutCrashed | None = None
         self._start_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
 
@@ -194,6 +198,17 @@ class StdioAdapter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.shutdown()
+
+    def death(self) -> IutCrashed | None:
+        """How the process died when nobody asked it to (a signal, an exit of its own), or None while it lives.
+
+        A process the harness killed (a missed deadline, a contract violation) or shut down is not a death.
+        """
+        proc = self._proc
+        gone = proc is not None and proc.returncode is not None
+        if self._death is None and proc is not None and gone and not (self._killed or self._closed):
+            self._death = IutCrashed(self.name, proc.returncode or 0, tail="\n".join(self.stderr_tail(10)))
+        return self._death
 
     @property
     def broken(self) -> str | None:
@@ -391,6 +406,11 @@ class StdioAdapter:
         assert proc is not None and proc.stdin is not None
         if proc.returncode is not None and not self._pending:
             # The reader may not have noticed the exit yet.
+            death = self.death()
+            if death is not None:
+                raise IutCrashed(
+                    self.name, death.returncode, f"before {method!r} was sent", death.tail, stalled_in=method
+                )
             raise AdapterError(self._exit_message(method), stalled_in=method)
         deadline = self._deadline(method) if timeout is None else timeout
         rid = next(self._ids)
@@ -437,6 +457,7 @@ class StdioAdapter:
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
+        self._killed = True
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -447,7 +468,7 @@ class StdioAdapter:
 
     def _exit_message(self, method: str | None) -> str:
         rc = self.returncode
-        what = f"exited with code {rc}" if rc is not None else "closed its stdout"
+        what = describe_exit(rc) if rc is not None else "closed its stdout"
         during = f" while {method!r} was pending" if method else ""
         tail = "\n".join(self.stderr_tail(10))
         return f"{self.name}: the shim {what}{during}" + (
@@ -496,9 +517,16 @@ class StdioAdapter:
                 await asyncio.wait_for(asyncio.shield(stderr_task), 1.0)
         pending = [m for m, f in self._pending.values() if not f.done()]
         message = self._exit_message(pending[0] if pending else None)
+        death = self.death()
+        stalled = pending[0] if pending else None
+        failure: AdapterError = AdapterError(message, stalled_in=stalled)
+        if death is not None:
+            during = f"while {stalled!r} was pending" if stalled else ""
+            failure = IutCrashed(self.name, death.returncode, during, death.tail, stalled_in=stalled)
+            message = str(failure)
         if not self._closed:
             self._break(message.removeprefix(f"{self.name}: "))
-        self._fail_pending(AdapterError(message, stalled_in=pending[0] if pending else None))
+        self._fail_pending(failure)
 
     def _dispatch(self, line: bytes) -> None:
         """Route one stdout line: a response to its request, a notification to the queue."""

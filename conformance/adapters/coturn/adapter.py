@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.adapters.base import AdapterError, AgentConfig, Credentials, IutInfo, LocalDescription, Notification
+from conformance.adapters.base import (
+    AdapterError,
+    AgentConfig,
+    Credentials,
+    IutCrashed,
+    IutInfo,
+    LocalDescription,
+    Notification,
+)
 from conformance.adapters.base import Unsupported as _Unsupported
 from conformance.packets import STUN, message_type
 
@@ -239,6 +247,14 @@ class CoturnAdapter:
         """Stop every server."""
         for address in list(self._servers):
             await self.stop_server(address)
+
+    def death(self) -> IutCrashed | None:
+        """The first running turnserver that died without a ``stop_server`` (a signal or an exit), or None."""
+        for address, s in self._servers.items():
+            if s.process.returncode is not None:
+                tail = "\n".join(s.log().splitlines()[-10:])
+                return IutCrashed(f"turnserver {address}", s.process.returncode, tail=tail)
+        return None
 
     def diagnostics(self) -> str:
         """The tail of the logs of the running servers and of the last stopped one."""
