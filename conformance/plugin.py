@@ -384,7 +384,12 @@ def grade_crash(findings: Findings | None, death: IutCrashed, detail: str = "") 
     """
     catalog = findings.catalog if findings is not None else load_catalog()
     level = catalog.level_of(CRASH_REQUIREMENT)
-    finding = Finding(CRASH_REQUIREMENT, None, level, Verdict.FAIL, f"{death}; an agent must survive any datagram")
+    own = [f for f in findings.items if f.requirement == CRASH_REQUIREMENT] if findings is not None else []
+    finding = (
+        own[0]
+        if own  # the case attributed the crash itself (suites/robustness/), naming the input
+        else Finding(CRASH_REQUIREMENT, None, level, Verdict.FAIL, f"{death}; an agent must survive any datagram")
+    )
     if findings is not None and finding not in findings.items:
         findings.items.append(finding)
     lines = [finding.describe()] + [f.describe() for f in (findings.items if findings else []) if f != finding]

@@ -30,8 +30,10 @@ import logging
 import os
 import random
 import secrets
+import signal
 import string
 import struct
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -292,6 +294,17 @@ def _family(address: Address) -> int:
     return ipaddress.ip_address(address[0]).version
 
 
+def _declared_lengths(data: bytes) -> list[int]:
+    """The declared value length of every attribute, walked as a careless parser would (lengths past the end too)."""
+    lengths: list[int] = []
+    offset = 20
+    while offset + 4 <= len(data):
+        length = struct.unpack_from("!H", data, offset + 2)[0]
+        lengths.append(length)
+        offset += 4 + length + (-length & 3)
+    return lengths
+
+
 def _repair_header(data: bytes) -> bytes:
     """The lenient-header fault: top bits cleared, cookie and length restored (RFC 8489 §6.3 checks undone)."""
     return bytes([data[0] & 0x3F, data[1]]) + struct.pack("!H", len(data) - 20) + _COOKIE + data[8:]
@@ -496,6 +509,7 @@ class IceAgent:
             raise ValueError(f"component count {settings.components} is outside 1..256 (RFC 8445 §5.1.2.1)")
         self.settings = settings
         self.faults = check_faults(settings.faults)
+        self._deaf = False  # the deaf-after-non-stun fault has struck
         self.name = name
         self._on_event = on_event
         self.journal: collections.deque[str] = collections.deque(maxlen=1000)
@@ -1273,6 +1287,13 @@ class IceAgent:
         if len(data) >= 20 and data[4:8] != _COOKIE and data[:2] == b"\x00\x01" and "rfc3489-compat" in self.faults:
             self._answer_rfc3489(local, data, addr)
             return
+        if self._robustness_fault(data, addr):
+            return
+        short = len(data) >= 20 and struct.unpack_from("!H", data, 2)[0] > len(data) - 20
+        repaired = "accept-truncated" in self.faults and short
+        if repaired:
+            kept = (len(data) - 20) & ~3
+            data = data[:2] + struct.pack("!H", kept) + data[4 : 20 + kept]
         if len(data) >= 20 and "lenient-header" in self.faults:
             data = _repair_header(data)
         if not data or data[0] > 3:  # not STUN (RFC 7983 §7)
@@ -1295,7 +1316,7 @@ class IceAgent:
             if not waiting.done():
                 waiting.set_result((msg, addr))
             return
-        if not _fingerprint_ok(msg) and "accept-bad-fingerprint" not in self.faults:
+        if not _fingerprint_ok(msg) and "accept-bad-fingerprint" not in self.faults and not repaired:
             self._log(logging.DEBUG, "dropped a message with a missing or bad FINGERPRINT from %s:%d", *addr)
             return
         cls = msg.msg_class
@@ -1307,6 +1328,22 @@ class IceAgent:
                 self._reply(local, addr, BINDING_SUCCESS, msg.txid, attrs, key=None)
         else:
             self._on_response(local, msg, addr)
+
+    def _robustness_fault(self, data: bytes, addr: Address) -> bool:
+        """The robustness faults (crash, deafness, hang on hostile input); True when the datagram is swallowed."""
+        if self._deaf:
+            return True
+        stranger = not any(r.address == addr for r in self.remote_candidates)
+        if "deaf-after-non-stun" in self.faults and (not data or data[0] > 3) and stranger:
+            self._deaf = True
+            return True
+        if len(data) >= 20 and not data[0] & 0xC0 and data[4:8] == _COOKIE:
+            walked = _declared_lengths(data)
+            if "crash-on-long-attribute" in self.faults and any(n > 512 for n in walked):
+                os.kill(os.getpid(), signal.SIGSEGV)
+            if "hang-on-many-attributes" in self.faults and len(walked) > 500:
+                time.sleep(30)  # the fault: a blocked event loop, not a wait of the harness
+        return False
 
     def _answer_rfc3489(self, local: LocalCandidate, data: bytes, addr: Address) -> None:
         """The rfc3489-compat fault: a cookie-less Binding request gets MAPPED-ADDRESS (RFC 3489 §11.1)."""

@@ -218,6 +218,30 @@ _ALL = [
         "an authenticated 403 to a consent check does not revoke consent (RFC 7675 §5.2)",
     ),
     # STUN as an ICE agent uses it, connectivity checks, triggered checks, peer-reflexive, security (area A).
+    # Robustness (the harness's own rows ROB-*, suites/robustness/).
+    Fault(
+        "crash-on-long-attribute",
+        ("ROB-CRASH-01",),
+        "an attribute whose declared length exceeds 512 bytes kills the process with SIGSEGV, as a parser copying it "
+        "into a fixed buffer would (RFC 8489 §6.3 asks for a discard)",
+    ),
+    Fault(
+        "deaf-after-non-stun",
+        ("ROB-LIVE-01",),
+        "after a non-STUN datagram from an address that is not a remote candidate it stops processing every datagram "
+        "(RFC 7983 §7 demultiplexing)",
+    ),
+    Fault(
+        "accept-truncated",
+        ("ROB-DISC-01",),
+        "a datagram shorter than its header length is repaired (length cut to the bytes present) and processed "
+        "instead of discarded (RFC 8489 §6.3)",
+    ),
+    Fault(
+        "hang-on-many-attributes",
+        ("ROB-LIVE-01",),
+        "a message of more than 500 attributes blocks its event loop for 30 s",
+    ),
     Fault(
         "lenient-header",
         ("STUN-MSG-04",),
