@@ -14,6 +14,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from conformance.packets import STUN, ChannelData, attr, message_type
 from conformance.packets.attributes import StunAttribute
@@ -22,9 +23,14 @@ __all__ = [
     "ICE_FAMILIES",
     "TURN_FAMILIES",
     "HostileInput",
+    "TurnBuilder",
     "family_inputs",
     "family_seed",
+    "turn_family_inputs",
 ]
+
+#: Builds an authenticated TURN message: (method, class, attributes) to bytes (MESSAGE-INTEGRITY, FINGERPRINT added).
+TurnBuilder = Callable[[int, int, list[Any]], bytes]
 
 #: Families sent to an ICE agent (and to a TURN server, built from an Allocate).
 ICE_FAMILIES = (
@@ -300,3 +306,57 @@ def family_inputs(family: str, valid: STUN, seed: int = 0) -> list[HostileInput]
     except KeyError:
         raise ValueError(f"unknown family {family!r}; known: {', '.join(_FAMILIES)}") from None
     return build(valid, random.Random(family_seed(family, seed)))
+
+
+def turn_family_inputs(family: str, build: TurnBuilder, peer: tuple[str, int], seed: int = 0) -> list[HostileInput]:
+    """A TURN-only family (:data:`TURN_FAMILIES`) from an allocated client's message builder and one peer address.
+
+    ``channel-data`` expects channel 0x4000 bound to ``peer``; ``refresh-storm`` and ``send-without-permission``
+    expect nothing else. Bounded: 500 Refresh requests, 60 Send indications, 14 ChannelData messages.
+    """
+    rng = random.Random(family_seed(family, seed))
+
+    def noise(n: int) -> bytes:
+        return bytes(rng.getrandbits(8) for _ in range(n))
+
+    if family == "channel-data":
+        lies = [
+            ("bound channel, length 400 over 8 bytes", 0x4000, 400, noise(8)),
+            ("bound channel, length 0xffff over 32 bytes", 0x4000, 0xFFFF, noise(32)),
+            ("bound channel, length 0 with 16 bytes", 0x4000, 0, noise(16)),
+            ("bound channel, length 3 with 2 bytes", 0x4000, 3, noise(2)),
+            ("bound channel, header only", 0x4000, None, b""),
+            ("bound channel, 60000 bytes", 0x4000, None, noise(60000)),
+            ("unbound channel 0x4001", 0x4001, None, noise(16)),
+            ("reserved channel 0x5000", 0x5000, None, noise(16)),
+            ("reserved channel 0x7fff", 0x7FFF, None, noise(16)),
+            ("channel 0x3fff", 0x3FFF, None, noise(16)),
+            ("channel 0xffff", 0xFFFF, 8, noise(8)),
+        ]
+        out = [
+            HostileInput(family, label, bytes(ChannelData(channel=ch, length=n, data=d)), malformed=False)
+            for label, ch, n, d in lies
+        ]
+        out.append(HostileInput(family, "three bytes 0x40 0x00 0x00", b"\x40\x00\x00"))
+        out.append(HostileInput(family, "two bytes 0x40 0x00", b"\x40\x00"))
+        return out
+    if family == "send-without-permission":
+        out = []
+        for port in sorted(rng.sample(range(1024, 65535), 56)):
+            address = attr.XorPeerAddress(family=1, address=peer[0], port=port)
+            message = build(0x006, 1, [address, attr.Data(data=noise(64))])
+            out.append(HostileInput(family, f"Send to {peer[0]}:{port}, no permission", message))
+        out.append(HostileInput(family, "Send without XOR-PEER-ADDRESS", build(0x006, 1, [attr.Data(data=noise(8))])))
+        no_data = [attr.XorPeerAddress(family=1, address=peer[0], port=peer[1])]
+        out.append(HostileInput(family, "Send without DATA", build(0x006, 1, no_data)))
+        big = [*no_data, attr.Data(data=noise(60000))]
+        out.append(HostileInput(family, "Send of 60000 bytes to a peer without permission", build(0x006, 1, big)))
+        v6 = [attr.XorPeerAddress(family=2, address="::1", port=peer[1]), attr.Data(data=noise(8))]
+        out.append(HostileInput(family, "Send to an IPv6 peer from an IPv4 allocation", build(0x006, 1, v6)))
+        return out
+    if family == "refresh-storm":
+        return [
+            HostileInput(family, f"Refresh {i + 1} of 500", build(0x004, 0, [attr.Lifetime(lifetime=600)]))
+            for i in range(500)
+        ]
+    raise ValueError(f"unknown TURN family {family!r}; known: {', '.join(TURN_FAMILIES)}")
