@@ -1,4 +1,4 @@
-"""The ``ice-conformance`` command: ``run``, ``list``, ``vectors``.
+"""The ``ice-conformance`` command: ``run``, ``list``, ``vectors``, ``fuzz`` (and the report and interop ones).
 
 Exit codes of ``run``: 0 when every verdict is PASS, NON-STRICT, INFO or UNSUPPORTED, or matches the baseline;
 1 when a FAIL is not in the baseline (also a NON-STRICT with ``--strict``, an unexpected pass with
@@ -412,6 +412,53 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _cmd_fuzz(args: argparse.Namespace) -> int:
+    """``fuzz``: a seeded campaign of mutated valid messages (conformance/robustness/fuzz.py); exit 1 on a finding."""
+    import asyncio
+    import logging
+
+    from conformance.adapters.base import AdapterError
+    from conformance.adapters.registry import UnknownIut, get_iut
+    from conformance.robustness.fuzz import Campaign, exit_code, run_campaign
+    from conformance.verdict import HarnessError, UnsupportedFeature
+
+    if args.budget <= 0 or args.probe_every < 1:
+        _err("fuzz: --budget must be positive and --probe-every at least 1")
+        return EXIT_ERROR
+    try:
+        get_iut(args.iut)
+        options = {k: json.loads(v) for k, _, v in (o.partition("=") for o in args.iut_option)}
+    except UnknownIut as exc:
+        _err(f"fuzz: {exc}")
+        return EXIT_ERROR
+    except ValueError as exc:
+        _err(f"fuzz: --iut-option takes KEY=JSON: {exc}")
+        return EXIT_ERROR
+    out = Path(args.out or f"reports/fuzz/{args.iut}-{args.target}-seed{args.seed}")
+    logging.getLogger("conformance.adapters").setLevel(logging.ERROR)  # a dying IUT is the finding, not noise
+    campaign = Campaign(
+        iut=args.iut,
+        seed=args.seed,
+        budget=args.budget,
+        target=args.target,
+        probe_every=args.probe_every,
+        out=out,
+        options=options,
+        progress=not args.quiet,
+    )
+    try:
+        result = asyncio.run(run_campaign(campaign))
+    except (AdapterError, HarnessError, UnsupportedFeature, OSError) as exc:
+        _err(f"fuzz: cannot run the campaign against {args.iut}: {exc}")
+        return EXIT_ERROR
+    verdict = f"FOUND: {result.found}" if result.found else "clean"
+    _out(
+        f"fuzz {args.iut} ({args.target}, seed {args.seed}): {result.inputs} inputs in {result.seconds:.1f} s "
+        f"({result.rate:.1f} inputs/s), {result.probes} probes; {verdict}; report {out / 'report.html'}"
+    )
+    return exit_code(result)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = _Parser(prog="ice-conformance", description="ICE, STUN and TURN conformance harness")
@@ -461,6 +508,18 @@ def build_parser() -> argparse.ArgumentParser:
     cov = sub.add_parser("coverage", help="catalog rows with the cases that check them, and the rows with none")
     cov.add_argument("sections", nargs="*", help="catalog groups such as 1.1 1.5 (default: all)")
     cov.set_defaults(func=_cmd_coverage)
+    fz = sub.add_parser("fuzz", help="a seeded fuzzing campaign against one IUT; exit 1 when it finds something")
+    fz.add_argument("--iut", required=True, help="IUT name; see `ice-conformance list`")
+    fz.add_argument("--seed", type=int, default=0, help="seed of the mutations (default 0)")
+    fz.add_argument("--budget", type=float, default=60.0, help="seconds of fuzzing (default 60)")
+    fz.add_argument("--target", choices=["ice", "turn-server"], default="ice", help="the IUT's role (default ice)")
+    fz.add_argument("--probe-every", type=int, default=50, help="inputs between two sanity probes (default 50)")
+    fz.add_argument("--out", help="output folder (default reports/fuzz/IUT-TARGET-seedN)")
+    fz.add_argument(
+        "--iut-option", action="append", default=[], help="KEY=JSON merged into the agent or server options"
+    )
+    fz.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    fz.set_defaults(func=_cmd_fuzz)
     vec = sub.add_parser("vectors", help="verify the RFC test vectors with the codec")
     vec.set_defaults(func=_cmd_vectors)
     add_commands(sub)

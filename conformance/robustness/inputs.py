@@ -2,8 +2,9 @@
 
 Each family is a list of :class:`HostileInput`, deterministic for a given valid request and seed, and bounded in
 count (a few hundred datagrams at most, the Refresh storm aside). ``malformed`` marks the inputs that fail the basic
-checks of RFC 8489 §6.3 (the header length does not match the datagram, an attribute runs past the end): a
-success response to one of them is a violation of ROB-DISC-01 (suites/catalog.toml). The others (oversized values,
+checks of RFC 8489 §6.3 (the header length does not match the datagram, an attribute up to MESSAGE-INTEGRITY runs
+past the end, so what is authenticated cannot be parsed): a success response to one of them is a violation of
+ROB-DISC-01 (suites/catalog.toml). The others (oversized values,
 odd attribute orders, unknown methods) are judged on survival alone.
 """
 
@@ -130,7 +131,9 @@ def _attribute_length(valid: STUN, rng: random.Random) -> list[HostileInput]:
         left = len(raw) - offset - 4
         for lie, name in ((left + 4, "just past the end"), (0xFFFF, "0xffff"), (left + 1, "one past the end")):
             data = raw[: offset + 2] + struct.pack("!H", lie) + raw[offset + 4 :]
-            out.append(HostileInput("attribute-length", f"attribute {index} (0x{code:04x}) length {name}", data, True))
+            # A lying FINGERPRINT only breaks an optional check (RFC 8489 §7): survival is judged, not the answer.
+            label = f"attribute {index} (0x{code:04x}) length {name}"
+            out.append(HostileInput("attribute-length", label, data, malformed=code != 0x8028))
         offset += 4 + length + (-length & 3)
         index += 1
     return out

@@ -126,6 +126,14 @@ class Capture:
         with self._lock:
             self._datagrams.append(datagram)
 
+    def discard_before(self, time: float) -> int:
+        """Forget datagrams stamped before ``time`` (long fuzzing campaigns keep only their last batch)."""
+        with self._lock:
+            kept = [d for d in self._datagrams if d.time >= time]
+            dropped = len(self._datagrams) - len(kept)
+            self._datagrams = kept
+        return dropped
+
     def label(self, addr: tuple[Any, ...], name: str) -> None:
         """Name an address for diagrams, e.g. "IUT host 1" or "harness peer"."""
         with self._lock:
