@@ -47,7 +47,10 @@ ICE_FAMILIES = (
 #: Families sent to a TURN server only; they need an allocation (suites/robustness/test_turn_server.py).
 TURN_FAMILIES = ("channel-data", "send-without-permission", "refresh-storm")
 
-_MAX_UDP = 65507  # the largest UDP payload over IPv4
+_MAX_UDP = 65507
+_TXIDS = random.Random(
+    0
+)  # reseeded by family_inputs: every input gets its own transaction ID  # the largest UDP payload over IPv4
 _ADDRESS_TYPES = {0x0001: "MAPPED-ADDRESS", 0x0020: "XOR-MAPPED-ADDRESS", 0x0012: "XOR-PEER-ADDRESS"}
 _REQUIRED_VALUE = (0x0006, 0x0024, 0x8029, 0x802A, 0x0008, 0x8028, 0x0019, 0x000D, 0x0014, 0x0015)
 
@@ -75,12 +78,24 @@ def family_seed(family: str, seed: int = 0) -> int:
 
 def _rebuilt(valid: STUN, attributes: list[StunAttribute], **fields: object) -> bytes:
     """The valid message with other attributes (MESSAGE-INTEGRITY and FINGERPRINT recomputed) or header fields."""
+    fields.setdefault("transaction_id", _TXIDS.randbytes(12))
+    return _rebuilt_as(valid, attributes, **fields)
+
+
+def _rebuilt_as(valid: STUN, attributes: list[StunAttribute], **fields: object) -> bytes:
+    """The valid message with other attributes (MESSAGE-INTEGRITY and FINGERPRINT recomputed) or header fields."""
     msg = valid.copy()
     msg.attributes = attributes
     msg.length = None
     for name, value in fields.items():
         setattr(msg, name, value)
     return bytes(msg)
+
+
+def _renewed(valid: STUN, rng: random.Random) -> bytes:
+    """The valid message under a new transaction ID (integrity and fingerprint recomputed), so that an answer
+    names the one input it answers."""
+    return _rebuilt(valid, _fresh(valid), transaction_id=rng.randbytes(12))
 
 
 def _fresh(valid: STUN) -> list[StunAttribute]:
@@ -104,19 +119,20 @@ def _split(valid: STUN) -> tuple[list[StunAttribute], list[StunAttribute]]:
 
 
 def _truncation(valid: STUN, rng: random.Random) -> list[HostileInput]:
-    raw = bytes(valid)
-    return [HostileInput("truncation", f"at {i}", raw[:i], malformed=i >= 20) for i in range(1, len(raw))]
+    n = len(bytes(valid))
+    return [HostileInput("truncation", f"at {i}", _renewed(valid, rng)[:i], malformed=i >= 20) for i in range(1, n)]
 
 
 def _header_length(valid: STUN, rng: random.Random) -> list[HostileInput]:
-    raw = bytes(valid)
-    true = len(raw) - 20
+    true = len(bytes(valid)) - 20
     out = []
     for delta in (4, 8, 400, -4, -8, 1, 2, 3, -1, -true):
+        raw = _renewed(valid, rng)
         n = true + delta
         out.append(
             HostileInput("header-length", f"length {n} ({delta:+d})", raw[:2] + struct.pack("!H", n) + raw[4:], True)
         )
+    raw = _renewed(valid, rng)
     out.append(HostileInput("header-length", "length 0xfffc", raw[:2] + b"\xff\xfc" + raw[4:], True))
     return out
 
@@ -130,7 +146,8 @@ def _attribute_length(valid: STUN, rng: random.Random) -> list[HostileInput]:
         code, length = struct.unpack_from("!HH", raw, offset)
         left = len(raw) - offset - 4
         for lie, name in ((left + 4, "just past the end"), (0xFFFF, "0xffff"), (left + 1, "one past the end")):
-            data = raw[: offset + 2] + struct.pack("!H", lie) + raw[offset + 4 :]
+            renewed = _renewed(valid, rng)  # same layout as raw, its own transaction ID
+            data = renewed[: offset + 2] + struct.pack("!H", lie) + renewed[offset + 4 :]
             # A lying FINGERPRINT only breaks an optional check (RFC 8489 §7): survival is judged, not the answer.
             label = f"attribute {index} (0x{code:04x}) length {name}"
             out.append(HostileInput("attribute-length", label, data, malformed=code != 0x8028))
@@ -308,6 +325,7 @@ def family_inputs(family: str, valid: STUN, seed: int = 0) -> list[HostileInput]
         build = _FAMILIES[family]
     except KeyError:
         raise ValueError(f"unknown family {family!r}; known: {', '.join(_FAMILIES)}") from None
+    _TXIDS.seed(family_seed(family, seed) + 1)
     return build(valid, random.Random(family_seed(family, seed)))
 
 
