@@ -412,7 +412,8 @@ def grade(
     if isinstance(exc, IutCrashed):
         death = exc
     if death is not None and death.is_crash:
-        return grade_crash(findings, death, "" if exc is None or exc is death else f"{type(exc).__name__}: {exc}")
+        quiet = exc is None or exc is death or isinstance(exc, Violation)  # a Violation is already a finding
+        return grade_crash(findings, death, "" if quiet else f"{type(exc).__name__}: {exc}")
     if excinfo is None:
         return base, message
     exc = excinfo.value

@@ -12,6 +12,7 @@ from conformance.robustness.inputs import ICE_FAMILIES
 from tests.selftest import batches, row_problems, run_cases, run_fault_batch
 
 CASE = "robustness/test_ice_agent.py::test_agent_survives_hostile_datagrams"
+ANSWERS = "robustness/test_ice_agent.py::test_agent_survives_hostile_answers_to_its_checks"
 
 #: (case ID, reference fault, expected verdict, requirement the message names)
 TABLE: list[tuple[str, str, str, str]] = [
@@ -21,6 +22,7 @@ TABLE: list[tuple[str, str, str, str]] = [
     (f"{CASE}[truncation]", "accept-truncated", "FAIL", "ROB-DISC-01"),
     (f"{CASE}[header-length]", "accept-truncated", "FAIL", "ROB-DISC-01"),
     (f"{CASE}[oversized]", "hang-on-many-attributes", "FAIL", "ROB-LIVE-01"),
+    (ANSWERS, "crash-on-403", "FAIL", "ROB-CRASH-01"),
 ]
 #: The input each row must be blamed on, as the FAIL message quotes it (the first that triggers the fault).
 CULPRITS = {
@@ -30,11 +32,12 @@ CULPRITS = {
     (f"{CASE}[truncation]", "accept-truncated"): "the malformed input truncation/at ",
     (f"{CASE}[header-length]", "accept-truncated"): "the malformed input header-length/length ",
     (f"{CASE}[oversized]", "hang-on-many-attributes"): "after the input oversized/1,000 attributes: 0001",
+    (ANSWERS, "crash-on-403"): "after its check was answered with: authenticated 403 error",
 }
 
 
 def test_every_family_passes_against_the_conforming_reference(tmp_path: Path) -> None:
-    cases = [f"{CASE}[{f}]" for f in ICE_FAMILIES]
+    cases = [f"{CASE}[{f}]" for f in ICE_FAMILIES] + [ANSWERS]
     records = run_cases(cases, ["--iut", "reference"], tmp_path)
     verdicts = {c: records[c]["verdict"] if c in records else "not run" for c in cases}
     assert set(verdicts.values()) == {"PASS"}, verdicts

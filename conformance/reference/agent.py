@@ -1337,6 +1337,10 @@ class IceAgent:
         if "deaf-after-non-stun" in self.faults and (not data or data[0] > 3) and stranger:
             self._deaf = True
             return True
+        if "crash-on-403" in self.faults and data[:2] == b"\x01\x11" and b"\x00\x09" in data[20:]:
+            at = data.index(b"\x00\x09", 20)
+            if data[at + 6 : at + 8] == b"\x04\x03":
+                os.kill(os.getpid(), signal.SIGSEGV)
         if len(data) >= 20 and not data[0] & 0xC0 and data[4:8] == _COOKIE:
             walked = _declared_lengths(data)
             if "crash-on-long-attribute" in self.faults and any(n > 512 for n in walked):

@@ -226,6 +226,12 @@ _ALL = [
         "into a fixed buffer would (RFC 8489 §6.3 asks for a discard)",
     ),
     Fault(
+        "crash-on-403",
+        ("ROB-CRASH-01",),
+        "a 403 error response to one of its checks kills the process with SIGSEGV, as libnice 0.1.21 does "
+        "(RFC 8489 §6.3.4: a 4xx ends the transaction)",
+    ),
+    Fault(
         "deaf-after-non-stun",
         ("ROB-LIVE-01",),
         "after a non-STUN datagram from an address that is not a remote candidate it stops processing every datagram "

@@ -381,3 +381,58 @@ def turn_family_inputs(family: str, build: TurnBuilder, peer: tuple[str, int], s
             for i in range(500)
         ]
     raise ValueError(f"unknown TURN family {family!r}; known: {', '.join(TURN_FAMILIES)}")
+
+
+def _response(rec: Any, key: bytes, mtype: int, attributes: list[Any], integrity: bool = True) -> bytes:
+    tail = [attr.MessageIntegrity()] if integrity else []
+    return bytes(
+        STUN(
+            type=mtype, transaction_id=rec.transaction_id, key=key, attributes=[*attributes, *tail, attr.Fingerprint()]
+        )
+    )
+
+
+def _error(code: int, reason: bytes = b"") -> StunAttribute:
+    return attr.ErrorCode(code, reason)
+
+
+#: Hostile answers to the IUT's own checks (RFC 8489 §6.3.3, §6.3.4; RFC 8445 §7.2.5): (label, build(request, key)).
+#: Authenticated unless the label says otherwise; each answers one check of the IUT.
+RESPONSE_VARIANTS: list[tuple[str, Callable[[Any, bytes], bytes]]] = [
+    *[
+        (f"authenticated {code} error", lambda rec, key, code=code: _response(rec, key, 0x0111, [_error(code)]))
+        for code in (400, 401, 403, 420, 437, 438, 487, 500, 300)
+    ],
+    ("unauthenticated 403 error", lambda rec, key: _response(rec, key, 0x0111, [_error(403)], integrity=False)),
+    ("error class 6 (code 699)", lambda rec, key: _response(rec, key, 0x0111, [_error(699)])),
+    ("error code 0", lambda rec, key: _response(rec, key, 0x0111, [_error(0)])),
+    ("error with a 763-byte reason", lambda rec, key: _response(rec, key, 0x0111, [_error(400, b"r" * 763)])),
+    (
+        "ERROR-CODE of length 2",
+        lambda rec, key: _response(rec, key, 0x0111, [StunAttribute(type=0x0009, value=b"\x00\x04")]),
+    ),
+    ("error response without ERROR-CODE", lambda rec, key: _response(rec, key, 0x0111, [])),
+    (
+        "300 with an ALTERNATE-SERVER of family 0x03",
+        lambda rec, key: _response(
+            rec, key, 0x0111, [_error(300), StunAttribute(type=0x8023, value=b"\x00\x03\x00\x09\x7f\x00\x00\x01")]
+        ),
+    ),
+    (
+        "success with XOR-MAPPED-ADDRESS family 0x03",
+        lambda rec, key: _response(
+            rec, key, 0x0101, [StunAttribute(type=0x0020, value=b"\x00\x03\x00\x09\x7f\x00\x00\x01")]
+        ),
+    ),
+    (
+        "success with XOR-MAPPED-ADDRESS of length 3",
+        lambda rec, key: _response(rec, key, 0x0101, [StunAttribute(type=0x0020, value=b"\x00\x01\x00")]),
+    ),
+    (
+        "success with an IPv6 XOR-MAPPED-ADDRESS cut to 8 bytes",
+        lambda rec, key: _response(
+            rec, key, 0x0101, [StunAttribute(type=0x0020, value=b"\x00\x02\x00\x09\x00\x00\x00\x00")]
+        ),
+    ),
+    ("success without XOR-MAPPED-ADDRESS", lambda rec, key: _response(rec, key, 0x0101, [])),
+]

@@ -7,15 +7,18 @@ conformance/robustness/probe.py; the inputs, with a fixed seed per family, in co
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from conformance.exchange import sanity_probe
-from conformance.robustness.inputs import ICE_FAMILIES, family_inputs
+from conformance.robustness.inputs import ICE_FAMILIES, RESPONSE_VARIANTS, family_inputs
 from conformance.robustness.probe import check_survived, run_family
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
 
 PROBE_TIMEOUT = 3.0  # the usual time: 0.5 s RTO doubling, three transmissions (RFC 8489 §6.2.1)
+TRIGGERED_WAIT = 1.0  # a triggered check follows the peer's check at once (RFC 8445 §7.3.1.4); paced by Ta at most
 
 
 @pytest.mark.requirement("ROB-CRASH-01", "ROB-LIVE-01", "ROB-DISC-01")
@@ -40,3 +43,51 @@ async def test_agent_survives_hostile_datagrams(harness: Harness, family: str) -
     await sanity_probe(harness, session, f"after {sent} {family} inputs", "ROB-LIVE-01")
     check_survived(harness, f"the {family} family")
     harness.findings.info(f"{sent} {family} inputs sent; the agent answered a valid check after each")
+
+
+@pytest.mark.requirement("ROB-CRASH-01", "ROB-LIVE-01")
+@pytest.mark.budget(120)
+async def test_agent_survives_hostile_answers_to_its_checks(harness: Harness) -> None:
+    """Every check of the IUT is answered with the next hostile response (errors, malformed successes), never a
+    success, so its pair fails and the peer's next check triggers a new one (RFC 8445 §7.3.1.4); that check of the
+    peer is the probe, and it must be answered."""
+    peer = await harness.peer()
+    current = 0
+    delivered = asyncio.Event()
+    sent: list[int] = []
+
+    def respond(rec: Received) -> bytes | None:
+        _label, build = RESPONSE_VARIANTS[current]
+        if not sent or sent[-1] != current:
+            sent.append(current)
+        delivered.set()
+        return build(rec, peer.local_key)
+
+    peer.responder = respond
+    role = "controlled" if "controlled" in harness.info.capabilities else "controlling"
+    session = await harness.session(role, peer=peer)
+    target = session.iut_address
+    skipped = []
+    for index, (label, _) in enumerate(RESPONSE_VARIANTS):
+        current = index
+        delivered.clear()
+        reply = await peer.transact(peer.check(), target, timeout=PROBE_TIMEOUT, note=f"probe before '{label}'")
+        previous = RESPONSE_VARIANTS[sent[-1]][0] if sent else "none yet"
+        check_survived(harness, f"its check was answered with: {previous}")
+        if reply is None:
+            harness.findings.violation(
+                "ROB-LIVE-01", f"a valid check went unanswered after the IUT's check was answered with: {previous}"
+            )
+        try:
+            await asyncio.wait_for(delivered.wait(), TRIGGERED_WAIT)
+        except TimeoutError:
+            skipped.append(label)
+    reply = await peer.transact(peer.check(), target, timeout=PROBE_TIMEOUT, note="final probe")
+    last = RESPONSE_VARIANTS[sent[-1]][0] if sent else "none"
+    check_survived(harness, f"its check was answered with: {last}")
+    if reply is None:
+        harness.findings.violation("ROB-LIVE-01", f"a valid check went unanswered after the answer: {last}")
+    harness.findings.info(
+        f"{len(sent)} of {len(RESPONSE_VARIANTS)} hostile answers delivered"
+        + (f"; no check of the IUT came to answer with: {', '.join(skipped)}" if skipped else "")
+    )
