@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +16,8 @@ from conformance.adapters.base import AdapterError, IutCrashed, iut_death
 from conformance.adapters.stdio import StdioAdapter
 from conformance.plugin import grade
 from conformance.verdict import Findings, Verdict
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Raised:
@@ -58,3 +64,25 @@ def test_stdio_adapter_reports_a_death_by_signal_but_not_its_own_kill() -> None:
     crashed, killed = asyncio.run(main())
     assert crashed is not None and crashed.is_crash
     assert killed is None
+
+
+def test_libnice_asan_mode_changes_flags_and_build_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conformance.adapters import libnice
+
+    monkeypatch.delenv(libnice.ASAN_ENV, raising=False)
+    plain = libnice.build_key("0.1.21")
+    monkeypatch.setenv(libnice.ASAN_ENV, "1")
+    assert "-fsanitize=address" in libnice._cflags()
+    assert libnice.build_key("0.1.21") != plain  # an ASan build never reuses the plain binary
+
+
+@pytest.mark.slow
+def test_libnice_asan_names_the_faulting_function_and_stays_a_fail(tmp_path: Path) -> None:
+    """The authenticated 403 crash under ASan: SIGABRT (a fault signal, FAIL) and a report naming the function."""
+    case = "suites/robustness/test_ice_agent.py::test_agent_survives_hostile_answers_to_its_checks"
+    env = {**os.environ, "ICE_CONFORMANCE_LIBNICE_ASAN": "1"}
+    argv = [sys.executable, "-m", "pytest", case, "--iut", "libnice", "-p", "no:cacheprovider", "-q"]
+    subprocess.run([*argv, "--conformance-out", str(tmp_path)], env=env, cwd=ROOT, timeout=300, check=False)
+    record = json.loads((tmp_path / "summary.json").read_text())["records"][0]
+    assert record["verdict"] == "FAIL", record["message"][:500]
+    assert "SIGABRT" in record["message"] and "AddressSanitizer" in record["message"], record["message"][-800:]

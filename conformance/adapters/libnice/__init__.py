@@ -47,6 +47,7 @@ from pathlib import Path
 from conformance.adapters.base import AdapterError
 
 __all__ = [
+    "ASAN_ENV",
     "CAPABILITIES_FILE",
     "DEBIAN_PACKAGES",
     "INSTALL_HINT",
@@ -79,6 +80,22 @@ PINNED_VERSION = str(json.loads(CAPABILITIES_FILE.read_text(encoding="utf-8"))["
 
 _PKGS = ("nice", "json-glib-1.0")
 _CFLAGS = ("-O1", "-Wall", "-Wextra")
+#: ``ICE_CONFORMANCE_LIBNICE_ASAN=1`` builds the shim with AddressSanitizer: a crash report names the faulting
+#: function (inside libnice.so too, which is not instrumented but is symbolized), and ``abort_on_error`` turns the
+#: report into SIGABRT, a fault signal the harness grades FAIL under ROB-CRASH-01 (docs/robustness.md).
+ASAN_ENV = "ICE_CONFORMANCE_LIBNICE_ASAN"
+_ASAN_CFLAGS = ("-fsanitize=address", "-fno-omit-frame-pointer", "-g")
+_ASAN_OPTIONS = "ASAN_OPTIONS=abort_on_error=1:detect_leaks=0:symbolize=1"
+
+
+def _asan() -> bool:
+    return os.environ.get(ASAN_ENV, "") not in ("", "0")
+
+
+def _cflags() -> tuple[str, ...]:
+    return _CFLAGS + (_ASAN_CFLAGS if _asan() else ())
+
+
 _BUILD_TIMEOUT = 120.0
 
 
@@ -149,7 +166,7 @@ def _compile_command(version: str, out: Path) -> list[str]:
     caps = sorted(capabilities())
     return [
         gcc,
-        *_CFLAGS,
+        *_cflags(),
         # Both are C string literals; json.dumps of ASCII text is one.
         f"-DSHIM_LIBNICE_VERSION={json.dumps(version)}",
         f"-DSHIM_CAPABILITIES_JSON={json.dumps(json.dumps(caps, separators=(',', ':')))}",
@@ -167,7 +184,7 @@ def build_key(version: str) -> str:
         SOURCE.read_bytes(),
         CAPABILITIES_FILE.read_bytes(),
         version.encode(),
-        " ".join(_CFLAGS).encode(),
+        " ".join(_cflags()).encode(),
     ):
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
@@ -217,5 +234,7 @@ def ensure_built() -> Path:
 
 
 def argv() -> list[str]:
-    """The command line that starts the shim (building it first when needed)."""
-    return [str(ensure_built())]
+    """The command line that starts the shim (building it first when needed); under ``env`` with ASan options
+    when built with AddressSanitizer (``env`` execs the shim, so its death by signal reaches the harness)."""
+    shim = str(ensure_built())
+    return ["env", _ASAN_OPTIONS, shim] if _asan() else [shim]
