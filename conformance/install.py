@@ -3,7 +3,7 @@
 Theory of operation: runs of the WebRTC stacks execute inside a loopback-only network namespace
 (``unshare -n``), where no package registry is reachable, so everything a shim needs is fetched here, outside
 it: the Node shims' ``npm ci`` into their cache (:func:`conformance.adapters.node.ensure_installed`), the C shim's
-compilation (:func:`conformance.adapters.libnice.ensure_built`). The Debian packages are only checked
+compilation (:func:`conformance.adapters.libnice.ensure_built`, :func:`conformance.adapters.libre.ensure_built`). The Debian packages are only checked
 (``dpkg-query``), never installed: the command prints the ``apt-get install`` line for the missing ones. It
 ends with one line per IUT, ``ready`` or what is missing, and exits 0 only when every IUT asked for is ready.
 """
@@ -33,7 +33,10 @@ def _libnice_packages() -> tuple[str, ...]:
 #: are checked on PATH instead: Debian's nodejs package conflicts with other Node installs).
 DEBIAN: dict[str, Callable[[], tuple[str, ...]]] = {
     "libnice": _libnice_packages,
+    "libre": lambda: ("libre-dev", "pkg-config", "gcc"),
     "coturn": lambda: ("coturn",),
+    "chromium": lambda: ("chromium",),
+    "firefox": lambda: ("firefox-esr",),
 }
 
 
@@ -88,6 +91,12 @@ def _libnice_build() -> str:
     return f"shim compiled: {libnice.ensure_built()}"
 
 
+def _libre_build() -> str:
+    from conformance.adapters import libre
+
+    return f"shim compiled: {libre.ensure_built()}"
+
+
 def _installer(name: str) -> Callable[[], str] | None:
     from conformance.adapters import node, nodeturn
 
@@ -95,6 +104,8 @@ def _installer(name: str) -> Callable[[], str] | None:
         return lambda: _node_install(name)
     if name == "libnice":
         return _libnice_build
+    if name == "libre":
+        return _libre_build
     return None
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "SPECS",
     "NodeShimMissing",
     "NodeShimSpec",
+    "binary_version",
     "cache_root",
     "capabilities",
     "ensure_installed",
@@ -75,6 +76,9 @@ class NodeShimSpec:
     description: str
     install_hint: str
     capabilities_file: Path
+    #: The program the shim drives, when it is not an npm package (a browser), and its Debian package.
+    binary: str | None = None
+    apt_package: str | None = None
 
     @property
     def folder(self) -> Path:
@@ -119,6 +123,36 @@ SPECS: dict[str, NodeShimSpec] = {
             "from the npm package @roamhq/wrtc-linux-x64 (about 26 MB)"
         ),
         capabilities_file=HERE / "libwebrtc" / "capabilities.json",
+    ),
+    "chromium": NodeShimSpec(
+        name="chromium",
+        package="puppeteer-core",
+        description=(
+            "Chromium's WebRTC (libwebrtc, Debian package chromium), headless through puppeteer-core 24.43.1: one "
+            "page per agent, RTCPeerConnection with a data channel, SDP-driven; DTLS never completes, by design"
+        ),
+        install_hint=(
+            "chromium shim needs the Debian package chromium (apt-get install chromium) and "
+            f"{_NODE_HINT}; it installs puppeteer-core@24.43.1 with npm ci"
+        ),
+        capabilities_file=HERE / "chromium" / "capabilities.json",
+        binary="/usr/bin/chromium",
+        apt_package="chromium",
+    ),
+    "firefox": NodeShimSpec(
+        name="firefox",
+        package="puppeteer-core",
+        description=(
+            "Firefox ESR's WebRTC (nICEr, Debian package firefox-esr), headless through puppeteer-core 24.43.1 "
+            "over WebDriver BiDi: one page per agent, RTCPeerConnection with a data channel, SDP-driven"
+        ),
+        install_hint=(
+            "firefox shim needs the Debian package firefox-esr (apt-get install firefox-esr) and "
+            f"{_NODE_HINT}; it installs puppeteer-core@24.43.1 with npm ci"
+        ),
+        capabilities_file=HERE / "firefox" / "capabilities.json",
+        binary="/usr/bin/firefox-esr",
+        apt_package="firefox-esr",
     ),
 }
 
@@ -228,6 +262,12 @@ def launch(name: str) -> tuple[list[str], dict[str, str]]:
 
     Installs the packages first when needed (see :func:`ensure_installed`).
     """
+    spec = _spec(name)
+    if spec.binary is not None and not os.access(_binary(spec), os.X_OK):
+        raise NodeShimMissing(
+            f"{name}: {_binary(spec)} not found: install the Debian package {spec.apt_package} "
+            f"(apt-get install {spec.apt_package})"
+        )
     install = ensure_installed(name)
     node = shutil.which("node")
     if node is None:  # pragma: no cover - ensure_installed checked it
@@ -238,6 +278,25 @@ def launch(name: str) -> tuple[list[str], dict[str, str]]:
         paths.append(env["NODE_PATH"])
     env["NODE_PATH"] = os.pathsep.join(paths)
     return [node, str(shim_dir(name) / "shim.js")], env
+
+
+def _binary(spec: NodeShimSpec) -> str:
+    """The browser binary: ``$ICE_CONFORMANCE_<NAME>`` when set, else the Debian path."""
+    return os.environ.get(f"ICE_CONFORMANCE_{spec.name.upper()}") or str(spec.binary)
+
+
+@functools.cache
+def binary_version(name: str) -> str | None:
+    """``<binary> --version`` of a browser shim's program (first line), or None when it does not run."""
+    spec = _spec(name)
+    if spec.binary is None:
+        return None
+    try:
+        proc = subprocess.run([_binary(spec), "--version"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = proc.stdout.strip().splitlines()
+    return lines[0].strip() if proc.returncode == 0 and lines else None
 
 
 @functools.cache

@@ -6,6 +6,7 @@ modules add entries with :func:`register` (docs/adapter-contract.md, "Plugging a
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shlex
@@ -70,6 +71,8 @@ class IutSpec:
     stdio_options: Mapping[str, Any] = field(default_factory=dict)
     #: Runs must execute in a loopback-only network namespace (WebRTC stacks gather on every interface).
     netns: bool = False
+    #: The installed IUT's version, read from the software itself (``ice-conformance list``); None if unknown.
+    version: Callable[[], str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.kind == "inprocess" and self.factory is None:
@@ -204,6 +207,19 @@ def _register_shims() -> None:
             install_hint=libnice.SPEC.install_hint,
         )
     )
+    from . import libre
+
+    register(
+        IutSpec(
+            name="libre",
+            kind="stdio",
+            description=libre.DESCRIPTION,
+            command=lambda: StdioCommand(libre.argv()),
+            capabilities_file=libre.CAPABILITIES_FILE,
+            install_hint=libre.INSTALL_HINT,
+            version=libre.libre_version,
+        )
+    )
     for name, spec in sorted(node.SPECS.items()):
         register(
             IutSpec(
@@ -214,7 +230,8 @@ def _register_shims() -> None:
                 capabilities_file=spec.capabilities_file,
                 install_hint=spec.install_hint,
                 stdio_options={"request_timeout": 20.0},
-                netns=name in ("libjuice", "libwebrtc"),
+                netns=name in ("libjuice", "libwebrtc", "chromium", "firefox"),
+                version=functools.partial(node.binary_version, name) if spec.binary else None,
             )
         )
     register(

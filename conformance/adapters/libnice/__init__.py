@@ -60,8 +60,12 @@ __all__ = [
     "build_key",
     "cache_root",
     "capabilities",
+    "compile_shim",
+    "compiler",
     "ensure_built",
     "libnice_version",
+    "pkg_config",
+    "source_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -138,18 +142,29 @@ def cache_root() -> Path:
     return Path(base) / "ice-conformance" / "libnice"
 
 
-def _pkg_config(*args: str) -> str:
-    """Run pkg-config; raises :class:`LibniceMissing` when it is absent or fails."""
+def pkg_config(*args: str, hint: str = INSTALL_HINT) -> str:
+    """Run pkg-config; raises :class:`LibniceMissing` (naming ``hint``) when it is absent or fails."""
     exe = shutil.which("pkg-config")
     if exe is None:
-        raise LibniceMissing(f"pkg-config not found on PATH; install the build prerequisites: {INSTALL_HINT}")
+        raise LibniceMissing(f"pkg-config not found on PATH; install the build prerequisites: {hint}")
     proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=30, check=False)
     if proc.returncode != 0:
         raise LibniceMissing(
             f"pkg-config {' '.join(args)} failed ({proc.stderr.strip() or 'exit ' + str(proc.returncode)}); "
-            f"install the build prerequisites: {INSTALL_HINT}"
+            f"install the build prerequisites: {hint}"
         )
     return proc.stdout.strip()
+
+
+_pkg_config = pkg_config
+
+
+def compiler(hint: str = INSTALL_HINT) -> str:
+    """The path of gcc; :class:`LibniceMissing` naming ``hint`` when it is not on PATH."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise LibniceMissing(f"gcc not found on PATH; install the build prerequisites: {hint}")
+    return gcc
 
 
 def libnice_version() -> str:
@@ -160,12 +175,9 @@ def libnice_version() -> str:
 
 
 def _compile_command(version: str, out: Path) -> list[str]:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise LibniceMissing(f"gcc not found on PATH; install the build prerequisites: {INSTALL_HINT}")
     caps = sorted(capabilities())
     return [
-        gcc,
+        compiler(),
         *_cflags(),
         # Both are C string literals; json.dumps of ASCII text is one.
         f"-DSHIM_LIBNICE_VERSION={json.dumps(version)}",
@@ -177,34 +189,36 @@ def _compile_command(version: str, out: Path) -> list[str]:
     ]
 
 
-def build_key(version: str) -> str:
-    """sha256 (hex) of what goes into the binary: source, capabilities, libnice version, compiler flags."""
+def source_key(source: Path, capabilities_file: Path, version: str, cflags: tuple[str, ...]) -> str:
+    """sha256 (hex) of what goes into a shim binary: source, capabilities, library version, compiler flags."""
     h = hashlib.sha256()
-    for part in (
-        SOURCE.read_bytes(),
-        CAPABILITIES_FILE.read_bytes(),
-        version.encode(),
-        " ".join(_cflags()).encode(),
-    ):
+    for part in (source.read_bytes(), capabilities_file.read_bytes(), version.encode(), " ".join(cflags).encode()):
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     return h.hexdigest()
 
 
-def _compile(cmd: list[str]) -> None:
+def build_key(version: str) -> str:
+    """sha256 (hex) of what goes into the binary: source, capabilities, libnice version, compiler flags."""
+    return source_key(SOURCE, CAPABILITIES_FILE, version, _cflags())
+
+
+def compile_shim(cmd: list[str], name: str = "libnice", hint: str = INSTALL_HINT) -> None:
     """Run the compiler; raises :class:`LibniceMissing` with gcc's output when it fails."""
-    logger.info("building the libnice shim: %s", " ".join(cmd))
+    logger.info("building the %s shim: %s", name, " ".join(cmd))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_BUILD_TIMEOUT, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise LibniceMissing(f"compiling the libnice shim took longer than {_BUILD_TIMEOUT:.0f} s") from exc
+        raise LibniceMissing(f"compiling the {name} shim took longer than {_BUILD_TIMEOUT:.0f} s") from exc
     if proc.returncode != 0:
         raise LibniceMissing(
-            f"compiling the libnice shim failed (exit {proc.returncode}); prerequisites: {INSTALL_HINT}\n"
-            f"{proc.stderr.strip()}"
+            f"compiling the {name} shim failed (exit {proc.returncode}); prerequisites: {hint}\n{proc.stderr.strip()}"
         )
     if proc.stderr.strip():
-        logger.warning("compiler warnings for the libnice shim:\n%s", proc.stderr.strip())
+        logger.warning("compiler warnings for the %s shim:\n%s", name, proc.stderr.strip())
+
+
+_compile = compile_shim
 
 
 def ensure_built() -> Path:

@@ -1,0 +1,288 @@
+"use strict";
+// The agent side of the browser shims (conformance/adapters/_node/browser.js), run INSIDE the browser page.
+// One page holds one agent: an RTCPeerConnection with one data channel (the m=application section), driven by
+// SDP as in conformance/adapters/libwebrtc/shim.js. The harness side becomes a hand-written remote description
+// (dummy fingerprint, a=setup:active: the harness is the DTLS client, so the browser never sends DTLS first).
+// Events go back to Node through window.__iceNotify (exposed by browser.js).
+(function () {
+  const FP = Array(32).fill("AB").join(":");
+  const POLL_MS = 50;
+  const POLL_LIMIT = 200;
+  let stream = null; // the granted fake getUserMedia stream: without it no loopback candidate is gathered
+  let a = null;
+
+  function notify(method, params) {
+    window.__iceNotify(JSON.stringify({ method, params }));
+  }
+  function log(...args) {
+    notify("_log", { text: args.map(String).join(" ") });
+  }
+
+  function emitState(state) {
+    if (a.lastState === state) return;
+    a.lastState = state;
+    notify("state", { agent: a.id, state });
+  }
+
+  function candFields(value) {
+    const p = value.split(/\s+/);
+    return { transport: (p[2] || "").toLowerCase(), address: p[4], port: Number(p[5]), type: p[7] };
+  }
+
+  function isLoopback(addr) {
+    return /^127\./.test(addr) || addr === "::1";
+  }
+
+  // Host candidates only on the requested interfaces; relayed/reflexive ones when their addresses are loopback.
+  function reportable(value) {
+    const f = candFields(value);
+    if (f.type === "host") return a.interfaces.includes(f.address);
+    const m = /\sraddr\s(\S+)/.exec(value);
+    if (f.type === "relay") return isLoopback(f.address);
+    return isLoopback(f.address) && (!m || isLoopback(m[1]) || m[1] === "0.0.0.0" || m[1] === "::");
+  }
+
+  function statsCandidate(s, known) {
+    const proto = String(s.protocol || "udp").toLowerCase();
+    const addr = s.address || s.ip || "0.0.0.0";
+    const port = s.port || s.portNumber;
+    for (const k of known) {
+      const f = candFields(k);
+      if (f.address === addr && f.port === port && f.transport === proto) return k;
+    }
+    const map = { "peer-reflexive": "prflx", prflx: "prflx", serverreflexive: "srflx", "server-reflexive": "srflx",
+      srflx: "srflx", relayed: "relay", relay: "relay", host: "host" };
+    const type = map[s.candidateType] || "host";
+    let out = `candidate:${s.foundation || "0"} 1 ${proto} ${s.priority || 0} ${addr} ${port} typ ${type}`;
+    if (s.relatedAddress) out += ` raddr ${s.relatedAddress} rport ${s.relatedPort}`;
+    return out;
+  }
+
+  async function selectedPair() {
+    const report = await a.pc.getStats();
+    const byId = new Map();
+    report.forEach((s) => byId.set(s.id, s));
+    let pairId = null;
+    for (const s of byId.values()) {
+      if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+    }
+    if (!pairId) {
+      for (const s of byId.values()) if (s.type === "candidate-pair" && s.selected) pairId = s.id;
+    }
+    if (!pairId) {
+      for (const s of byId.values()) {
+        if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pairId = s.id;
+      }
+    }
+    const pair = pairId && byId.get(pairId);
+    if (!pair) return null;
+    const l = byId.get(pair.localCandidateId);
+    const r = byId.get(pair.remoteCandidateId);
+    if (!l || !r) return null;
+    return { local: statsCandidate(l, a.localCandidates), remote: statsCandidate(r, a.remote ? a.remote.candidates : []) };
+  }
+
+  function pollSelectedPair() {
+    const run = ++a.pollRun;
+    let n = 0;
+    const tick = async () => {
+      if (run !== a.pollRun || a.closed) return;
+      let pair = null;
+      try {
+        pair = await selectedPair();
+      } catch (e) {
+        log("getStats failed", e);
+      }
+      if (pair) {
+        const key = pair.local + "|" + pair.remote;
+        if (a.lastPair !== key) {
+          a.lastPair = key;
+          notify("selected_pair", { agent: a.id, component: 1, local: pair.local, remote: pair.remote });
+        }
+        const s = a.pc.iceConnectionState;
+        if (s === "connected" || s === "completed") emitState(s);
+        return;
+      }
+      if (++n < POLL_LIMIT) a.pollTimer = setTimeout(tick, POLL_MS);
+    };
+    clearTimeout(a.pollTimer);
+    tick();
+  }
+
+  async function init() {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    return { tracks: stream.getTracks().length };
+  }
+
+  function create(p) {
+    const pc = new RTCPeerConnection({
+      iceServers: p.iceServers,
+      iceTransportPolicy: p.relayOnly ? "relay" : "all",
+      bundlePolicy: "max-bundle",
+      rtcpMuxPolicy: "require",
+    });
+    a = {
+      id: p.id,
+      pc,
+      role: p.role,
+      interfaces: p.interfaces,
+      trickle: p.trickle,
+      ufrag: p.ufrag === null ? undefined : p.ufrag,
+      pwd: p.pwd === null ? undefined : p.pwd,
+      localCandidates: [],
+      remote: null,
+      remoteApplied: false,
+      localSet: false,
+      lastState: "new",
+      lastPair: null,
+      pollRun: 0,
+      pollTimer: null,
+      closed: false,
+      mid: "0",
+      gatherStarted: false,
+      gatherFinished: false,
+    };
+    let gatherResolve;
+    a.gatherDone = new Promise((r) => (gatherResolve = r));
+    const finishGather = () => {
+      if (a.gatherFinished || !a.gatherStarted) return;
+      a.gatherFinished = true;
+      gatherResolve();
+      if (a.trickle && !a.closed) notify("candidate", { agent: a.id, candidate: null });
+    };
+    pc.onicecandidate = (ev) => {
+      if (a.closed) return;
+      const c = ev.candidate && ev.candidate.candidate;
+      if (!c) {
+        finishGather();
+        return;
+      }
+      const value = "candidate:" + String(c).replace(/^a=/, "").replace(/^candidate:/, "");
+      if (!reportable(value)) {
+        log("not reporting candidate outside the requested loopback interfaces:", value);
+        return;
+      }
+      a.localCandidates.push(value);
+      if (a.trickle) notify("candidate", { agent: a.id, candidate: value });
+    };
+    pc.onicegatheringstatechange = () => {
+      if (pc.iceGatheringState === "complete") finishGather();
+    };
+    pc.oniceconnectionstatechange = () => {
+      if (a.closed) return;
+      const s = pc.iceConnectionState;
+      if (s === "new") return;
+      if (s === "connected" || s === "completed") {
+        pollSelectedPair();
+        return;
+      }
+      if (s === "checking") pollSelectedPair();
+      emitState(s);
+    };
+    a.dc = pc.createDataChannel("ice-conformance");
+    return {};
+  }
+
+  function munge(sdp) {
+    let out = sdp;
+    if (a.ufrag !== undefined) out = out.replace(/^a=ice-ufrag:.*$/gm, `a=ice-ufrag:${a.ufrag}`);
+    if (a.pwd !== undefined) out = out.replace(/^a=ice-pwd:.*$/gm, `a=ice-pwd:${a.pwd}`);
+    return out;
+  }
+
+  function remoteSdp() {
+    const r = a.remote;
+    const out = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0"];
+    if (r.lite) out.push("a=ice-lite");
+    out.push(
+      `a=group:BUNDLE ${a.mid}`,
+      "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+      "c=IN IP4 0.0.0.0",
+      `a=ice-ufrag:${r.ufrag}`,
+      `a=ice-pwd:${r.pwd}`,
+    );
+    if (r.iceOptions) out.push(r.iceOptions);
+    out.push(`a=fingerprint:sha-256 ${FP}`, "a=setup:active", `a=mid:${a.mid}`, "a=sctp-port:5000",
+      "a=max-message-size:262144");
+    for (const c of r.candidates) out.push("a=" + c);
+    if (r.ended) out.push("a=end-of-candidates");
+    return out.join("\r\n") + "\r\n";
+  }
+
+  async function applyRemote(type) {
+    const sdp = remoteSdp();
+    log(`remote ${type} (the harness side):\n${sdp.trimEnd()}`);
+    await a.pc.setRemoteDescription({ type, sdp });
+    a.remoteApplied = true;
+  }
+
+  async function gather() {
+    if (!a.localSet) {
+      let desc;
+      if (a.role === "controlling") {
+        desc = await a.pc.createOffer();
+        const m = /^a=mid:(\S+)/m.exec(desc.sdp);
+        if (m) a.mid = m[1];
+      } else {
+        await applyRemote("offer");
+        desc = await a.pc.createAnswer();
+      }
+      a.gatherStarted = true;
+      await a.pc.setLocalDescription({ type: desc.type, sdp: munge(desc.sdp) });
+      a.localSet = true;
+      if (a.pc.iceGatheringState === "complete" && !a.gatherFinished) {
+        a.gatherFinished = true; // (already complete before we listened)
+      }
+    }
+    if (!a.trickle && !a.gatherFinished) await a.gatherDone;
+    const sdp = a.pc.localDescription ? a.pc.localDescription.sdp : "";
+    const get = (k) => {
+      const m = new RegExp(`^a=${k}:(.*)$`, "m").exec(sdp);
+      return m ? m[1].trim() : "";
+    };
+    return { ufrag: get("ice-ufrag"), pwd: get("ice-pwd"), candidates: a.trickle ? [] : [...a.localCandidates] };
+  }
+
+  function setRemote(p) {
+    a.remote = { ufrag: p.ufrag, pwd: p.pwd, lite: p.lite, candidates: p.candidates, ended: !a.trickle,
+      iceOptions: p.iceOptions };
+    return {};
+  }
+
+  async function addRemote(p) {
+    if (p.candidate === null) {
+      if (!a.remoteApplied) a.remote.ended = true;
+      else await a.pc.addIceCandidate({ candidate: "", sdpMid: a.mid, sdpMLineIndex: 0 });
+      return {};
+    }
+    a.remote.candidates.push(p.candidate);
+    if (a.remoteApplied) await a.pc.addIceCandidate({ candidate: p.candidate, sdpMid: a.mid, sdpMLineIndex: 0 });
+    return {};
+  }
+
+  async function connect() {
+    if (!a.remoteApplied) await applyRemote("answer"); // controlling: the checks start here
+    if (a.pc.iceConnectionState === "new") emitState("checking");
+    pollSelectedPair();
+    return {};
+  }
+
+  function close() {
+    if (!a || a.closed) return {};
+    a.closed = true;
+    a.pollRun++;
+    clearTimeout(a.pollTimer);
+    try {
+      if (a.dc) a.dc.close();
+      a.pc.close();
+    } catch (e) {
+      log("close failed", e);
+    }
+    return {};
+  }
+
+  const state = () => ({ remote: Boolean(a && a.remote), localSet: Boolean(a && a.localSet),
+    remoteApplied: Boolean(a && a.remoteApplied) });
+
+  window.iceShim = { init, create, gather, setRemote, addRemote, connect, close, state };
+})();
