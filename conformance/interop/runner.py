@@ -70,7 +70,15 @@ LOSS_CONNECT_DEADLINE = 40.0
 NETNS_ENV = "ICE_CONFORMANCE_INTEROP_NETNS"
 #: IUTs that cannot bind a given address and gather on the host's interface addresses instead: inside the
 #: run's own namespace, the side's emulator address is added to ``lo`` for them while their cell runs.
-GATHER_ON_INTERFACE_ADDRESSES = frozenset({"libwebrtc"})
+GATHER_ON_INTERFACE_ADDRESSES = frozenset({"libwebrtc", "firefox"})
+#: IUTs that gather on one loopback address only (127.0.0.1, lo's primary), never on the emulator's side
+#: addresses added to ``lo``: their cells are UNSUPPORTED, with the reason.
+LOOPBACK_PRIMARY_ONLY = {
+    "chromium": (
+        "Chromium gathers only on lo's primary address 127.0.0.1 (one address per interface), never on the "
+        "emulator's side address, so it cannot be placed on a side of the emulated network"
+    ),
+}
 #: Seconds a trickling IUT gets to end gathering when its peer takes only complete descriptions.
 GATHER_BUDGET = 5.0
 TURN_USER = "interop"
@@ -446,6 +454,8 @@ class _Cell:
     async def _start_side(self, s: _Side) -> None:
         assert self.net is not None
         iface = self.net.interface(s.side)
+        if s.iut in LOOPBACK_PRIMARY_ONLY:
+            raise Unsupported(LOOPBACK_PRIMARY_ONLY[s.iut])
         if s.iut in GATHER_ON_INTERFACE_ADDRESSES and not self.options.netns:
             self.result.notes.append(
                 f"{s.iut} gathers only on the host's interface addresses and cannot bind {iface} outside the "

@@ -28,7 +28,7 @@
 #endif
 
 #define MAX_AGENTS 256
-#define MAX_RCANDS 64
+#define MAX_RCANDS 1024
 
 struct agent {
 	char id[16];
@@ -140,7 +140,7 @@ static bool cand_addr(const char *value, char *transport, size_t tlen, struct sa
 	if (type)
 		snprintf(type, ylen, "%s", typ);
 	if (sa_set_str(addr, ip, (uint16_t)port))
-		return false;
+		sa_init(addr, AF_UNSPEC); /* an FQDN or mDNS name: parses, but libre cannot use it */
 	return true;
 }
 
@@ -425,6 +425,11 @@ static int add_rcand(struct agent *a, const char *value)
 		fprintf(stderr, "[libre-shim] %s: skipping a %s candidate (libre's ICE is UDP only): %s\n", a->id, tr, value);
 		return 0;
 	}
+	if (!sa_isset(&sa, SA_ADDR)) {
+		fprintf(stderr, "[libre-shim] %s: skipping a candidate without an IP address (libre resolves no names): %s\n",
+			a->id, value);
+		return 0;
+	}
 	if (!is_loopback(&sa)) {
 		fprintf(stderr, "[libre-shim] %s: skipping a non-loopback (or IPv6) candidate: %s\n", a->id, value);
 		return 0;
@@ -506,11 +511,19 @@ static void do_connect(struct agent *a, const struct odict_entry *id)
 		return;
 	}
 	err = icem_conncheck_start(a->icem);
+	a->started = true;
+	if (err == ENOENT) {
+		/* no candidate pair to check (no usable remote candidate): libre cannot run ICE at all */
+		fprintf(stderr, "[libre-shim] %s: icem_conncheck_start: no candidate pair; ICE failed\n", a->id);
+		reply_raw(id, "{}");
+		notify_state(a, "failed");
+		return;
+	}
 	if (err) {
+		a->started = false;
 		reply_error(id, -32000, "icem_conncheck_start failed: %s", strerror(err));
 		return;
 	}
-	a->started = true;
 	reply_raw(id, "{}");
 	notify_state(a, "checking");
 }
