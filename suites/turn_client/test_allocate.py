@@ -252,6 +252,13 @@ async def test_437_to_refresh_ends_use_of_the_relay(harness: Harness) -> None:
     server.script(lambda r: r.is_type(REFRESH, REQUEST) and not _delete(r), lambda r: server.error(r, 437, key=MD5_KEY))
     session, _ = await relay_session(harness, server)
     if not await wait_selected(harness, session):
+        if server.allocations:
+            # A 6 s allocation is far below the 10 minute default (RFC 8656 §3.2): an IUT that holds it and never
+            # relays through it (Firefox ESR) cannot be given the 437 this case needs; that is no harness failure.
+            raise UnsupportedFeature(
+                "the IUT was granted a 6 s allocation but ICE through the relay did not complete, so its handling "
+                "of a 437 to a Refresh of a relay in use cannot be observed"
+            )
         raise HarnessError("precondition: ICE through the relay did not complete")
     client = next(iter(server.allocations))
     refresh = await server.endpoint.expect_silence(lambda r: r.is_type(REFRESH, REQUEST) and not _delete(r), 12)
