@@ -224,7 +224,8 @@ class IutHandle:
         if self.adapter is None:
             try:
                 self.adapter = self._make()
-                self.info = self.loop.run_until_complete(asyncio.wait_for(self.adapter.initialize(), INIT_TIMEOUT))
+                deadline = max(INIT_TIMEOUT, float(getattr(self.adapter, "start_timeout", 0.0)))  # browsers: 60 s
+                self.info = self.loop.run_until_complete(asyncio.wait_for(self.adapter.initialize(), deadline))
             except (AdapterError, OSError, TimeoutError, ValueError) as exc:
                 diagnostics = self.adapter.diagnostics() if self.adapter is not None else ""
                 self.shutdown()

@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = ["stun/test_short_term.py", "ice/test_priority.py", "ice/test_nomination.py"]
 
 
-@pytest.mark.parametrize("iut", ["libnice", "werift", "libjuice", "libwebrtc"])
+@pytest.mark.parametrize("iut", ["libnice", "libre", "werift", "libjuice", "libwebrtc"])
 def test_real_iut_runs_the_first_suites_green_against_its_baseline(iut: str, tmp_path: Path) -> None:
-    if iut != "libnice" and shutil.which("node") is None:
+    if iut not in ("libnice", "libre") and shutil.which("node") is None:
         pytest.skip("node is not installed")
     out = tmp_path / "out"
     proc = subprocess.run(

@@ -229,7 +229,8 @@ def _register_shims() -> None:
                 command=_node_stdio(name),
                 capabilities_file=spec.capabilities_file,
                 install_hint=spec.install_hint,
-                stdio_options={"request_timeout": 20.0},
+                # A browser launch takes 0.5-4 s, much more on a loaded machine.
+                stdio_options={"request_timeout": 20.0, **({"start_timeout": 60.0} if spec.binary else {})},
                 netns=name in ("libjuice", "libwebrtc", "chromium", "firefox"),
                 version=functools.partial(node.binary_version, name) if spec.binary else None,
             )

@@ -469,6 +469,10 @@ class _Cell:
         self.result.versions[s.side] = f"{info.name} {info.version}"
         if s.role not in s.caps:
             raise Unsupported(f"{s.iut} does not declare the {s.role} capability")
+        if self.topology.expect == "relay" and self.wants_turn and "turn_client" not in s.caps:
+            raise Unsupported(
+                f"{s.iut} declares no turn_client capability, and {self.spec.topology} connects only through a relay"
+            )
 
     async def _create_agent(self, s: _Side) -> None:
         assert self.net is not None and s.adapter is not None

@@ -35,6 +35,7 @@ const {
 } = require("./common.js");
 
 const CONTRACT = "1.0";
+const CLOSE_GRACE_MS = 1200;
 const PAGE_JS = fs.readFileSync(path.join(__dirname, "browser-page.js"), "utf8");
 const INDEX = '<!doctype html><meta charset="utf-8"><title>ice-conformance</title><script src="/agent.js"></script>';
 
@@ -285,7 +286,16 @@ function main(kind, capabilitiesFile) {
       await closeOne(a);
       agents.delete(a.id);
     }
-    if (browser) await browser.close().catch((e) => log("browser close failed", e && e.message));
+    if (browser) {
+      // A graceful close can take seconds (Firefox over BiDi); the harness waits about 2 s for shutdown.
+      const proc = browser.process();
+      const closed = browser.close().catch((e) => log("browser close failed", e && e.message));
+      await Promise.race([closed, new Promise((r) => setTimeout(r, CLOSE_GRACE_MS))]);
+      if (proc && proc.exitCode === null && proc.signalCode === null) {
+        log(`the browser did not close within ${CLOSE_GRACE_MS} ms: killing it`);
+        proc.kill("SIGKILL");
+      }
+    }
     browser = null;
     if (server) server.close();
     server = null;
