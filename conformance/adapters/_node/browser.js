@@ -1,5 +1,5 @@
 "use strict";
-// The shared stdio shim (docs/adapter-contract.md) for the real browsers, Chromium and Firefox ESR, driven
+// The shared stdio shim (docs/adapter-contract.md, contract 1.2) for the real browsers, Chromium and Firefox ESR, driven
 // through puppeteer-core with executablePath set to the Debian binary.
 //
 // Theory of operation: one browser process per shim (launched at `initialize`, closed at `shutdown`), one fresh
@@ -23,6 +23,7 @@ const net = require("net");
 const path = require("path");
 const {
   RpcError,
+  appliedOptions,
   iceOptionsLine,
   invalidParams,
   write,
@@ -34,7 +35,7 @@ const {
   stripCandidate,
 } = require("./common.js");
 
-const CONTRACT = "1.0";
+const CONTRACT = "1.2";
 const CLOSE_GRACE_MS = 1200;
 const PAGE_JS = fs.readFileSync(path.join(__dirname, "browser-page.js"), "utf8");
 const INDEX = '<!doctype html><meta charset="utf-8"><title>ice-conformance</title><script src="/agent.js"></script>';
@@ -238,7 +239,8 @@ function main(kind, capabilitiesFile) {
     const iceOptions = iceOptionsLine(p.options, a.trickle);
     await call(a, "setRemote", { ufrag: p.ufrag, pwd: p.pwd, lite: Boolean(p.lite), candidates, iceOptions });
     a.remoteSet = true;
-    return {};
+    // The page writes the same remote SDP as the libwebrtc shim: a=ice-options, c=IN IP4 0.0.0.0, m= port 9.
+    return { applied_options: appliedOptions(p.options) };
   }
 
   async function addRemoteCandidate(p) {
