@@ -2,8 +2,9 @@
 
 Theory of operation: runs of the WebRTC stacks execute inside a loopback-only network namespace
 (``unshare -n``), where no package registry is reachable, so everything a shim needs is fetched here, outside
-it: the Node shims' ``npm ci`` into their cache (:func:`conformance.adapters.node.ensure_installed`), the C shim's
-compilation (:func:`conformance.adapters.libnice.ensure_built`, :func:`conformance.adapters.libre.ensure_built`). The Debian packages are only checked
+it: the Node shims' ``npm ci`` into their cache (:func:`conformance.adapters.node.ensure_installed`), the C shims'
+compilation (:func:`conformance.adapters.libnice.ensure_built`, :func:`conformance.adapters.libre.ensure_built`).
+The Debian packages are only checked
 (``dpkg-query``), never installed: the command prints the ``apt-get install`` line for the missing ones. It
 ends with one line per IUT, ``ready`` or what is missing, and exits 0 only when every IUT asked for is ready.
 """
