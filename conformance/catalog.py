@@ -72,6 +72,8 @@ class Clause:
     name: str
     level: str
     text: str
+    #: The revision that introduced this clause when it is newer than the row's (e.g. 8489 in a 5389 row).
+    revision: int | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,14 @@ class Requirement:
     def level_of(self, clause: str | None = None) -> str:
         """Gate level of the row, or of one of its clauses."""
         return self.level if clause is None else self.clause(clause).level
+
+    def revision_of(self, clause: str | None = None) -> int | None:
+        """The revision that introduced the row, or the clause when the clause names a newer one."""
+        if clause is not None:
+            own = self.clause(clause).revision
+            if own is not None:
+                return own
+        return self.revision
 
 
 @dataclass(frozen=True, eq=False)
@@ -223,7 +233,14 @@ def _parse_clauses(raw: Any, where: str) -> tuple[Clause, ...]:
         if name in names:
             raise CatalogError(f"{where}: duplicate clause name {name!r}")
         names.add(name)
-        clauses.append(Clause(name, _level(_req_text(item, "level", at), at), _req_text(item, "text", at)))
+        unknown = sorted(set(item) - {"name", "level", "text", "revision"})
+        if unknown:
+            raise CatalogError(f"{at}: unknown keys {', '.join(unknown)}")
+        revision = item.get("revision")
+        if revision is not None and revision not in _REVISIONS:
+            raise CatalogError(f"{at}: revision {revision!r} is not one of {sorted(_REVISIONS)}")
+        level = _level(_req_text(item, "level", at), at)
+        clauses.append(Clause(name, level, _req_text(item, "text", at), revision))
     return tuple(clauses)
 
 

@@ -165,6 +165,8 @@ def _pytest_argv(args: argparse.Namespace, iut_args: list[str], out: Path) -> li
         argv.append("--lf")
     if args.maxfail:
         argv.append(f"--maxfail={args.maxfail}")
+    for revision in args.require or ():
+        argv += ["--require", str(revision)]
     for option in ("case_budget", "iut_budget", "run_budget"):
         value = getattr(args, option)
         if value is not None:
@@ -488,6 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-k", help="select cases by keyword expression (as pytest -k)")
     run.add_argument("-n", type=_workers, help="parallel workers: a whole number >= 1, or auto (pytest-xdist -n)")
     run.add_argument("--slow", action="store_true", help="include the slow tier")
+    run.add_argument(
+        "--require",
+        type=int,
+        action="append",
+        choices=(8489, 8656),
+        help="the IUT claims RFC 8489 / 8656: grade rules new in it as written, not UNSUPPORTED (repeatable)",
+    )
     run.add_argument("-x", "--exitfirst", dest="x", action="store_true", help="stop after the first FAIL or ERROR")
     run.add_argument("--maxfail", type=_count, help="stop after this many FAILs and ERRORs")
     run.add_argument("--lf", "--last-failed", dest="lf", action="store_true", help="rerun the last run's failures")

@@ -31,6 +31,7 @@ from conformance.adapters.base import Adapter, AdapterError, IutCrashed, IutInfo
 from conformance.adapters.contract import ContractChecker
 from conformance.catalog import SEVERITY, load_catalog
 from conformance.hung import HungLog
+from conformance.revisions import GRADED_ON_EVIDENCE, RevisionPolicy
 from conformance.tester.capture import Capture
 from conformance.tester.harness import Harness
 from conformance.verdict import (
@@ -73,6 +74,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="select the cases checking this requirement ID (glob patterns allowed; repeatable)",
     )
     group.addoption("--conformance-out", action="store", default=None, help="folder for summary.json and artifacts")
+    group.addoption(
+        "--require",
+        action="append",
+        type=int,
+        default=[],
+        choices=sorted(GRADED_ON_EVIDENCE),
+        metavar="REVISION",
+        help="the IUT claims RFC 8489 or 8656: grade that revision's rules as written (repeatable; "
+        "by default they are UNSUPPORTED unless the IUT shows the mechanism)",
+    )
     parser.addini("iut", "default IUT name", default=DEFAULT_IUT)
     parser.addini("case_budget", "default seconds per case", default="60")
 
@@ -317,6 +328,8 @@ def harness(
         raise HarnessError(hung_message)
     capture = Capture()
     h = Harness(adapter, info, findings, capture, "127.0.0.1")
+    h.required_revisions = frozenset(request.config.getoption("require") or ())
+    findings.gate = RevisionPolicy(h.required_revisions, lambda: capture.datagrams).gap
     node._conformance_harness = h
     # Where this case's share of the shim's stderr and of its contract violations starts.
     mark = getattr(adapter, "stderr_mark", None)
@@ -478,6 +491,9 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
     info: IutInfo | None = getattr(item, "_conformance_iut", None)
     artifacts = getattr(item, "_conformance_artifacts", {})
     h: Harness | None = getattr(item, "_conformance_harness", None)
+    findings: Findings | None = getattr(item, "_conformance_findings", None)
+    gap = verdict is Verdict.UNSUPPORTED and findings is not None and findings.revision_gap
+    procedure = [r for r in ids if r in catalog and catalog[r].basis == "procedure"]
     props = {
         "verdict": verdict.value,
         "requirements": " ".join(ids),
@@ -495,6 +511,10 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
         "waited": f"{h.waited:.3f}" if h is not None else "0",
         # Contract 1.2: which signalled options reached the IUT (docs/verdict-trust.md, "Options delivery").
         "options": json.dumps(h.options_delivery() if h is not None else []),
+        # "Does not implement the newer revision" (UNSUPPORTED), kept apart from violations of what it implements.
+        "revision_gap": "1" if gap else "",
+        "procedure": " ".join(procedure),
+        "required_revisions": " ".join(str(r) for r in sorted(item.config.getoption("require") or ())),
     }
     report.user_properties = [p for p in report.user_properties if p[0] not in props]
     report.user_properties.extend(props.items())
@@ -636,6 +656,8 @@ class _Collector:
                 "artifacts": json.loads(str(props.get("artifacts") or "{}")),
                 "waited": float(str(props.get("waited") or 0)),
                 "options": json.loads(str(props.get("options") or "[]")),
+                "revision_gap": bool(props.get("revision_gap")),
+                "procedure": str(props.get("procedure") or "").split(),
             }
         )
 
@@ -649,6 +671,8 @@ class _Collector:
         Path(out).mkdir(parents=True, exist_ok=True)
         counts = {v.value: sum(r["verdict"] == v.value for r in self.records) for v in VERDICT_ORDER}
         summary = {
+            "required_revisions": sorted(self.config.getoption("require") or ()),
+            "revision_gaps": sum(bool(r.get("revision_gap")) for r in self.records),
             "harness_version": _harness_version(),
             "started": self.started,
             "finished": time.time(),

@@ -10,9 +10,10 @@ the adapter's or the environment's: ERROR.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from conformance.catalog import Catalog, load_catalog
+from conformance.catalog import Catalog, Requirement, load_catalog
 
 __all__ = [
     "VERDICT_ORDER",
@@ -23,6 +24,7 @@ __all__ = [
     "UnsupportedFeature",
     "Verdict",
     "Violation",
+    "cite",
     "verdict_for_level",
 ]
 
@@ -47,20 +49,52 @@ def verdict_for_level(level: str) -> Verdict:
     return {"MUST": Verdict.FAIL, "SHOULD": Verdict.NON_STRICT}.get(level, Verdict.INFO)
 
 
+_OLDER_REVISIONS = (5389, 5766, 5245)
+_KEYWORDS = ("MUST NOT", "MUST", "SHALL NOT", "SHALL", "REQUIRED", "SHOULD NOT", "SHOULD", "RECOMMENDED", "MAY")
+
+
+def cite(req: Requirement, clause: str | None = None) -> str:
+    """The RFC sentence a finding rests on, paraphrased: ``RFC 8489 §9.2.5 MUST: <clause text or row summary>``.
+
+    The keyword is the clause's level, else the row's Level cell when it is a normative keyword; a row resting on
+    indicative procedure text (``basis = "procedure"``) says so.
+    """
+    where = f"{req.rfc_name} §{req.section}" if req.section else req.rfc_name
+    part = req.clause(clause) if clause is not None else None
+    if part is not None:
+        keyword, text = part.level, part.text
+    else:
+        cell = req.level_text.split(" (")[0].strip()
+        keyword = cell if cell in _KEYWORDS else req.level
+        text = req.summary
+    if req.basis == "procedure":
+        keyword = f"procedure text, graded {req.level_of(clause)}"
+    revision = req.revision_of(clause)
+    also = f" (already in RFC {revision})" if revision in _OLDER_REVISIONS and revision != req.rfc else ""
+    return f"{where}{also} {keyword}: {text}"
+
+
 @dataclass(frozen=True)
 class Finding:
-    """One observed deviation from a requirement (or clause), with the evidence as text."""
+    """One observed deviation from a requirement (or clause), with the evidence as text.
+
+    ``rule`` is the RFC sentence it rests on (:func:`cite`); ``revision_gap`` marks a rule only a newer revision
+    imposes that this IUT does not implement (graded UNSUPPORTED, see ``conformance/revisions.py``).
+    """
 
     requirement: str
     clause: str | None
     level: str
     verdict: Verdict
     message: str
+    rule: str = ""
+    revision_gap: bool = False
 
     def describe(self) -> str:
-        """``ICE-PRIO-01/formula (SHOULD): message``."""
+        """``ICE-PRIO-01/formula (SHOULD) [RFC 8445 §5.1.2 SHOULD: ...]: message``."""
         ref = self.requirement + (f"/{self.clause}" if self.clause else "")
-        return f"{ref} ({self.level}): {self.message}"
+        rule = f" [{self.rule}]" if self.rule else ""
+        return f"{ref} ({self.level}){rule}: {self.message}"
 
 
 class Violation(Exception):
@@ -91,11 +125,27 @@ class Findings:
     catalog: Catalog = field(default_factory=load_catalog)
     items: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Given the revision of the violated row or clause, the UNSUPPORTED reason when this IUT is not held to it
+    #: (``conformance.revisions.RevisionPolicy.gap``); None grades every row as written.
+    gate: Callable[[int | None], str | None] | None = None
 
     def violation(self, requirement: str, message: str, clause: str | None = None) -> None:
-        """Record a violation; raises :class:`Violation` when its level is MUST."""
-        level = self.catalog.level_of(requirement, clause)
-        finding = Finding(requirement, clause, level, verdict_for_level(level), message)
+        """Record a violation; raises :class:`Violation` when its level is MUST.
+
+        A violated rule that only a newer revision imposes, on an IUT that does not implement it, is recorded as
+        UNSUPPORTED with the reason instead (a revision gap); at MUST level the case then ends (:class:`CaseEnded`).
+        """
+        req = self.catalog[requirement]
+        level = req.level_of(clause)
+        verdict = verdict_for_level(level)
+        rule = cite(req, clause)
+        gap = self.gate(req.revision_of(clause)) if self.gate is not None and verdict is not Verdict.INFO else None
+        if gap is not None:
+            self.items.append(Finding(requirement, clause, level, Verdict.UNSUPPORTED, f"{gap}: {message}", rule, True))
+            if level == "MUST":
+                raise CaseEnded(gap)
+            return
+        finding = Finding(requirement, clause, level, verdict, message, rule)
         self.items.append(finding)
         if finding.verdict is Verdict.FAIL:
             raise Violation(finding)
@@ -114,6 +164,11 @@ class Findings:
     def info(self, message: str) -> None:
         """A note for the reader (shown with the verdict, changes nothing)."""
         self.notes.append(message)
+
+    @property
+    def revision_gap(self) -> bool:
+        """Whether a finding was graded UNSUPPORTED because the IUT does not implement the newer revision."""
+        return any(f.revision_gap for f in self.items)
 
     def worst(self) -> Verdict:
         """The verdict of the recorded findings alone (PASS when there are none)."""

@@ -13,7 +13,11 @@ from conformance.tester.options import CASE_OPTIONS_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
-__all__ = ["ROOT", "Row", "batches", "collect_cases", "row_problems", "run_cases", "run_fault_batch"]
+__all__ = ["REQUIRE_ALL", "ROOT", "Row", "batches", "collect_cases", "row_problems", "run_cases", "run_fault_batch"]
+
+#: Revisions a self-test run claims by default: the reference peer implements RFC 8489 and RFC 8656, so their rules
+#: are graded as written and each fault keeps its detection power (conformance/revisions.py).
+REQUIRE_ALL: tuple[int, ...] = (8489, 8656)
 
 #: A self-test row: (case ID, reference fault, expected verdict, requirement the message names).
 Row = tuple[str, str, str, str]
@@ -32,10 +36,12 @@ def batches(rows: list[Row], size: int = 10) -> list[list[Row]]:
     return [r[i : i + size] for r in rounds for i in range(0, len(r), size)]
 
 
-def run_fault_batch(rows: list[Row], out: Path, iut: str = "reference") -> dict[str, dict[str, Any]]:
+def run_fault_batch(
+    rows: list[Row], out: Path, iut: str = "reference", require: tuple[int, ...] = REQUIRE_ALL
+) -> dict[str, dict[str, Any]]:
     """Run each row's case against the reference IUT with the row's fault given to that case only."""
     options = {case: {"faults": [fault]} for case, fault, _, _ in rows}
-    return run_cases(sorted(options), ["--iut", iut], out, case_options=options)
+    return run_cases(sorted(options), ["--iut", iut], out, case_options=options, require=require)
 
 
 def row_problems(rows: list[Row], records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
@@ -63,10 +69,12 @@ def run_cases(
     out: Path,
     timeout: float = 600,
     case_options: dict[str, dict[str, Any]] | None = None,
+    require: tuple[int, ...] = REQUIRE_ALL,
 ) -> dict[str, dict[str, Any]]:
     """Run the given cases (IDs relative to ``suites/``) and return their records by case ID.
 
-    ``case_options`` maps case IDs to extra IUT options (``$ICE_CONFORMANCE_CASE_OPTIONS``), e.g. a fault each.
+    ``case_options`` maps case IDs to extra IUT options (``$ICE_CONFORMANCE_CASE_OPTIONS``), e.g. a fault each;
+    ``require`` the revisions the run claims (``--require``; empty grades newer-revision rules on evidence).
     """
     nodeids = [f"suites/{c}" for c in case_ids]
     env = dict(os.environ)
@@ -86,6 +94,7 @@ def run_cases(
             "--conformance-out",
             str(out),
             *iut_args,
+            *[arg for revision in require for arg in ("--require", str(revision))],
         ],
         capture_output=True,
         text=True,

@@ -64,6 +64,7 @@ TABLE: list[tuple[str, str, str, str]] = [
         "STUN-MSG-11",
     ),
     (f"{AU}test_unauthenticated_allocate_gets_a_401_challenge", "no-realm-in-401", "FAIL", "STUN-AUTH-11"),
+    (f"{AU}test_unauthenticated_allocate_gets_a_401_challenge", "rfc5389-server", "FAIL", "STUN-AUTH-11"),
     (f"{AU}test_nonces_differ_per_source_and_attempt", "shared-nonce", "FAIL", "STUN-AUTH-12"),
     *[
         (f"{AU}test_bad_credentials_get_400_or_401[{v}]", "no-400-on-missing-realm", "FAIL", "STUN-AUTH-13")

@@ -24,6 +24,7 @@ import hashlib
 import stringprep
 import unicodedata
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from types import MappingProxyType
 from typing import Final
@@ -33,14 +34,17 @@ __all__ = [
     "NONCE_COOKIE_LENGTH",
     "SECURITY_FEATURE_BITS",
     "SECURITY_FEATURE_BITS_RFC_TEXT",
+    "NonceCookieReading",
     "PasswordAlgorithm",
     "Prep",
     "SecurityFeature",
     "encode_nonce_cookie",
+    "features_for_both_readings",
     "long_term_key",
     "no_prep",
     "opaque_string",
     "parse_nonce_features",
+    "read_nonce_cookie",
     "saslprep",
     "short_term_key",
     "userhash",
@@ -288,3 +292,48 @@ def parse_nonce_features(nonce: str | bytes) -> SecurityFeature | None:
     if len(decoded) != 3:
         raise ValueError(f"nonce cookie features {encoded!r} do not decode to 3 bytes (RFC 8489 §9.2)")
     return SecurityFeature(int.from_bytes(decoded, "big"))
+
+
+def features_for_both_readings(features: SecurityFeature | int) -> int:
+    """The 24-bit value that signals ``features`` whichever way a reader numbers the bits (RFC 8489 §9.2, §18.1).
+
+    The §18.1 text counts bit 0 from the most significant end, the Appendix B.1 vector from the least significant
+    one; each named feature is set at both places, which the other reading sees only as an unassigned bit.
+    """
+    value = int(features)
+    for name, mask in SECURITY_FEATURE_BITS.items():
+        if value & mask:
+            value |= SECURITY_FEATURE_BITS_RFC_TEXT[name]
+    return value
+
+
+@dataclass(frozen=True)
+class NonceCookieReading:
+    """The named features of a server's cookie under either bit numbering, and which numbering showed them."""
+
+    features: SecurityFeature
+    reading: str
+
+
+def read_nonce_cookie(nonce: str | bytes) -> NonceCookieReading | None:
+    """The cookie's features read both ways (RFC 8489 §9.2 text and Appendix B.1), or None without a cookie."""
+    raw = parse_nonce_features(nonce)
+    if raw is None:
+        return None
+    value = int(raw)
+    lsb = SecurityFeature.NONE
+    msb = SecurityFeature.NONE
+    for name, mask in SECURITY_FEATURE_BITS.items():
+        if value & mask:
+            lsb |= SecurityFeature[name]
+        if value & SECURITY_FEATURE_BITS_RFC_TEXT[name]:
+            msb |= SecurityFeature[name]
+    if lsb and msb:
+        reading = "both bit numberings" if lsb == msb else "the two bit numberings disagree"
+    elif lsb:
+        reading = "bit 0 least significant (RFC 8489 Appendix B.1)"
+    elif msb:
+        reading = "bit 0 most significant (RFC 8489 §9.2/§18.1 text)"
+    else:
+        reading = "no feature bit under either numbering"
+    return NonceCookieReading(lsb | msb, reading)

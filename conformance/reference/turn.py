@@ -117,6 +117,8 @@ SERVER_FAULTS: dict[str, tuple[tuple[str, ...], str]] = {
     "default-lifetime-300": (("TURN-LIFE-01",), "grants 300 s when no LIFETIME is requested"),
     "unauthenticated-refresh": (("SEC-04",), "a Refresh without MESSAGE-INTEGRITY is honoured"),
     "amplify-challenges": (("SEC-07",), "401 challenges carry a 500-byte SOFTWARE"),
+    # A legal variant, not a fault: an RFC 5389/5766 server (no nonce cookie); a fault only under --require 8489.
+    "rfc5389-server": (("STUN-AUTH-11",), "an RFC 5389 server: NONCE without the RFC 8489 §9.2 cookie"),
 }
 
 #: Client faults: name -> (requirement IDs it breaks, what the client does wrong).
@@ -128,6 +130,11 @@ CLIENT_FAULTS: dict[str, tuple[tuple[str, ...], str]] = {
     "no-438-retry": (("STUN-AUTH-08",), "gives up on 438"),
     "accept-unauthenticated-400": (("STUN-AUTH-09",), "a 400 without MI ends the transaction"),
     "no-userhash": (("STUN-AUTH-10",), "sends USERNAME although the nonce asks for anonymity"),
+    # A legal variant, not a fault: an RFC 5389 client; it breaks RFC 8489 rows only under --require 8489.
+    "rfc5389-client": (
+        ("STUN-AUTH-06", "STUN-AUTH-07", "STUN-AUTH-10", "TURN-ALLOC-12"),
+        "an RFC 5389 client: never reads the nonce cookie, follows a 300 without integrity (RFC 5389 §11)",
+    ),
     "no-software": (("TURN-ALLOC-08",), "no SOFTWARE in Allocate and Refresh"),
     "tcp-transport": (("TURN-ALLOC-09",), "REQUESTED-TRANSPORT 6 (TCP)"),
     "retry-437-forever": (("TURN-ALLOC-11",), "retries Allocate at once after 437, 440, 486 or 508"),
@@ -348,7 +355,7 @@ class ReferenceTurnAdapter:
             unauthenticated = rec.index is not None and not rec.index.has(0x0008) and not rec.index.has(0x001C)
             code = error_code(rec)
             lenient = (code == 400 and "accept-unauthenticated-400" in a.faults) or (
-                code == 300 and "follow-unauthenticated-alternate" in a.faults
+                code == 300 and ("follow-unauthenticated-alternate" in a.faults or "rfc5389-client" in a.faults)
             )
             if unauthenticated and a.nonce is not None and code not in (401, 438) and not lenient:
                 since = loop.time()
@@ -390,7 +397,8 @@ class ReferenceTurnAdapter:
             return False
         features = SecurityFeature.NONE
         with contextlib.suppress(ValueError):
-            features = parse_nonce_features(nonce) or SecurityFeature.NONE
+            if "rfc5389-client" not in a.faults:  # an RFC 5389 client treats the NONCE as opaque
+                features = parse_nonce_features(nonce) or SecurityFeature.NONE
         if features & SecurityFeature.PASSWORD_ALGORITHMS and "ignore-password-algorithms" not in a.faults:
             offered = rec.msg.attr("PASSWORD-ALGORITHMS") if rec.msg is not None else None
             if offered is None:

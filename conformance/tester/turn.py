@@ -38,6 +38,7 @@ from conformance.protocol.keys import (
     PasswordAlgorithm,
     SecurityFeature,
     encode_nonce_cookie,
+    features_for_both_readings,
     long_term_key,
     parse_nonce_features,
     userhash,
@@ -571,8 +572,11 @@ class TurnServer:
         return nonce
 
     def _new_nonce_value(self, features: SecurityFeature | None = None) -> bytes:
+        if "rfc5389-server" in self.faults:  # reference variant: an RFC 5389 server's opaque nonce
+            return secrets.token_hex(12).encode()
         f = self.features if features is None else features
-        prefix = encode_nonce_cookie(f) if f else encode_nonce_cookie(0)
+        # Either bit numbering of RFC 8489 §9.2 / Appendix B.1 sees the feature.
+        prefix = encode_nonce_cookie(features_for_both_readings(f) if f else 0)
         return (prefix + secrets.token_hex(8)).encode()
 
     def error(

@@ -248,6 +248,7 @@ async def test_attribute_padding_sent_by_the_iut_is_zero(harness: Harness, role:
                 "STUN-MSG-08",
                 f"attribute 0x{code:04x} is padded with {pad.hex()} (RFC 8489 §14 requires zeros; RFC 5389 allowed "
                 f"any value): {rec.describe()}",
+                "zero_sent",
             )
     harness.findings.info(f"{padded} padded attributes in {len(received)} STUN messages from the IUT")
 

@@ -171,9 +171,13 @@ async def test_rfc5769_sample_request_is_answered(harness: Harness) -> None:
         what="response to the RFC 5769 sample request",
         findings=harness.findings,
         requirement="STUN-MSG-08",
+        clause="aligned",
     )
     harness.findings.check(
-        reply.is_type(BINDING, SUCCESS), "STUN-MSG-08", f"the space-padded request was refused: {reply.describe()}"
+        reply.is_type(BINDING, SUCCESS),
+        "STUN-MSG-08",
+        f"the space-padded request was refused: {reply.describe()}",
+        "aligned",
     )
     reason = check_integrity(reply.data, vector.key())
     harness.findings.check(reason is None, "STUN-AUTH-03", f"{reason} (key: RFC 5769 password) in {reply.describe()}")

@@ -184,6 +184,7 @@ async def test_no_authenticated_retry_when_forbidden(harness: Harness, variant: 
             "STUN-AUTH-07",
             f"{len(tries)} authenticated Allocate transactions with unchanged credentials, each answered by a 401 "
             f"with a fresh nonce (at most one retry): {[t.describe() for t in tries[:3]]}",
+            "unchanged",
         )
         return
     await server.endpoint.expect_silence(lambda r: _allocate(r) and _authenticated(r), SILENCE)
@@ -193,6 +194,7 @@ async def test_no_authenticated_retry_when_forbidden(harness: Harness, variant: 
         "STUN-AUTH-07",
         f"after a 401 ({variant}, first Allocate {first.transaction_id.hex()}) the client retried anyway: "
         f"{got.describe() if got else ''}",
+        "algorithms",
     )
 
 

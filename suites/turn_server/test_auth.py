@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from conformance.packets import attr, check_integrity
-from conformance.protocol.keys import SecurityFeature, parse_nonce_features
+from conformance.protocol.keys import SecurityFeature, read_nonce_cookie
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
 from conformance.tester.turn import (
@@ -19,8 +17,6 @@ from conformance.tester.turn import (
     relay_peers,
     start_turn_server,
 )
-
-_NONCE = re.compile(rb"^obMatJos2[A-Za-z0-9+/]{4}")
 
 
 def _d(rec: Received | None) -> str:
@@ -41,19 +37,26 @@ async def test_unauthenticated_allocate_gets_a_401_challenge(harness: Harness) -
     nonce = rec.index.value(0x0015)
     f.check(nonce is not None, "STUN-AUTH-11", f"the 401 has no NONCE: {rec.describe()}", "challenge")
     assert nonce is not None
-    if _NONCE.match(nonce):
-        features = parse_nonce_features(nonce) or SecurityFeature.NONE
-        wants = bool(features & SecurityFeature.PASSWORD_ALGORITHMS)
+    for code, name in ((0x0006, "USERNAME"), (0x001E, "USERHASH"), (0x0008, "MI"), (0x001C, "MI-SHA256")):
+        f.check(not rec.index.has(code), "STUN-AUTH-11", f"the 401 carries {name}: {rec.describe()}", "no_integrity")
+    # Last: an RFC 5389 server has no cookie, and that finding ends the case (RFC 8489 §9.2 is new).
+    try:
+        cookie = read_nonce_cookie(nonce)
+    except ValueError as exc:
+        cookie = None
+        f.violation("STUN-AUTH-11", f"NONCE {nonce!r}: malformed cookie ({exc})", "nonce_cookie")
+    if cookie is None:
+        f.violation("STUN-AUTH-11", f"NONCE {nonce!r} does not start with the 'obMatJos2' cookie", "nonce_cookie")
+    else:
+        wants = bool(cookie.features & SecurityFeature.PASSWORD_ALGORITHMS)
+        f.info(f"nonce cookie features {int(cookie.features):#x}, read with {cookie.reading}")
         f.check(
             rec.index.has(0x8002) == wants,
             "STUN-AUTH-11",
-            f"nonce features {int(features):#x} but PASSWORD-ALGORITHMS present={rec.index.has(0x8002)}",
-            "challenge",
+            f"nonce features {int(cookie.features):#x} ({cookie.reading}) but PASSWORD-ALGORITHMS "
+            f"present={rec.index.has(0x8002)}",
+            "nonce_cookie",
         )
-    else:
-        f.violation("STUN-AUTH-11", f"NONCE {nonce!r} does not start with the 'obMatJos2' cookie", "challenge")
-    for code, name in ((0x0006, "USERNAME"), (0x001E, "USERHASH"), (0x0008, "MI"), (0x001C, "MI-SHA256")):
-        f.check(not rec.index.has(code), "STUN-AUTH-11", f"the 401 carries {name}: {rec.describe()}", "no_integrity")
 
 
 @pytest.mark.requirement("STUN-AUTH-12")
@@ -137,7 +140,8 @@ async def test_no_algorithm_attributes_means_md5(harness: Harness) -> None:
     f.check(check_integrity(rec.data, c.key, "sha1") is None, "STUN-AUTH-15", f"no valid MI: {rec.describe()}")
     features = SecurityFeature.NONE
     if first is not None and first.index is not None and first.index.value(0x0015):
-        features = parse_nonce_features(first.index.value(0x0015) or b"") or SecurityFeature.NONE
+        cookie = read_nonce_cookie(first.index.value(0x0015) or b"")
+        features = cookie.features if cookie is not None else SecurityFeature.NONE
     if not features & SecurityFeature.PASSWORD_ALGORITHMS:
         f.info("the server's nonce does not set the password-algorithms bit: the 400 sub-cases do not apply")
         return
