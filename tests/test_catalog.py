@@ -218,3 +218,19 @@ def test_load_catalog_reports_bad_toml(tmp_path: Path) -> None:
 def test_shipped_file_round_trips() -> None:
     data = _raw()
     assert len(parse_catalog(data)) == len(data["requirement"])
+
+
+def test_every_row_records_its_revision_and_basis() -> None:
+    """Issue 12: each row says which RFC revision introduced it and whether its level rests on a normative sentence;
+    procedure rows name the sentence, and a clause's own revision is only ever a newer one than its row's."""
+    catalog = load_catalog()
+    newer = {5389: 8489, 5766: 8656, 5245: 8445}
+    for req in catalog.values():
+        assert req.basis in ("normative", "procedure"), req.id
+        if req.rfc is not None:
+            assert req.revision is not None, f"{req.id} has no revision"
+        if req.basis == "procedure":
+            assert req.basis_note, f"{req.id}: a procedure row names the sentence it rests on"
+        for clause in req.clauses:
+            if clause.revision is not None:
+                assert clause.revision == newer.get(req.revision or 0), (req.id, clause.name)

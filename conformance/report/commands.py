@@ -88,6 +88,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     records = summary["records"]
     iuts = sorted({r["iut"] for r in records})
+    if args.results_md:
+        from conformance.report.results import render_results_md
+
+        Path(args.results_md).write_text(render_results_md(records, args.results_title), encoding="utf-8")
+        _out(f"results document: {args.results_md}")
     _out(f"report of {len(records)} cases from {len(folders)} run folder(s), IUTs {', '.join(iuts) or 'none'}: {index}")
     if not args.check:
         if not records:
@@ -170,6 +175,10 @@ def add_commands(subparsers: Any) -> None:
     rep.add_argument("--out", required=True, help="output folder of the report")
     rep.add_argument("--baseline", help="TOML baseline: mark expected verdicts (and gate with --check)")
     rep.add_argument("--check", action="store_true", help="exit with the gate's code over all the runs (0, 1, 2)")
+    rep.add_argument(
+        "--results-md", help="also write the results document (docs/results-*.md): violations apart from revisions"
+    )
+    rep.add_argument("--results-title", default="Results of the full default tier", help="its title")
     _gate_args(rep)
     rep.set_defaults(func=cmd_report)
 

@@ -16,8 +16,9 @@ UNSUPPORTED             ``<skipped type="UNSUPPORTED" message="UNSUPPORTED: ..."
 ======================  =============================================================
 
 and every case gets the properties ``verdict``, ``requirements``, ``requirement`` (one per ID), ``level``,
-``iut``, ``iut_version`` and ``case_id``. The ``tests``/``failures``/``errors``/``skipped`` counts of each
-``<testsuite>`` are recomputed. The rewrite is idempotent.
+``iut``, ``iut_version`` and ``case_id``, plus ``revision_gap`` (an UNSUPPORTED on a rule only RFC 8489/8656
+imposes) and ``procedure`` (one per requirement resting on procedure text) when they apply. The
+``tests``/``failures``/``errors``/``skipped`` counts of each ``<testsuite>`` are recomputed. The rewrite is idempotent.
 """
 
 from __future__ import annotations
@@ -44,7 +45,17 @@ JUNIT_ELEMENT: dict[str, str | None] = {
     "UNSUPPORTED": "skipped",
 }
 _OUTCOMES = ("failure", "error", "skipped")
-_PROPERTY_NAMES = ("verdict", "requirements", "requirement", "level", "iut", "iut_version", "case_id")
+_PROPERTY_NAMES = (
+    "verdict",
+    "requirements",
+    "requirement",
+    "level",
+    "iut",
+    "iut_version",
+    "case_id",
+    "revision_gap",
+    "procedure",
+)
 
 
 def junit_key(nodeid: str) -> tuple[str, str]:
@@ -86,6 +97,9 @@ def _rewrite_case(case: ET.Element, record: dict[str, Any], baseline: Baseline |
         ("iut", str(record.get("iut") or "")),
         ("iut_version", str(record.get("iut_version") or "")),
         ("case_id", str(record.get("case_id") or "")),
+        # UNSUPPORTED for a rule only RFC 8489/8656 imposes, which the IUT does not implement: not a violation.
+        *([("revision_gap", "true")] if record.get("revision_gap") else []),
+        *[("procedure", r) for r in record.get("procedure") or []],
     ]
     for i, (name, value) in enumerate(values):
         props.insert(i, ET.Element("property", name=name, value=value))

@@ -75,12 +75,19 @@ def render_summary_md(
         "",
         f"{_ICON.get(result.code, '')} **exit {result.code}**: {result.reason}",
         "",
-        "| IUT | version | " + " | ".join(VERDICTS) + " |",
-        "|---|---|" + "---:|" * len(VERDICTS),
+        "| IUT | version | " + " | ".join(VERDICTS) + " | revision gaps |",
+        "|---|---|" + "---:|" * (len(VERDICTS) + 1),
     ]
     for iut in iuts:
         counts = [sum(1 for r in records if r["iut"] == iut and r["verdict"] == v) for v in VERDICTS]
-        out.append(f"| {_md(iut)} | {_md(', '.join(versions[iut]))} | " + " | ".join(str(c) for c in counts) + " |")
+        gaps = sum(1 for r in records if r["iut"] == iut and r.get("revision_gap"))
+        cells = " | ".join(str(c) for c in counts)
+        out.append(f"| {_md(iut)} | {_md(', '.join(versions[iut]))} | {cells} | {gaps} |")
+    out += [
+        "",
+        "Revision gaps are UNSUPPORTED verdicts on rules only RFC 8489/8656 impose, for an IUT that does not implement "
+        "them: not violations (`--require 8489` grades them as written).",
+    ]
     out.append("")
     out += _section("New failures (not in the baseline)", comparison.new_failures)
     out += _section("Errors (harness, adapter or environment)", comparison.errors)

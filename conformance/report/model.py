@@ -167,6 +167,16 @@ class CaseEntry:
         return msg.splitlines()[0] if msg else ""
 
     @property
+    def revision_gap(self) -> bool:
+        """UNSUPPORTED because the IUT does not implement the newer revision (RFC 8489/8656), not a violation."""
+        return bool(self.record.get("revision_gap"))
+
+    @property
+    def procedure(self) -> bool:
+        """Whether a requirement of the case rests on RFC procedure text rather than a MUST/SHOULD sentence."""
+        return any(r.basis == "procedure" for r in self.requirements)
+
+    @property
     def baseline_status(self) -> str:
         """ "expected" (matches the baseline), "unexpected-pass", "differs" or "" (no baseline entry)."""
         if self.expected is None:
