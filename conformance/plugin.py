@@ -31,7 +31,7 @@ from conformance.adapters.base import Adapter, AdapterError, IutCrashed, IutInfo
 from conformance.adapters.contract import ContractChecker
 from conformance.catalog import SEVERITY, load_catalog
 from conformance.hung import HungLog
-from conformance.revisions import GRADED_ON_EVIDENCE, RevisionPolicy
+from conformance.revisions import GRADED_ON_EVIDENCE, RevisionPolicy, implemented
 from conformance.tester.capture import Capture
 from conformance.tester.harness import Harness
 from conformance.verdict import (
@@ -328,7 +328,8 @@ def harness(
         raise HarnessError(hung_message)
     capture = Capture()
     h = Harness(adapter, info, findings, capture, "127.0.0.1")
-    h.required_revisions = frozenset(request.config.getoption("require") or ())
+    claimed = frozenset(request.config.getoption("require") or ())
+    h.required_revisions = claimed | implemented(request.config.getoption("iut"))
     findings.gate = RevisionPolicy(h.required_revisions, lambda: capture.datagrams).gap
     node._conformance_harness = h
     # Where this case's share of the shim's stderr and of its contract violations starts.
@@ -514,7 +515,7 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
         # "Does not implement the newer revision" (UNSUPPORTED), kept apart from violations of what it implements.
         "revision_gap": "1" if gap else "",
         "procedure": " ".join(procedure),
-        "required_revisions": " ".join(str(r) for r in sorted(item.config.getoption("require") or ())),
+        "required_revisions": " ".join(str(r) for r in sorted(h.required_revisions)) if h is not None else "",
     }
     report.user_properties = [p for p in report.user_properties if p[0] not in props]
     report.user_properties.extend(props.items())
@@ -671,7 +672,9 @@ class _Collector:
         Path(out).mkdir(parents=True, exist_ok=True)
         counts = {v.value: sum(r["verdict"] == v.value for r in self.records) for v in VERDICT_ORDER}
         summary = {
-            "required_revisions": sorted(self.config.getoption("require") or ()),
+            "required_revisions": sorted(
+                set(self.config.getoption("require") or ()) | implemented(self.config.getoption("iut"))
+            ),
             "revision_gaps": sum(bool(r.get("revision_gap")) for r in self.records),
             "harness_version": _harness_version(),
             "started": self.started,

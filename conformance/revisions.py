@@ -23,9 +23,11 @@ __all__ = [
     "GRADED_ON_EVIDENCE",
     "MECHANISMS",
     "OLDER",
+    "SHOWN_ELSEWHERE",
     "Mechanism",
     "RevisionPolicy",
     "gap_reason",
+    "implemented",
     "signs_of",
 ]
 
@@ -66,6 +68,21 @@ MECHANISMS: tuple[Mechanism, ...] = (
         {0x8000: "ADDITIONAL-ADDRESS-FAMILY", 0x8001: "ADDRESS-ERROR-CODE", 0x8004: "ICMP"},
     ),
 )
+
+
+#: Registered IUTs shown, in other cases of a run, to implement part of a newer revision: their rules are graded as
+#: written in every case (signs are looked for per case, so a partial implementation could otherwise escape).
+SHOWN_ELSEWHERE: dict[str, dict[int, str]] = {
+    "libjuice": {
+        8489: "sends USERHASH when the nonce cookie sets username anonymity (STUN-AUTH-10 PASS) and does not retry "
+        "after a 401 whose algorithms bit comes without PASSWORD-ALGORITHMS (STUN-AUTH-07 PASS), run of 2026-12-06",
+    },
+}
+
+
+def implemented(iut: str | None) -> frozenset[int]:
+    """Newer revisions a registered IUT is known to implement in part (:data:`SHOWN_ELSEWHERE`)."""
+    return frozenset(SHOWN_ELSEWHERE.get(iut or "", {}))
 
 
 def signs_of(revision: int, datagrams: Iterable[Datagram]) -> list[str]:

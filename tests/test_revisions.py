@@ -14,7 +14,7 @@ from conformance.protocol.keys import (
     read_nonce_cookie,
 )
 from conformance.report.results import render_results_md
-from conformance.revisions import RevisionPolicy, signs_of
+from conformance.revisions import RevisionPolicy, implemented, signs_of
 from conformance.tester.capture import Capture
 from conformance.verdict import CaseEnded, Findings, Verdict, Violation, cite
 
@@ -124,3 +124,8 @@ def test_results_document_keeps_revision_differences_apart() -> None:
     violations, revisions = text.split("## Revision differences")
     assert "STUN-MSG-06" in violations and "STUN-AUTH-11" not in violations
     assert "STUN-AUTH-11" in revisions and "RFC 8489" in revisions
+
+
+def test_an_iut_shown_implementing_part_of_8489_elsewhere_is_graded_as_written() -> None:
+    assert implemented("libjuice") == {8489}
+    assert implemented("libnice") == frozenset() and implemented(None) == frozenset()
