@@ -3,8 +3,12 @@ citation of findings (conformance/verdict.py)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from conformance.baseline import compare
 from conformance.catalog import load_catalog
 from conformance.packets import STUN, attr
 from conformance.protocol.keys import (
@@ -13,6 +17,8 @@ from conformance.protocol.keys import (
     features_for_both_readings,
     read_nonce_cookie,
 )
+from conformance.report.html import write_report
+from conformance.report.markdown import render_summary_md
 from conformance.report.results import render_results_md
 from conformance.revisions import RevisionPolicy, implemented, signs_of
 from conformance.tester.capture import Capture
@@ -129,3 +135,48 @@ def test_results_document_keeps_revision_differences_apart() -> None:
 def test_an_iut_shown_implementing_part_of_8489_elsewhere_is_graded_as_written() -> None:
     assert implemented("libjuice") == {8489}
     assert implemented("libnice") == frozenset() and implemented(None) == frozenset()
+
+
+def test_reports_count_revision_gaps_apart_and_label_procedure_rows(tmp_path: Path) -> None:
+    records = [
+        {
+            "case_id": "turn_server/test_auth.py::test_a",
+            "nodeid": "suites/turn_server/test_auth.py::test_a",
+            "requirements": ["STUN-AUTH-11"],
+            "level": "MUST",
+            "verdict": "UNSUPPORTED",
+            "duration": 0.1,
+            "message": "STUN-AUTH-11/nonce_cookie (MUST): RFC 8489 mechanism not implemented",
+            "iut": "x",
+            "iut_version": "1",
+            "artifacts": {},
+            "revision_gap": True,
+            "procedure": [],
+        },
+        {
+            "case_id": "turn_server/test_relay.py::test_b",
+            "nodeid": "suites/turn_server/test_relay.py::test_b",
+            "requirements": ["TURN-CHAN-01"],
+            "level": "MUST",
+            "verdict": "FAIL",
+            "duration": 0.1,
+            "message": "TURN-CHAN-01 (MUST): bad",
+            "iut": "x",
+            "iut_version": "1",
+            "artifacts": {},
+            "revision_gap": False,
+            "procedure": ["TURN-CHAN-01"],
+        },
+    ]
+    summary = {"records": records, "counts": {}, "iut": "x"}
+    text = render_summary_md(summary, compare(records, None))
+    assert "revision gaps |" in text and "| 1 |" in text.split("revision gaps |")[1]
+    assert "MUST, procedure" in text
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps(summary))
+    index = write_report([run], tmp_path / "report")
+    html = index.read_text()
+    assert "revision gaps" in html
+    matrix = (index.parent / "matrix.html").read_text()
+    assert "badge procedure" in matrix

@@ -35,7 +35,8 @@ def _req_label(record: dict[str, Any]) -> str:
         if req is None:
             parts.append(f"{rid}")
         elif req.url:
-            parts.append(f"[{rid}]({req.url}) ({req.level}, {req.rfc_name} §{req.section})")
+            procedure = ", procedure" if req.basis == "procedure" else ""
+            parts.append(f"[{rid}]({req.url}) ({req.level}{procedure}, {req.rfc_name} §{req.section})")
         else:
             parts.append(f"{rid} ({req.level})")
     return "; ".join(parts) or "no requirement"
