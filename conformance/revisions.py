@@ -64,7 +64,8 @@ MECHANISMS: tuple[Mechanism, ...] = (
     ),
     Mechanism(
         8656,
-        "dual-stack allocations and ICMP relaying (RFC 8656 §7, §11.5, §18.11-18.13)",
+        "dual-stack allocations and ICMP relaying (RFC 8656 §7, §11.5, §18.11-18.13); a success response with two "
+        "XOR-RELAYED-ADDRESS (a dual allocation) is also a sign",
         {0x8000: "ADDITIONAL-ADDRESS-FAMILY", 0x8001: "ADDRESS-ERROR-CODE", 0x8004: "ICMP"},
     ),
 )
@@ -104,6 +105,9 @@ def signs_of(revision: int, datagrams: Iterable[Datagram]) -> list[str]:
             nonce = i.value(0x0015) if i.msg_class in (2, 3) else None
             if m.nonce_cookie and nonce is not None and nonce.startswith(cookie) and "cookie" not in found:
                 found["cookie"] = f"a NONCE with the '{NONCE_COOKIE}' cookie from {d.src[0]}:{d.src[1]}"
+            relayed = [c for c, _, _ in i.attributes if c == 0x0016]
+            if m.revision == 8656 and len(relayed) > 1 and "dual" not in found:
+                found["dual"] = f"two XOR-RELAYED-ADDRESS (a dual allocation) from {d.src[0]}:{d.src[1]}"
     return list(found.values())
 
 

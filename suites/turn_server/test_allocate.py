@@ -140,6 +140,7 @@ async def test_address_family_and_reservation_checks(harness: Harness, variant: 
             relayed is not None and ":" in relayed[0],
             "TURN-ALLOC-05",
             f"REQUESTED-ADDRESS-FAMILY IPv6 was granted with a non-IPv6 relay: {rec.describe()}",
+            "checks",
         )
         harness.findings.info(f"the IUT relays IPv6: {relayed}")
         return
@@ -148,6 +149,8 @@ async def test_address_family_and_reservation_checks(harness: Harness, variant: 
         "TURN-ALLOC-05",
         f"Allocate {variant}: expected {' or '.join(str(e) for e in expected)} (RFC 8656 §7.2 step {step}), "
         f"got {_described(rec)}",
+        # ADDITIONAL-ADDRESS-FAMILY is new in RFC 8656; the other checks were in RFC 5766 and RFC 6156.
+        "additional_family" if "additional" in variant else "checks",
     )
 
 
@@ -158,7 +161,9 @@ async def test_default_relay_family_is_ipv4(harness: Harness) -> None:
     srv = await start_turn_server(harness)
     c = await allocated(harness, srv)
     assert c.relayed is not None
-    harness.findings.check(":" not in c.relayed[0], "TURN-ALLOC-05", f"relayed address {c.relayed} is not IPv4")
+    harness.findings.check(
+        ":" not in c.relayed[0], "TURN-ALLOC-05", f"relayed address {c.relayed} is not IPv4", "checks"
+    )
 
 
 @pytest.mark.requirement("TURN-ALLOC-06")
