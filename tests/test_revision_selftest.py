@@ -2,10 +2,10 @@
 
 Legal variants of the reference IUTs: an RFC 5389 TURN client that never reads the nonce cookie and follows a 300
 without integrity (RFC 5389 §11), an RFC 5389 TURN server whose NONCE has no cookie, an RFC 5766 server that binds
-channels 0x5000-0x7FFF (RFC 5766 §11), and an RFC 5389 ICE agent padding with non-zero bytes (RFC 5389 §15). By
-default none of the named cases FAILs against them: each newer-revision finding is UNSUPPORTED with the reason
-"RFC 8489 mechanism not implemented" (or 8656) and marked as a revision gap. With ``--require`` the same variants
-FAIL (the fault self-tests run that way: tests/selftest.py ``REQUIRE_ALL``).
+channels 0x5000-0x7FFF (RFC 5766 §11) or ignores ADDITIONAL-ADDRESS-FAMILY, and an RFC 5389 ICE agent padding
+with non-zero bytes (RFC 5389 §15). By default none of the named cases FAILs against them: each newer-revision
+finding is UNSUPPORTED with the reason "RFC 8489 mechanism not implemented" (or 8656) and marked as a revision gap.
+With ``--require`` the same variants FAIL (the fault self-tests run that way: tests/selftest.py ``REQUIRE_ALL``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,14 @@ CA = "turn_client/test_auth.py::"
 CL = "turn_client/test_allocate.py::"
 SA = "turn_server/test_auth.py::"
 SR = "turn_server/test_relay.py::"
+SL = "turn_server/test_allocate.py::"
 ICE = "ice/test_stun_agent.py::"
 
 #: An RFC 5766 server binding 0x5000-0x7FFF: legal before RFC 8656 §12 narrowed the range.
 BAD_CHANNEL = "accept-bad-channel-number"
+
+#: An RFC 5766 server that ignores ADDITIONAL-ADDRESS-FAMILY (and, as a fault, the older family checks too).
+NO_FAMILY = "skip-allocate-family-checks"
 
 #: (case, legal variant, verdict by default, verdict with --require) against the reference TURN IUT.
 TURN_ROWS: list[tuple[str, str, str, str]] = [
@@ -38,14 +42,11 @@ TURN_ROWS: list[tuple[str, str, str, str]] = [
     (f"{CL}test_try_alternate_needs_integrity[without-integrity]", "rfc5389-client", "UNSUPPORTED", "FAIL"),
     (f"{SA}test_unauthenticated_allocate_gets_a_401_challenge", "rfc5389-server", "UNSUPPORTED", "FAIL"),
     *[
-        (
-            f"{SR}test_channel_bind_rejects_bad_numbers_and_conflicts[{n}]",
-            "accept-bad-channel-number",
-            "UNSUPPORTED",
-            "FAIL",
-        )
+        (f"{SR}test_channel_bind_rejects_bad_numbers_and_conflicts[{n}]", BAD_CHANNEL, "UNSUPPORTED", "FAIL")
         for n in ("0x5000", "0x7fff")
     ],
+    # An RFC 5766 server that does not know ADDITIONAL-ADDRESS-FAMILY (new in RFC 8656 §7.2).
+    (f"{SL}test_address_family_and_reservation_checks[additional-family-ipv4]", NO_FAMILY, "UNSUPPORTED", "FAIL"),
 ]
 
 
