@@ -38,7 +38,8 @@ class Harness:
         self._deferred: list[Callable[[], Awaitable[object]]] = []
         #: Deliberate waits outside endpoints (e.g. IUT notifications awaited over a protocol timer).
         self.extra_waited = 0.0
-        #: Newer revisions (8489, 8656) the run was told the IUT claims; their rows are then graded as written.
+        #: Newer revisions (8489, 8656) the IUT claims (--require) or is known to implement in part
+        #: (conformance/revisions.py); their rules are then graded as written.
         self.required_revisions: frozenset[int] = frozenset()
 
     def require(self, *capabilities: str) -> None:
