@@ -77,7 +77,8 @@ def render_results_md(records: list[dict[str, Any]], title: str, intro: str = ""
                 {n for n in [req.revision, *(c.revision for c in req.clauses)] if n in (8489, 8656)} if req else set()
             )
             since = ", ".join(f"RFC {n}" for n in newer) or "a newer revision"
-            revisions.append(f"| {name} | {where} | {since} | {', '.join(ok) or '—'} | {', '.join(gaps)} |")
+            graded = ok + [f"{i} ({'/'.join(_SHORT.get(v, v) for v in vs)})" for i, vs in sorted(bad.items())]
+            revisions.append(f"| {name} | {where} | {since} | {', '.join(graded) or '—'} | {', '.join(gaps)} |")
     out += [
         "## Where the implementations disagree: violations",
         "",
@@ -95,7 +96,7 @@ def render_results_md(records: list[dict[str, Any]], title: str, intro: str = ""
         "mechanism (RFC 5389 / RFC 5766 implementations) and get UNSUPPORTED, 'RFC 8489 mechanism not implemented'; "
         "a run with `--require 8489` (or 8656) grades them as written.",
         "",
-        "| requirement | RFC | new in | implements it | older revision only |",
+        "| requirement | RFC | new in | graded as written (PASS, or the violation) | older revision only |",
         "|---|---|---|---|---|",
         *(revisions or ["| — | | | | |"]),
         "",
