@@ -5,14 +5,19 @@ shim). Each worker runs one asyncio loop; the IUT's adapter lives for the worker
 died. A case is an ``async def`` test taking the ``harness`` fixture; the plugin runs it on the loop within its time
 budget and grades the outcome: findings recorded through ``harness.findings`` carry the catalog level (MUST → FAIL,
 SHOULD → NON-STRICT), :class:`UnsupportedFeature` and the adapter's :class:`Unsupported` give UNSUPPORTED, and every
-other exception (adapter failures, timeouts with no requirement, budgets) gives ERROR. Verdicts map onto pytest
-outcomes (PASS passed; FAIL and ERROR failed; NON-STRICT, INFO and UNSUPPORTED skipped with the verdict first in the
-reason) and travel in ``user_properties`` to JUnit, the controller's ``summary.json`` and allure.
+other exception (adapter failures, timeouts with no requirement, budgets) gives ERROR. The harness's passive monitor
+(conformance/tester/monitor.py) judges every datagram the IUT sends: each requirement it finds broken becomes one
+finding on that row (marked as the monitor's), a case whose every message breaks one MUST is ended at once with that
+FAIL, and a case that would end in ERROR (a failed precondition) is a FAIL when the monitor saw the IUT break a MUST.
+Verdicts map onto pytest outcomes (PASS passed; FAIL and ERROR failed; NON-STRICT, INFO and UNSUPPORTED skipped
+with the verdict first in the reason) and travel in
+``user_properties`` to JUnit, the controller's ``summary.json`` and allure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -34,6 +39,7 @@ from conformance.hung import HungLog
 from conformance.revisions import GRADED_ON_EVIDENCE, RevisionPolicy, implemented
 from conformance.tester.capture import Capture
 from conformance.tester.harness import Harness
+from conformance.tester.monitor import Monitor, SystematicViolation
 from conformance.verdict import (
     VERDICT_ORDER,
     CaseEnded,
@@ -43,6 +49,7 @@ from conformance.verdict import (
     UnsupportedFeature,
     Verdict,
     Violation,
+    verdict_for_level,
 )
 
 __all__ = ["IutHandle"]
@@ -361,9 +368,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     names = pyfuncitem._fixtureinfo.argnames
     kwargs = {name: pyfuncitem.funcargs[name] for name in names}
     handle: IutHandle | None = None
-    if "harness" in pyfuncitem.funcargs:
-        handle = pyfuncitem._request.getfixturevalue("iut_handle")
     case = pyfuncitem.obj(**kwargs)
+    h = pyfuncitem.funcargs.get("harness")
+    if isinstance(h, Harness):
+        handle = pyfuncitem._request.getfixturevalue("iut_handle")
+        case = _monitored(h.monitor, case)
     checker = getattr(handle.adapter, "contract", None) if handle is not None else None
     if isinstance(checker, ContractChecker):  # a shim breaking the contract ends the case at once (ERROR)
         case = checker.guard(case, str(getattr(handle.adapter if handle else None, "name", "the shim")))
@@ -383,6 +392,41 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
             if hung is not None:
                 hung.record(pyfuncitem.nodeid, stalled)
     return True
+
+
+async def _monitored(monitor: Monitor, case: Any) -> Any:
+    """Run the case until it ends or the monitor finds every message the IUT sent breaking one MUST (fail fast)."""
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    monitor.on_systematic(lambda: loop.call_soon_threadsafe(stopped.set))
+    task = asyncio.ensure_future(case)
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    if not task.cancelled() or monitor.systematic is None:
+        return task.result()
+    raise SystematicViolation(monitor.systematic, monitor.counts[monitor.systematic.requirement])
+
+
+def _merge_monitor(item: pytest.Item, findings: Findings | None) -> None:
+    """The monitor's findings become findings of the case, once per requirement (and clause), marked as its."""
+    h: Harness | None = getattr(item, "_conformance_harness", None)
+    if h is None or findings is None or getattr(item, "_conformance_monitor_merged", False):
+        return
+    item._conformance_monitor_merged = True  # type: ignore[attr-defined]
+    h.monitor.finish()
+    for f in h.monitor.findings:
+        level = findings.catalog.level_of(f.requirement, f.clause)
+        verdict = Verdict.INFO if f.info else verdict_for_level(level)
+        repeats = h.monitor.counts[f.requirement]
+        more = f" [{repeats} violations in the case]" if repeats > 1 else ""
+        findings.add(Finding(f.requirement, f.clause, level, verdict, f.message + more, source="monitor"))
 
 
 # -- grading -------------------------------------------------------------------------------------------------------
@@ -434,6 +478,8 @@ def grade(
     exc = excinfo.value
     if isinstance(exc, Violation):
         return Verdict.FAIL, findings.summary() if findings is not None else str(exc)
+    if isinstance(exc, SystematicViolation):
+        return Verdict.FAIL, (message + "\n" if message else "") + f"case ended early by the monitor: {exc}"
     if isinstance(exc, CaseEnded):
         return base, message
     if isinstance(exc, UnsupportedFeature | Unsupported):
@@ -443,6 +489,10 @@ def grade(
         return Verdict.UNSUPPORTED, text
     kind = type(exc).__name__
     detail = f"{kind}: {exc}" if not isinstance(exc, HarnessError | AdapterError) else str(exc)
+    if base is Verdict.FAIL and findings is not None and any(f.source == "monitor" for f in findings.items):
+        # The IUT broke a MUST on the way to what the case waited for (a relay, a connection, a check): that is
+        # the verdict, the failed precondition its consequence.
+        return Verdict.FAIL, f"{message}\n(then: {detail})"
     return Verdict.ERROR, (message + "\n" if message else "") + detail
 
 
@@ -464,6 +514,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     h: Harness | None = getattr(item, "_conformance_harness", None)
     death = iut_death(h.iut) if h is not None else None
+    if report.when == "call":
+        _merge_monitor(item, findings)
     verdict, message = grade(findings, call.excinfo, death)
     broken = _violations(h.iut)[getattr(item, "_conformance_violations", 0) :] if h is not None else []
     if broken and verdict is not Verdict.ERROR and not (death is not None and death.is_crash):
@@ -516,12 +568,13 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
         "revision_gap": "1" if gap else "",
         "procedure": " ".join(procedure),
         "required_revisions": " ".join(str(r) for r in sorted(h.required_revisions)) if h is not None else "",
+        "monitor": json.dumps([f.as_dict() for f in h.monitor.findings] if h is not None else []),
     }
     report.user_properties = [p for p in report.user_properties if p[0] not in props]
     report.user_properties.extend(props.items())
     # pytest's JUnit writer takes properties from the item (it writes them with the teardown report).
     item.user_properties = [p for p in item.user_properties if p[0] not in props]
-    item.user_properties.extend((k, v) for k, v in props.items() if k not in ("artifacts", "message"))
+    item.user_properties.extend((k, v) for k, v in props.items() if k not in ("artifacts", "message", "monitor"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -659,6 +712,7 @@ class _Collector:
                 "options": json.loads(str(props.get("options") or "[]")),
                 "revision_gap": bool(props.get("revision_gap")),
                 "procedure": str(props.get("procedure") or "").split(),
+                "monitor": json.loads(str(props.get("monitor") or "[]")),
             }
         )
 

@@ -89,12 +89,16 @@ class Finding:
     message: str
     rule: str = ""
     revision_gap: bool = False
+    #: "case" (the case's own check) or "monitor" (the passive monitor, conformance/tester/monitor.py).
+    source: str = "case"
 
     def describe(self) -> str:
-        """``ICE-PRIO-01/formula (SHOULD) [RFC 8445 §5.1.2 SHOULD: ...]: message``."""
+        """``ICE-PRIO-01/formula (SHOULD) [RFC 8445 §5.1.2 SHOULD: ...]: message``; ``(MUST, monitor)`` for the
+        passive monitor's."""
         ref = self.requirement + (f"/{self.clause}" if self.clause else "")
         rule = f" [{self.rule}]" if self.rule else ""
-        return f"{ref} ({self.level}){rule}: {self.message}"
+        level = self.level if self.verdict is not Verdict.INFO or self.level == "INFO" else f"{self.level} as INFO"
+        return f"{ref} ({level}{', monitor' if self.source == 'monitor' else ''}){rule}: {self.message}"
 
 
 class Violation(Exception):
@@ -160,6 +164,10 @@ class Findings:
         """Record that the case could not tell conformance from violation: INFO, with the evidence as text."""
         self.catalog.level_of(requirement, clause)  # the ID (and clause) must exist
         self.items.append(Finding(requirement, clause, "INFO", Verdict.INFO, f"inconclusive: {message}"))
+
+    def add(self, finding: Finding) -> None:
+        """Record a finding graded elsewhere (the passive monitor's), without ending the case."""
+        self.items.append(finding)
 
     def info(self, message: str) -> None:
         """A note for the reader (shown with the verdict, changes nothing)."""

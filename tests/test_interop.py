@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from conformance.adapters.node import netns_available
-from conformance.interop.checks import PeerSignalling, check_wire
 from conformance.interop.commands import main as interop_main
 from conformance.interop.runner import cells_for
 from conformance.packets import STUN, attr
 from conformance.protocol.keys import short_term_key
 from conformance.report.html import write_report
 from conformance.tester.capture import Datagram
+from conformance.tester.monitor import PeerSignalling, check_wire
 
 A_UFRAG, A_PWD = "aufr", "a-password-of-22-chars"
 B_UFRAG, B_PWD = "bufr", "b-password-of-22-chars"

@@ -1,13 +1,13 @@
 """Interoperability runs: every ordered pair of IUTs over emulated networks, judged on the wire (RFC 8445 §2).
 
-:mod:`conformance.interop.runner` runs the cells (pair x topology), :mod:`conformance.interop.checks` holds the
+:mod:`conformance.interop.runner` runs the cells (pair x topology), :mod:`conformance.tester.monitor` holds the
 passive checks on the captured traffic, :mod:`conformance.interop.commands` the ``interop`` subcommand.
 """
 
 from __future__ import annotations
 
-from conformance.interop.checks import CHECKED_REQUIREMENTS, PeerSignalling, Violation, WireReport, check_wire
 from conformance.interop.runner import CellResult, CellSpec, RunOptions, cells_for, run_cell, run_matrix, write_summary
+from conformance.tester.monitor import CHECKED_REQUIREMENTS, PeerSignalling, Violation, WireReport, check_wire
 
 __all__ = [
     "CHECKED_REQUIREMENTS",

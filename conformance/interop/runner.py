@@ -8,7 +8,7 @@ gathers and offers, the controlled IUT gets the offer before it gathers (SDP-dri
 answers; every candidate crosses :meth:`Network.rewrite_candidate`; trickled candidates and end-of-candidates are
 relayed one at a time when both IUTs declare ``trickle`` (RFC 8838 §13). Both IUTs ``connect``; the cell waits on
 their ``selected_pair`` and ``state`` notifications with a deadline, sends a datagram each way when both have a
-data API, closes both, and judges the capture (:mod:`conformance.interop.checks`). A pair that does not connect
+data API, closes both, and judges the capture (:mod:`conformance.tester.monitor`). A pair that does not connect
 gets a cause read from the wire: which checks were sent, which were delivered, what the emulator dropped and why.
 """
 
@@ -36,13 +36,13 @@ from conformance.adapters.base import Adapter, AdapterError, AgentConfig, Notifi
 from conformance.adapters.coturn import CoturnAdapter
 from conformance.adapters.registry import get_iut, make_adapter
 from conformance.catalog import load_catalog
-from conformance.interop.checks import CHECKED_REQUIREMENTS, PeerSignalling, WireReport, check_wire
 from conformance.netem import TOPOLOGIES, AddressPlan, Network
 from conformance.netem.topology import Side
 from conformance.protocol.candidate import CandidateError, parse_candidate
 from conformance.report.model import case_slug
 from conformance.tester.capture import Capture, write_pcap
 from conformance.tester.ladder import render_ladder
+from conformance.tester.monitor import CHECKED_REQUIREMENTS, PeerSignalling, WireReport, check_wire
 
 __all__ = [
     "CONNECT_DEADLINE",

@@ -2,7 +2,8 @@
 
 Theory of operation: each tester endpoint calls :meth:`Capture.record` for every datagram it sends ("out") or
 receives ("in"), with the wall-clock time. The capture is append-only and thread-safe; the report reads it through
-:func:`write_pcap` and the ladder diagram (:mod:`conformance.tester.ladder`).
+:func:`write_pcap` and the ladder diagram (:mod:`conformance.tester.ladder`). ``observers`` are called with every
+datagram as it is recorded (the passive monitor, :mod:`conformance.tester.monitor`); what they raise is logged.
 
 The files hold ``Ether/IP/UDP`` (or ``Ether/IPv6/UDP``) frames with the datagram's time. Wireshark and tshark
 (checked with 4.0) decode STUN messages on any UDP port without help: the ``stun_udp`` heuristic is enabled by
@@ -22,7 +23,7 @@ import ipaddress
 import logging
 import threading
 import time as _time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -93,6 +94,8 @@ class Capture:
         self._lock = threading.Lock()
         self._datagrams: list[Datagram] = []
         self.labels: dict[Address, str] = {}
+        #: Called with every datagram as it is recorded, in the recording thread.
+        self.observers: list[Callable[[Datagram], None]] = []
 
     def record(
         self,
@@ -117,14 +120,18 @@ class Capture:
             note=note,
             endpoint=endpoint,
         )
-        with self._lock:
-            self._datagrams.append(datagram)
+        self.add(datagram)
         return datagram
 
     def add(self, datagram: Datagram) -> None:
-        """Append an already built datagram."""
+        """Append an already built datagram (observers see it)."""
         with self._lock:
             self._datagrams.append(datagram)
+        for observer in list(self.observers):
+            try:
+                observer(datagram)
+            except Exception:
+                logger.exception("capture observer failed on %s -> %s", datagram.src, datagram.dst)
 
     def discard_before(self, time: float) -> int:
         """Forget datagrams stamped before ``time`` (long fuzzing campaigns keep only their last batch)."""

@@ -1,7 +1,8 @@
 """The per-case harness: the IUT, the capture, endpoints and ICE sessions, and their clean-up.
 
 A case receives one :class:`Harness` (the ``harness`` fixture). Everything it opens through it is closed when the
-case ends, and the capture becomes the case's pcap and ladder diagram.
+case ends, and the capture becomes the case's pcap and ladder diagram. Its :class:`Monitor` judges every datagram the
+IUT sends (conformance/tester/monitor.py); the plugin grades what it finds.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from conformance.adapters.base import Adapter, IutInfo
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Endpoint
 from conformance.tester.ice import IcePeer, IceSession, NotificationLog
+from conformance.tester.monitor import Monitor
 from conformance.tester.options import case_options
 from conformance.verdict import Findings, UnsupportedFeature
 
@@ -23,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 class Harness:
-    """What a case works with: ``iut`` (the adapter), ``info``, ``findings``, ``capture``, and factories."""
+    """What a case works with: ``iut`` (the adapter), ``info``, ``findings``, ``capture``, ``monitor``, factories."""
 
     def __init__(self, adapter: Adapter, info: IutInfo, findings: Findings, capture: Capture, host: str) -> None:
         self.iut = adapter
@@ -41,6 +43,9 @@ class Harness:
         #: Newer revisions (8489, 8656) the IUT claims (--require) or is known to implement in part
         #: (conformance/revisions.py); their rules are then graded as written.
         self.required_revisions: frozenset[int] = frozenset()
+        #: The passive monitor of every datagram the IUT sends in this case.
+        self.monitor = Monitor(lambda: self.required_revisions)
+        capture.observers.append(self.monitor.observe)
 
     def require(self, *capabilities: str) -> None:
         """Raise UNSUPPORTED unless the IUT declares every capability."""
@@ -78,6 +83,7 @@ class Harness:
         kwargs["options"] = case_options(kwargs.get("options"))
         s = await IceSession.open(self.iut, peer, role, self.log, **kwargs)
         self._sessions.append(s)
+        self.monitor.add_session(s)
         for i, c in enumerate(s.candidates):
             self.capture.label((c.address, c.port), f"IUT {c.kind} {i + 1}")
         return s

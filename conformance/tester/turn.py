@@ -198,6 +198,7 @@ async def start_turn_server(
     h.defer(stop)
     where = split_address(address)
     h.capture.label(where, "IUT TURN server")
+    h.monitor.add_turn_server(where, iut=True)
     return TurnServerUnderTest(server_id, where, realm, users)
 
 
@@ -1161,6 +1162,7 @@ async def scripted_turn_server(h: Any, label: str = "TURN server", **kw: Any) ->
     h.require("turn_client")
     kw.setdefault("realm", CLIENT_REALM)
     server = await TurnServer.open(h.capture, h.host, 0, label, **kw)
+    h.monitor.add_turn_server(server.address, iut=False)
 
     async def stop() -> None:
         server.close()
