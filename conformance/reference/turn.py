@@ -152,6 +152,9 @@ CLIENT_FAULTS: dict[str, tuple[tuple[str, ...], str]] = {
     "check-before-permission": (("ICE-CHK-08",), "sends the first check through the relay before the permission"),
     "channel-before-ice": (("ICE-CHK-08",), "binds a channel (no CreatePermission) before the checks"),
     "channel-length-padded": (("TURN-CHAN-06",), "ChannelData length counts the padding"),
+    "channel-out-of-range": (("TURN-CHAN-06",), "ChannelData carries channel number 0x5000 (outside 0x4000-0x4FFF)"),
+    "channel-length-lies": (("TURN-CHAN-06",), "the ChannelData length field is 8 more than the data"),
+    "send-without-data": (("TURN-DATA-01",), "Send indications carry XOR-PEER-ADDRESS but no DATA"),
     "no-restart-after-400": (("TURN-CHAN-08",), "keeps the allocation after a 400 to ChannelBind"),
     "deliver-reserved": (("TURN-CHAN-09",), "delivers datagrams with a reserved first byte"),
     "no-channel": (("TURN-CHAN-10",), "never binds a channel"),
@@ -607,13 +610,17 @@ class ReferenceTurnAdapter:
             if "channel-length-padded" in a.faults:
                 padded = data + b"\x00" * ((-len(data)) % 4)
                 a.endpoint.send(bytes(ChannelData(channel=number, length=len(padded), data=padded)), a.server)
+            elif "channel-out-of-range" in a.faults:
+                a.endpoint.send(bytes(ChannelData(channel=0x5000, data=data)), a.server)
+            elif "channel-length-lies" in a.faults:
+                a.endpoint.send(bytes(ChannelData(channel=number, length=len(data) + 8, data=data)), a.server)
             else:
                 a.endpoint.send(bytes(ChannelData(channel=number, data=data)), a.server)
             return
-        msg = STUN(
-            type=message_type(SEND, INDICATION),
-            attributes=[attr.XorPeerAddress(family=1, address=peer[0], port=peer[1]), attr.Data(data=data)],
-        )
+        attributes: list[Any] = [attr.XorPeerAddress(family=1, address=peer[0], port=peer[1])]
+        if "send-without-data" not in a.faults:
+            attributes.append(attr.Data(data=data))
+        msg = STUN(type=message_type(SEND, INDICATION), attributes=attributes)
         a.endpoint.send(bytes(msg), a.server)
 
     def _incoming(self, a: _Agent, rec: Received) -> None:

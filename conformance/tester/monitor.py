@@ -560,10 +560,12 @@ class Monitor:
             if s.peer.remote_ufrag:
                 self._ufrags.add(s.peer.remote_ufrag)
 
-    def _judge(self, d: Datagram, data: bytes) -> None:
+    def _judge(self, d: Datagram, data: bytes, *, inner: bool = False) -> None:
+        """Judge one message; ``inner`` for what the IUT sends through a relay (Send DATA, ChannelData payload)."""
         if not data:
             return
-        if data[0] & 0xC0 == 0x40 and (d.dst in self._turn_servers or d.src in self._iut_turn_servers):
+        outer = not inner and (d.dst in self._turn_servers or d.src in self._iut_turn_servers)
+        if data[0] & 0xC0 == 0x40 and outer:
             self._channel_data(d, data)
             return
         if data[0] > 3 or len(data) < 20:
@@ -596,7 +598,7 @@ class Monitor:
                 self._pass("STUN-FP-01")
         if idx.msg_class == 0:
             self._request(d, idx)
-        elif idx.msg_class == 1 and idx.method == _SEND and d.dst in self._turn_servers:
+        elif idx.msg_class == 1 and idx.method == _SEND and d.dst in self._turn_servers and not inner:
             self._send_indication(d, idx)
         elif idx.msg_class == 2 and idx.method == _BINDING and idx.transaction_id in self._harness_checks:
             self._check_response(d, idx)
@@ -754,7 +756,7 @@ class Monitor:
             self._flag("TURN-DATA-01", d, f"Send indication without {' and '.join(missing)} (RFC 8656 §11.1)", key)
             return
         self._pass("TURN-DATA-01")
-        self._judge(d, idx.value(_DATA) or b"")
+        self._judge(d, idx.value(_DATA) or b"", inner=True)
 
     def _channel_data(self, d: Datagram, data: bytes) -> None:
         """ChannelData between the IUT and a TURN server over UDP (RFC 8656 §12.4, §12.5)."""
@@ -777,7 +779,7 @@ class Monitor:
             return
         self._pass("TURN-CHAN-06")
         if d.dst in self._turn_servers:
-            self._judge(d, data[4 : 4 + length])  # what the IUT sends through the relay (e.g. its ICE checks)
+            self._judge(d, data[4 : 4 + length], inner=True)  # what the IUT relays, e.g. its ICE checks
 
 
 def _xor_address(idx: StunIndex, code: int) -> Address | None:
