@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +60,29 @@ def parse_verdicts(value: Any, where: str) -> tuple[str, tuple[str, ...]]:
 
 @dataclass
 class Baseline:
-    """Expected verdicts keyed by (IUT, case ID)."""
+    """Expected verdicts keyed by (IUT, case ID); accepted passive-monitor findings keyed by (IUT, requirement)."""
 
     entries: dict[tuple[str, str], Expected]
     #: The file it was read from ("" when built in memory).
     path: str = ""
+    #: ``[[monitor]]`` tables: a monitor finding the IUT shows in every case it occurs in, accepted once with its
+    #: reason, so the case is compared by the verdict of its own checks (``case_verdict`` in summary.json).
+    monitor: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def get(self, iut: str, case: str) -> Expected | None:
         """The expectation for this IUT and case, if any."""
         return self.entries.get((iut, case))
+
+    def verdict_of(self, record: dict[str, Any]) -> str:
+        """The record's verdict, or its case's own verdict when every monitor finding that graded it is accepted."""
+        graded = [m for m in record.get("monitor") or [] if not m.get("info")]
+        own = record.get("case_verdict")
+        if not graded or own is None:
+            return str(record["verdict"])
+        iut = record.get("baseline_iut") or record["iut"]  # as compare() keys the record
+        if all((iut, m["requirement"]) in self.monitor for m in graded):
+            return str(own)
+        return str(record["verdict"])
 
 
 def load_baseline(path: str | Path) -> Baseline:
@@ -88,7 +102,13 @@ def load_baseline(path: str | Path) -> Baseline:
         verdict, also = parse_verdicts(row["verdict"], f"baseline {p}, entry {i}")
         e = Expected(str(row["iut"]), str(row["case"]), verdict, str(row["reason"]).strip(), also)
         entries[(e.iut, e.case)] = e
-    return Baseline(entries, str(path))
+    monitor: dict[tuple[str, str], str] = {}
+    for i, row in enumerate(data.get("monitor", []), start=1):
+        missing = [k for k in ("iut", "requirement", "reason") if not str(row.get(k, "")).strip()]
+        if missing:
+            raise BaselineError(f"baseline {p}, monitor entry {i}: missing {', '.join(missing)}")
+        monitor[(str(row["iut"]), str(row["requirement"]))] = str(row["reason"]).strip()
+    return Baseline(entries, str(path), monitor)
 
 
 @dataclass
@@ -108,7 +128,7 @@ def compare(records: list[dict[str, Any]], baseline: Baseline | None) -> Compari
     for r in records:
         key = r.get("baseline_iut") or r["iut"]  # a run the report labelled by its folder keeps its baseline
         exp = baseline.get(key, r["case_id"]) if baseline is not None else None
-        verdict = r["verdict"]
+        verdict = baseline.verdict_of(r) if baseline is not None else r["verdict"]
         if exp is not None and exp.accepts(verdict):
             out.expected.append(r)
         elif exp is not None and verdict == "PASS":

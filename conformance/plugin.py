@@ -514,16 +514,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     h: Harness | None = getattr(item, "_conformance_harness", None)
     death = iut_death(h.iut) if h is not None else None
+    own = grade(_own(findings), call.excinfo, death)[0] if findings is not None else None
     if report.when == "call":
         _merge_monitor(item, findings)
     verdict, message = grade(findings, call.excinfo, death)
+    if own is None or (call.excinfo is not None and isinstance(call.excinfo.value, SystematicViolation)):
+        own = verdict  # cut short by the monitor: what the case would have found is unknown
     broken = _violations(h.iut)[getattr(item, "_conformance_violations", 0) :] if h is not None else []
     if broken and verdict is not Verdict.ERROR and not (death is not None and death.is_crash):
         # The shim reported something the contract forbids: the adapter's fault, not the IUT's (a crash by a
         # fault signal stays the IUT's FAIL: docs/adapter-contract.md, "Crashes").
         shim = getattr(h.iut, "name", "the shim") if h is not None else "the shim"
         verdict, message = Verdict.ERROR, f"{shim}: adapter contract violation: " + "; ".join(broken)
-    _annotate(item, report, verdict, message)
+        own = verdict
+    _annotate(item, report, verdict, message, own)
     if verdict is Verdict.PASS:
         report.outcome = "passed"
         report.longrepr = None
@@ -535,7 +539,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = (str(item.path), item.location[1] or 0, f"{verdict.value}: {message}")
 
 
-def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, message: str) -> None:
+def _own(findings: Findings) -> Findings:
+    """The findings of the case's own checks (without the monitor's)."""
+    items = [f for f in findings.items if f.source != "monitor"]
+    return Findings(requirements=findings.requirements, catalog=findings.catalog, items=items, notes=findings.notes)
+
+
+def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, message: str, own: Verdict) -> None:
     marker = item.get_closest_marker("requirement")
     ids = list(marker.args) if marker else []
     catalog = load_catalog()
@@ -549,6 +559,8 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
     procedure = [r for r in ids if r in catalog and catalog[r].basis == "procedure"]
     props = {
         "verdict": verdict.value,
+        # The verdict of the case's own checks, without the monitor's findings (baselines may accept those).
+        "case_verdict": own.value,
         "requirements": " ".join(ids),
         "level": level,
         "message": message,
@@ -702,6 +714,7 @@ class _Collector:
                 "requirements": str(props["requirements"]).split(),
                 "level": props["level"],
                 "verdict": props["verdict"],
+                "case_verdict": props.get("case_verdict", props["verdict"]),
                 "duration": round(report.duration, 3),
                 "message": props["message"],
                 "iut": props["iut"],

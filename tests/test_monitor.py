@@ -328,3 +328,22 @@ def test_whole_suite_against_a_seeded_fault(
 def test_fault_free_references_give_no_monitor_finding(cmd: list[str], tmp_path: Path) -> None:
     records, _ = _run_suite("", cmd, tmp_path)
     assert {c: r["monitor"] for c, r in records.items() if r["monitor"]} == {}
+
+
+def test_baseline_monitor_entries_accept_a_finding_once_for_every_case(tmp_path: Path) -> None:
+    from conformance.baseline import compare, load_baseline
+    from conformance.report.baselines import update_baseline
+
+    path = tmp_path / "b.toml"
+    path.write_text(
+        '[[monitor]]\niut = "x"\nrequirement = "STUN-AUTH-03"\nreason = "USERNAME in responses, RFC 5389 §10.1.2"\n'
+    )
+    baseline = load_baseline(path)
+    finding = {"requirement": "STUN-AUTH-03", "info": False}
+    accepted = {"iut": "x", "case_id": "c1", "verdict": "FAIL", "case_verdict": "PASS", "monitor": [finding]}
+    other = {**accepted, "case_id": "c2", "monitor": [finding, {"requirement": "STUN-FP-01", "info": False}]}
+    assert baseline.verdict_of(accepted) == "PASS" and baseline.verdict_of(other) == "FAIL"
+    result = compare([accepted, other], baseline)
+    assert [r["case_id"] for r in result.new_failures] == ["c2"]
+    update = update_baseline([accepted], path)
+    assert "[[monitor]]" in update.text and not update.added

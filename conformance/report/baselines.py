@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.baseline import Baseline, BaselineError, Expected, parse_verdicts
+from conformance.baseline import Baseline, BaselineError, Expected, load_baseline, parse_verdicts
 
 __all__ = [
     "PLACEHOLDER_PREFIX",
@@ -68,9 +68,19 @@ def _toml_reason(text: str) -> str:
     return f'"""\n{body}"""'
 
 
-def render_baseline(entries: list[Expected], comments: dict[tuple[str, str], str] | None = None) -> str:
-    """The TOML text of a baseline (entries sorted by IUT and case), with an optional comment line per entry."""
+def render_baseline(
+    entries: list[Expected],
+    comments: dict[tuple[str, str], str] | None = None,
+    monitor: dict[tuple[str, str], str] | None = None,
+) -> str:
+    """The TOML text of a baseline (entries sorted by IUT and case, then the accepted monitor findings)."""
     out = [_HEADER]
+    for (iut, requirement), reason in sorted((monitor or {}).items()):
+        out.append("[[monitor]]")
+        out.append(f"iut = {_toml_string(iut)}")
+        out.append(f"requirement = {_toml_string(requirement)}")
+        out.append(f"reason = {_toml_reason(reason)}")
+        out.append("")
     for e in sorted(entries, key=lambda x: (x.iut, x.case)):
         comment = (comments or {}).get((e.iut, e.case))
         out.append("[[expected]]")
@@ -127,7 +137,10 @@ def update_baseline(
     keeping the existing reason when the verdict is unchanged; any other verdict drops the entry. Entries for cases
     or IUTs the records do not cover are kept as they are.
     """
-    old = {(e.iut, e.case): e for e in (_read_existing(existing) if existing is not None and existing.exists() else [])}
+    present = existing is not None and existing.exists()
+    old = {(e.iut, e.case): e for e in (_read_existing(existing) if existing is not None and present else [])}
+    monitor = load_baseline(existing).monitor if existing is not None and present else {}
+    accepted = Baseline({}, monitor=monitor)
     wanted = BASELINED + (("ERROR",) if include_errors else ())
     covered: set[tuple[str, str]] = set()
     entries: dict[tuple[str, str], Expected] = {}
@@ -140,7 +153,7 @@ def update_baseline(
     for r in sorted(records, key=lambda x: (str(x["iut"]), str(x["case_id"]))):
         key = (str(r["iut"]), str(r["case_id"]))
         covered.add(key)
-        verdict = str(r["verdict"])
+        verdict = accepted.verdict_of(r)
         prev = old.get(key)
         if prev is not None and prev.also and prev.accepts(verdict):  # an IUT that varies: the entry stands
             entries[key] = prev
@@ -177,7 +190,7 @@ def update_baseline(
         if key not in covered:
             entries[key] = e
     return BaselineUpdate(
-        render_baseline(list(entries.values()), comments), added, kept, changed, removed, errors_left_out
+        render_baseline(list(entries.values()), comments, monitor), added, kept, changed, removed, errors_left_out
     )
 
 

@@ -101,6 +101,8 @@ class CaseEntry:
     unknown_requirements: list[str]
     artifacts: dict[str, Path]
     expected: Expected | None = None
+    #: The verdict the baseline compares (the case's own when it accepts every monitor finding of the case).
+    compared: str = ""
 
     @property
     def iut(self) -> str:
@@ -181,9 +183,10 @@ class CaseEntry:
         """ "expected" (matches the baseline), "unexpected-pass", "differs" or "" (no baseline entry)."""
         if self.expected is None:
             return ""
-        if self.expected.accepts(self.verdict):
+        verdict = self.compared or self.verdict
+        if self.expected.accepts(verdict):
             return "expected"
-        return "unexpected-pass" if self.verdict == "PASS" else "differs"
+        return "unexpected-pass" if verdict == "PASS" else "differs"
 
 
 @dataclass
@@ -451,7 +454,8 @@ def build_model(
         unknown = [i for i in record["requirements"] if i not in cat]
         key = str(record.get("baseline_iut") or record["iut"])
         expected = baseline.get(key, record["case_id"]) if baseline is not None else None
-        cases.append(CaseEntry(record, run, reqs, unknown, artifacts, expected))
+        compared = baseline.verdict_of(record) if baseline is not None else ""
+        cases.append(CaseEntry(record, run, reqs, unknown, artifacts, expected, compared))
     conformance_cases = [c for c in cases if c.record.get("kind", "conformance") != "interop"]
     iuts = sorted({c.iut for c in cases})
     versions = {i: sorted({c.record["iut_version"] for c in cases if c.iut == i} - {""}) for i in iuts}
