@@ -423,10 +423,15 @@ def _merge_monitor(item: pytest.Item, findings: Findings | None) -> None:
     h.monitor.finish()
     for f in h.monitor.findings:
         level = findings.catalog.level_of(f.requirement, f.clause)
-        verdict = Verdict.INFO if f.info else verdict_for_level(level)
         repeats = h.monitor.counts[f.requirement]
         more = f" [{repeats} violations in the case]" if repeats > 1 else ""
-        findings.add(Finding(f.requirement, f.clause, level, verdict, f.message + more, source="monitor"))
+        if f.info:
+            # Not graded here (an RFC 8489-only rule the run does not require, or an unsure one): a note with its
+            # evidence, which leaves the case's verdict alone; the row's own case grades it.
+            ref = f.requirement + (f"/{f.clause}" if f.clause else "")
+            findings.info(f"{ref} ({level} as INFO, monitor, not graded): {f.message}{more}")
+            continue
+        findings.add(Finding(f.requirement, f.clause, level, verdict_for_level(level), f.message + more, "monitor"))
 
 
 # -- grading -------------------------------------------------------------------------------------------------------
