@@ -49,13 +49,15 @@ def _monitor(revisions: frozenset[int] = frozenset()) -> tuple[Monitor, IcePeer,
     return m, peer, session
 
 
-def _check(peer: IcePeer, *, tiebreaker: int = 1, txid: bytes | None = None, fp: bool = True) -> bytes:
+def _check(
+    peer: IcePeer, *, tiebreaker: int = 1, txid: bytes | None = None, fp: bool = True, priority: int = PRIO
+) -> bytes:
     msg = STUN(
         type=0x0001,
         key=short_term_key(peer.pwd),
         attributes=[
             attr.Username(username=f"{peer.ufrag}:iutu".encode()),
-            attr.Priority(priority=PRIO),
+            attr.Priority(priority=priority),
             attr.IceControlling(tiebreaker=tiebreaker),
             attr.MessageIntegrity(),
             *([attr.Fingerprint()] if fp else []),
@@ -131,9 +133,7 @@ def test_retransmission_is_not_a_reused_transaction_id() -> None:
     m.observe(_in(data))
     m.observe(_in(data))
     assert _rows(m) == []
-    other = _check(peer, txid=data[8:20], tiebreaker=1)
-    changed = other.replace(struct.pack("!I", PRIO), struct.pack("!I", PRIO - 256))  # another component's priority
-    m.observe(_in(changed, dst=("127.0.0.1", 50001)))
+    m.observe(_in(_check(peer, txid=data[8:20]), dst=("127.0.0.1", 50001)))  # same ID, another destination
     assert "STUN-MSG-02" in _rows(m)
 
 
@@ -347,3 +347,13 @@ def test_baseline_monitor_entries_accept_a_finding_once_for_every_case(tmp_path:
     assert [r["case_id"] for r in result.new_failures] == ["c2"]
     update = update_baseline([accepted], path)
     assert "[[monitor]]" in update.text and not update.added
+
+
+def test_priority_must_agree_with_formula_following_candidates_only() -> None:
+    m, peer, session = _monitor()
+    m.observe(_in(_check(peer, priority=PRIO - (5 << 8))))
+    assert _rows(m) == ["ICE-PRIO-04"]
+    m, peer, session = _monitor()
+    session.candidates = [parse_candidate(f"candidate:1 1 udp {(126 << 24) | (1 << 8) | 1} {IUT[0]} {IUT[1]} typ host")]
+    m.observe(_in(_check(peer)))
+    assert _rows(m) == ["ICE-PRIO-04(info)"]

@@ -718,16 +718,22 @@ class Monitor:
             return
         (prio,) = struct.unpack("!I", value)
         component = 256 - (prio & 0xFF)
-        low = {c.priority & 0xFFFFFF for c in cands if c.component == component}
+        mine = [c for c in cands if c.component == component]
+        low = {c.priority & 0xFFFFFF for c in mine}
         if not 1 <= prio <= 2**31 - 1 or prio >> 24 > 126:
             self._flag("ICE-PRIO-04", d, f"{what}: PRIORITY {prio} is out of range", key)
         elif low and prio & 0xFFFFFF not in low:
+            # The check's PRIORITY is what the agent's own algorithm gives a prflx candidate (RFC 8445 §7.1.1):
+            # comparable with its signalled candidates only when those follow the §5.1.2.1 formula themselves.
+            formula = all(c.priority & 0xFF == 256 - c.component for c in mine)
             self._flag(
                 "ICE-PRIO-04",
                 d,
                 f"{what}: PRIORITY {prio} has local preference {(prio >> 8) & 0xFFFF} and component {component}, "
-                f"matching none of the signalled candidates of component {component}",
+                f"matching none of the signalled candidates of component {component}"
+                + ("" if formula else " (whose priorities do not follow the RFC 8445 §5.1.2.1 formula)"),
                 key,
+                info=not formula,
             )
         else:
             self._pass("ICE-PRIO-04")
