@@ -357,3 +357,15 @@ def test_priority_must_agree_with_formula_following_candidates_only() -> None:
     session.candidates = [parse_candidate(f"candidate:1 1 udp {(126 << 24) | (1 << 8) | 1} {IUT[0]} {IUT[1]} typ host")]
     m.observe(_in(_check(peer)))
     assert _rows(m) == ["ICE-PRIO-04(info)"]
+
+
+def test_txid_reuse_after_an_answer_is_judged_by_the_row_that_owns_the_retry() -> None:
+    first = bytes(STUN(type=0x0003, attributes=[attr.Software(software=b"x")]))
+    retry = bytes(STUN(type=0x0003, transaction_id=first[8:20], attributes=[attr.Software(software=b"yy")]))
+    for code, expected in ((401, ["STUN-AUTH-05"]), (438, ["STUN-MSG-02(info)"]), (None, ["STUN-MSG-02"])):
+        m, _, _ = _monitor()
+        m.observe(_in(first))
+        if code is not None:
+            m.observe(_out(bytes(STUN(type=0x0113, transaction_id=first[8:20], attributes=[ErrorCode(code)]))))
+        m.observe(_in(retry))
+        assert _rows(m) == expected, code

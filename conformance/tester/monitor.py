@@ -475,6 +475,8 @@ class Monitor:
         self._stops: list[Callable[[], object]] = []
         self._relayed: set[Address] = set()  #: relayed addresses the IUT's TURN server allocated
         self._unknown_ufrag: list[tuple[Datagram, str, bytes]] = []
+        self._answered: dict[bytes, int] = {}  #: IUT request txid -> the harness's error code to it
+        self._odd_mapping = False  #: the harness answered a check with a mapped address other than its source
 
     # -- what the harness tells the monitor -------------------------------------------------------------------
 
@@ -547,8 +549,14 @@ class Monitor:
             self._harness_checks.add(idx.transaction_id)
         elif idx.msg_class == 3:
             value = idx.value(_ERROR_CODE) or b""
-            if len(value) >= 4 and (value[2] & 7) * 100 + value[3] == 487:
+            code = (value[2] & 7) * 100 + value[3] if len(value) >= 4 else 0
+            self._answered[idx.transaction_id] = code
+            if code == 487:
                 self._tiebreakers.clear()  # a role conflict: the agent may pick a new tie-breaker (RFC 8445 §7.2.5.1)
+        elif idx.msg_class == 2 and idx.method == _BINDING:
+            mapped = _xor_address(idx, _XOR_MAPPED)
+            if mapped is not None and mapped != d.dst:
+                self._odd_mapping = True  # the IUT may learn a local prflx candidate (RFC 8445 §7.2.5.3.1)
 
     def _signalled(self) -> None:
         for s in self._sessions:
@@ -657,14 +665,20 @@ class Monitor:
             self._pass("STUN-MSG-02")
         elif seen != (d.dst, content):
             what = "another destination" if seen[0] != d.dst else "different content"
-            self._flag(
-                "STUN-MSG-02",
-                d,
+            code = self._answered.get(txid)
+            text = (
                 f"{_describe(idx)}: transaction ID {txid.hex()} reused for a new request ({what}; a retransmission "
-                "repeats the request, RFC 8489 §6.2)",
-                txid + idx.data[-8:],
-                clause="unique_id",
+                "repeats the request, RFC 8489 §6.2)"
             )
+            if code == 401:
+                # A retry after a 401 is owned by STUN-AUTH-05 (a new transaction there is a SHOULD, RFC 8489 §9.2.3.1).
+                text += " after the harness's 401"
+                self._flag("STUN-AUTH-05", d, text, txid + idx.data[-8:], clause="retry_after_401")
+            else:
+                # After another error the retry's transaction rule is not one the monitor can grade for sure: a note.
+                note = f" after the harness's {code} answer to it" if code else ""
+                key = txid + idx.data[-8:]
+                self._flag("STUN-MSG-02", d, text + note, key, clause="unique_id", info=code is not None)
         if idx.method == _BINDING and idx.has(_USERNAME):
             self._check(d, idx)
 
@@ -725,13 +739,18 @@ class Monitor:
         elif low and prio & 0xFFFFFF not in low:
             # The check's PRIORITY is what the agent's own algorithm gives a prflx candidate (RFC 8445 §7.1.1):
             # comparable with its signalled candidates only when those follow the §5.1.2.1 formula themselves.
-            formula = all(c.priority & 0xFF == 256 - c.component for c in mine)
+            formula = all(c.priority & 0xFF == 256 - c.component for c in mine) and not self._odd_mapping
             self._flag(
                 "ICE-PRIO-04",
                 d,
                 f"{what}: PRIORITY {prio} has local preference {(prio >> 8) & 0xFFFF} and component {component}, "
                 f"matching none of the signalled candidates of component {component}"
-                + ("" if formula else " (whose priorities do not follow the RFC 8445 §5.1.2.1 formula)"),
+                + (
+                    ""
+                    if formula
+                    else " (not graded: the candidates do not follow the RFC 8445 §5.1.2.1 formula, or "
+                    "the harness answered with a mapped address the IUT may have learnt as a local prflx candidate)"
+                ),
                 key,
                 info=not formula,
             )
