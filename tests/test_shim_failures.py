@@ -78,4 +78,5 @@ def test_shim_killed_mid_case_is_graded_by_signal_and_the_run_goes_on(
     assert f"killed by {kill_with}" in killed["message"], killed["message"]
     if verdict == "FAIL":
         assert killed["message"].startswith("ROB-CRASH-01 (MUST)"), killed["message"]
-    assert records["test_b_next_case_runs_on_a_fresh_shim"]["verdict"] == "PASS", proc.stdout[-2000:]
+    # The case's own verdict: the passive monitor also grades what the IUT sends (libnice's habits, baselined).
+    assert records["test_b_next_case_runs_on_a_fresh_shim"]["case_verdict"] == "PASS", proc.stdout[-2000:]

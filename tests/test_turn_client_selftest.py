@@ -91,6 +91,10 @@ TABLE: list[tuple[str, str, str, str]] = [
         "ICE-CHK-08",
     ),
     (f"{RL}test_channel_data_length_counts_only_the_data", "channel-length-padded", "FAIL", "TURN-CHAN-06"),
+    # Judged by the passive monitor in whatever case relays data (formerly a precondition ERROR).
+    (f"{RL}test_channel_data_length_counts_only_the_data", "channel-out-of-range", "FAIL", "TURN-CHAN-06"),
+    (f"{RL}test_no_data_to_a_peer_before_a_permission", "channel-length-lies", "FAIL", "TURN-CHAN-06"),
+    (f"{RL}test_no_data_to_a_peer_before_a_permission", "send-without-data", "FAIL", "TURN-DATA-01"),
     (f"{RL}test_400_to_channel_bind_restarts_the_allocation", "no-restart-after-400", "NON-STRICT", "TURN-CHAN-08"),
     *[
         (f"{RL}test_reserved_first_bytes_are_dropped[{v}]", "deliver-reserved", "FAIL", "TURN-CHAN-09")
