@@ -199,6 +199,8 @@ class _Agent:
     relayed: Address | None = None
     mapped: Address | None = None
     remote: list[Address] = field(default_factory=list)
+    #: Candidate lines: the remote ones by address (from set_remote) and the relayed one (from gather).
+    lines: dict[Address, str] = field(default_factory=dict)
     remote_ufrag: str = ""
     remote_pwd: str = ""
     channels: dict[Address, int] = field(default_factory=dict)
@@ -435,8 +437,10 @@ class ReferenceTurnAdapter:
         host, port = a.relayed
         mhost, mport = base if "relay-raddr-base" in a.faults else (a.mapped or base)
         cands = [] if a.config.relay_only else [*self._srflx(a, base), self._host(base)]
+        relay_line = f"candidate:R1 1 udp 16777215 {host} {port} typ relay raddr {mhost} rport {mport}"
+        a.lines[a.relayed] = relay_line
         if a.relayed != base or "keep-host-identical-relay" in a.faults:  # identical to a host: discard (§5.1.1.2)
-            cands.insert(0, f"candidate:R1 1 udp 16777215 {host} {port} typ relay raddr {mhost} rport {mport}")
+            cands.insert(0, relay_line)
         return LocalDescription(ufrag=a.ufrag, pwd=a.pwd, candidates=cands)
 
     @staticmethod
@@ -513,6 +517,7 @@ class ReferenceTurnAdapter:
             parts = c.split()
             if len(parts) >= 6 and parts[2].lower() == "udp":
                 a.remote.append((parts[4], int(parts[5])))
+                a.lines[(parts[4], int(parts[5]))] = c.removeprefix("a=")
 
     async def add_remote_candidate(self, agent: str, candidate: str | None) -> None:
         if candidate is not None:
@@ -554,7 +559,13 @@ class ReferenceTurnAdapter:
                         await self.notifications.put(
                             Notification(
                                 "selected_pair",
-                                {"agent": a.id, "component": 1, "local": a.relayed, "remote": list(peer)},
+                                {
+                                    "agent": a.id,
+                                    "component": 1,
+                                    # RFC 8839 candidate lines (adapter contract §3)
+                                    "local": a.lines.get(a.relayed, "") if a.relayed else "",
+                                    "remote": a.lines.get(peer, f"candidate:P1 1 udp 1 {peer[0]} {peer[1]} typ host"),
+                                },
                             )
                         )
                         await self._notify_state(a, "connected")
