@@ -431,7 +431,9 @@ def _merge_monitor(item: pytest.Item, findings: Findings | None) -> None:
             ref = f.requirement + (f"/{f.clause}" if f.clause else "")
             findings.info(f"{ref} ({level} as INFO, monitor, not graded): {f.message}{more}")
             continue
-        findings.add(Finding(f.requirement, f.clause, level, verdict_for_level(level), f.message + more, "monitor"))
+        findings.add(
+            Finding(f.requirement, f.clause, level, verdict_for_level(level), f.message + more, source="monitor")
+        )
 
 
 # -- grading -------------------------------------------------------------------------------------------------------
