@@ -7,6 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Property tests check correctness, not speed: on a loaded 2-core CI machine hypothesis's 200 ms per-example
+# deadline fails examples that are merely slow, so it is off for every property test.
+settings.register_profile("ice-conformance", deadline=None)
+settings.load_profile("ice-conformance")
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
