@@ -31,6 +31,7 @@ from conformance.packets import ATTRIBUTE_NAMES, check_fingerprint, check_header
 from conformance.packets.fast import StunIndex, index
 from conformance.protocol.candidate import CandidateError, parse_candidate
 from conformance.protocol.keys import short_term_key
+from conformance.protocol.transactions import Kind, Request, TransactionModel
 from conformance.tester.capture import Address, Datagram
 
 __all__ = [
@@ -466,8 +467,8 @@ class Monitor:
         self._harness: set[Address] = set()
         self._turn_servers: set[Address] = set()  #: the harness's scripted TURN servers (the IUT is a client)
         self._iut_turn_servers: set[Address] = set()  #: TURN servers the IUT runs
-        # TODO(h12a): unify with conformance.protocol.transactions.TransactionModel once it lands.
-        self._requests: dict[bytes, tuple[Address, tuple[Any, ...]]] = {}
+        self._transactions = TransactionModel()  #: the IUT's requests: new, retransmitted or repeated
+        self._contents: dict[tuple[bytes, Address], tuple[Any, ...]] = {}  #: (txid, destination) -> first content
         self._harness_checks: set[bytes] = set()
         self._tiebreakers: dict[str, bytes] = {}  #: IUT ufrag -> tie-breaker of its checks
         self._ufrags: set[str] = set()
@@ -659,12 +660,15 @@ class Monitor:
 
     def _request(self, d: Datagram, idx: StunIndex) -> None:
         txid, content = idx.transaction_id, _content(idx)
-        seen = self._requests.get(txid)
-        if seen is None:
-            self._requests[txid] = (d.dst, content)
+        kind = self._transactions.add(Request(txid, d.src, d.dst, d.time)).kind
+        first = self._contents.setdefault((txid, d.dst), content)
+        # A retransmission repeats its request; a new transaction (or a repeat of a check) needs an ID of its own.
+        elsewhere = kind is not Kind.RETRANSMISSION and len(self._transactions.sends(txid)) > 1
+        changed = kind is Kind.RETRANSMISSION and first != content
+        if not elsewhere and not changed:
             self._pass("STUN-MSG-02")
-        elif seen != (d.dst, content):
-            what = "another destination" if seen[0] != d.dst else "different content"
+        else:
+            what = "another destination" if elsewhere else "different content"
             code = self._answered.get(txid)
             text = (
                 f"{_describe(idx)}: transaction ID {txid.hex()} reused for a new request ({what}; a retransmission "
