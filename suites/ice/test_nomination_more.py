@@ -95,7 +95,8 @@ async def test_controlling_iut_never_nominates_a_second_pair(harness: Harness, w
 
 @pytest.mark.requirement("ICE-NOM-04")
 async def test_a_failed_nomination_fails_the_pair(harness: Harness) -> None:
-    """ICE-NOM-04 (RFC 8445 §7.2.5.3.4): a nominating check answered 400 leaves the pair Failed: no data on it."""
+    """ICE-NOM-04 (RFC 8445 §7.2.5.3.4): a nominating check answered 400 leaves the pair Failed: no data on it and no
+    selection. An agent that also never reports the failure within 10 s is INFO: the report is not on the wire."""
     f = harness.findings
     peer = await harness.peer()
     peer.responder = lambda rec: bytes(peer.error(rec, 400)) if _nominating(rec) else None
@@ -125,11 +126,14 @@ async def test_a_failed_nomination_fails_the_pair(harness: Harness) -> None:
         "ICE-NOM-04",
         f"the nominating check got a 400, yet the IUT reported: {selected[0].params if selected else None}",
     )
-    f.check(
-        failed is not None,
-        "ICE-NOM-04",
-        "the only pair's nominating check got a 400, but the IUT did not report ICE failed within 10 s",
-    )
+    if failed is None and not data and not selected:
+        # The pair was not used, which is what the MUST governs; when the agent reports the failed checklist
+        # through its API is not on the wire, and RFC 8445 sets no deadline for it.
+        f.inconclusive(
+            "ICE-NOM-04",
+            "the nominating check got a 400 and the IUT neither sent data on the pair nor selected it, but it did not "
+            "report ICE failed within 10 s (no deadline is specified for that report)",
+        )
 
 
 @pytest.mark.requirement("ICE-NOM-05")
