@@ -333,9 +333,12 @@ def test_baseline_monitor_entries_accept_a_finding_once_for_every_case(tmp_path:
     assert "[[monitor]]" in update.text and not update.added
 
 
-def test_priority_must_agree_with_formula_following_candidates_only() -> None:
+def test_priority_with_another_local_preference_is_a_note() -> None:
     m, peer, session = _monitor()
     m.observe(_in(_check(peer, priority=PRIO - (5 << 8))))
+    assert _rows(m) == ["ICE-PRIO-04(info)"]
+    m, peer, session = _monitor()
+    m.observe(_in(_check(peer, priority=127 << 24)))
     assert _rows(m) == ["ICE-PRIO-04"]
     m, peer, session = _monitor()
     session.candidates = [parse_candidate(f"candidate:1 1 udp {(126 << 24) | (1 << 8) | 1} {IUT[0]} {IUT[1]} typ host")]
