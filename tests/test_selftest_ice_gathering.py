@@ -4,6 +4,7 @@ and FAILs or is NON-STRICT, by level, against its seeded fault, naming the requi
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,15 @@ def test_every_gathering_case_passes_against_the_conforming_reference(tmp_path: 
 def test_gathering_cases_fail_against_their_faults(batch: int, tmp_path: Path) -> None:
     rows = BATCHES[batch]
     assert not row_problems(rows, run_fault_batch(rows, tmp_path))
+
+
+def test_gathering_cases_are_unsupported_without_stun_client(tmp_path: Path) -> None:
+    """An adapter that does not declare stun_client (it may never pass the STUN servers on) gets the gathering cases
+    UNSUPPORTED, not a verdict on the IUT's gathering: the aioice shim behind a proxy that drops the capability."""
+    proxy = Path(__file__).resolve().parent / "shims" / "proxy.py"
+    case = f"{GA}test_one_request_per_pairing_from_the_host_candidate"
+    records = run_cases(
+        [case], ["--iut-cmd", f"env PYTHONUNBUFFERED=1 {sys.executable} {proxy} drop=stun_client"], tmp_path
+    )
+    assert records[case]["verdict"] == "UNSUPPORTED", records[case]
+    assert "stun_client" in records[case]["message"]

@@ -52,6 +52,7 @@ CAPABILITIES = frozenset(
         "set_credentials",
         "trickle",
         "ipv6",
+        "stun_client",
         "turn_client",
         "turn_server",
         "stun_server",

@@ -46,7 +46,17 @@ NAME = "reference-peer"
 
 #: What the reference agent implements (docs/adapter-contract.md, "Capabilities").
 CAPABILITIES = frozenset(
-    {"controlling", "controlled", "set_credentials", "trickle", "consent", "multi_component", "restart", "ipv6"}
+    {
+        "controlling",
+        "controlled",
+        "set_credentials",
+        "trickle",
+        "consent",
+        "multi_component",
+        "restart",
+        "ipv6",
+        "stun_client",
+    }
 )
 
 _KNOWN_OPTIONS = frozenset(

@@ -78,6 +78,7 @@ async def test_check_with_bad_integrity_creates_no_prflx(harness: Harness, role:
 
 
 @pytest.mark.requirement("SEC-03")
+@pytest.mark.needs("stun_client")
 async def test_alternate_server_is_ignored_while_gathering(harness: Harness) -> None:
     """SEC-03 (RFC 8445 §5.1.1.2, §7.3): a 300 with ALTERNATE-SERVER from the STUN server is not followed."""
     server = await StunServer.open(harness.capture)

@@ -1,8 +1,9 @@
 """The aioice shim behind a filter that breaks one rule of the adapter contract, for the harness's self-tests.
 
 Usage: ``proxy.py MODE``. Modes: ``no-selected-pair`` (drops every ``selected_pair`` notification), ``no-prefix``
-(strips ``candidate:`` from gathered candidates), ``log`` (faithful; writes one stderr line per request), and
-``name=NAME`` (faithful; reports NAME from ``initialize``).
+(strips ``candidate:`` from gathered candidates), ``log`` (faithful; writes one stderr line per request),
+``name=NAME`` (faithful; reports NAME from ``initialize``) and ``drop=CAP`` (faithful; leaves capability CAP out of
+``initialize``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def downstream() -> None:
             result["candidates"] = [c.removeprefix("candidate:") for c in result["candidates"]]
         if mode.startswith("name=") and isinstance(result, dict) and "capabilities" in result:
             result["name"] = mode.removeprefix("name=")
+        if mode.startswith("drop=") and isinstance(result, dict) and "capabilities" in result:
+            result["capabilities"] = [c for c in result["capabilities"] if c != mode.removeprefix("drop=")]
         sys.stdout.write(json.dumps(msg) + "\n")
         sys.stdout.flush()
 
