@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,16 +32,29 @@ logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 
+_SIOCGSTAMPNS = 0x8907  # Linux: the kernel's receive time of the socket's last datagram (socket(7))
+_STAMP_MAX_LAG = 5.0  # seconds; a kernel stamp further back (or in the future) is not trusted
+
 
 @dataclass(eq=False)
 class Received:
-    """A datagram the endpoint received: bytes, addresses, loop time, and lazy STUN views."""
+    """A datagram the endpoint received: bytes, addresses, loop time, and lazy STUN views.
+
+    ``time`` is when the harness read it (expectations and windows use it); ``arrived`` is when the kernel
+    received it, on the same clock: on a loaded machine the loop reads queued datagrams late and back to back, so
+    judgements of the IUT's own timing (pacing, retransmission intervals) use ``arrived``.
+    """
 
     data: bytes
     src: Address
     dst: Address
     time: float
     taken: bool = field(default=False, repr=False)
+    arrived: float = field(default=-1.0, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.arrived < 0:
+            self.arrived = self.time
 
     @cached_property
     def index(self) -> StunIndex | None:
@@ -119,6 +135,7 @@ class Endpoint:
         self._waiters: list[tuple[Predicate, float, asyncio.Future[Received]]] = []
         self._handlers: list[Callable[[Received], None]] = []
         self._loop = asyncio.get_running_loop()
+        self._fd: int | None = None  #: the socket, for kernel receive stamps
         #: Seconds this endpoint spent deliberately waiting (silence windows, protocol timers sat out).
         self.waited = 0.0
 
@@ -128,6 +145,8 @@ class Endpoint:
         ep = cls(capture, label)
         transport, _ = await ep._loop.create_datagram_endpoint(lambda: _Protocol(ep), local_addr=(host, port))
         ep._transport = transport
+        ep._fd = transport.get_extra_info("socket").fileno()
+        ep._kernel_stamp()  # the first query turns the socket's receive stamps on
         sock = transport.get_extra_info("sockname")
         ep._address = (str(sock[0]), int(sock[1]))
         capture.label(ep._address, label)
@@ -154,8 +173,22 @@ class Endpoint:
         self._handlers.append(handler)
         return lambda: self._handlers.remove(handler) if handler in self._handlers else None
 
+    def _kernel_stamp(self) -> float | None:
+        """Wall-clock time at which the kernel received the socket's last datagram, or None."""
+        if self._fd is None:
+            return None
+        try:
+            sec, nsec = struct.unpack("@qq", fcntl.ioctl(self._fd, _SIOCGSTAMPNS, bytes(16)))
+        except OSError:
+            return None
+        return float(sec) + float(nsec) / 1e9
+
     def _arrived(self, data: bytes, src: Address) -> None:
-        rec = Received(data, src, self._address, self._loop.time())
+        now = self._loop.time()
+        stamp = self._kernel_stamp()
+        lag = time.time() - stamp if stamp is not None else 0.0
+        arrived = now - lag if 0.0 <= lag <= _STAMP_MAX_LAG else now
+        rec = Received(data, src, self._address, now, arrived=arrived)
         self.capture.record(src, self._address, data, "in", endpoint=self.label)
         self.history.append(rec)
         for handler in list(self._handlers):

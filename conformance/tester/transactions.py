@@ -21,7 +21,7 @@ _RESPONSE_CLASSES = (0x0100, 0x0110)  # success and error response bits of the m
 def request_of(rec: Received) -> Request:
     """The protocol model's view of one received request."""
     codes = frozenset(code for code, _, _ in rec.index.attributes) if rec.index is not None else frozenset()
-    return Request(rec.transaction_id, rec.src, rec.dst, rec.time, codes)
+    return Request(rec.transaction_id, rec.src, rec.dst, rec.arrived, codes)
 
 
 def model_of(

@@ -190,11 +190,12 @@ async def test_new_checks_are_paced(harness: Harness, role: str) -> None:
         "pacing_ta",
     )
     firsts = _first_sends(requests_from_iut(eps))
-    gaps = [b.time - a.time for a, b in itertools.pairwise(firsts)]
+    gaps = [b.arrived - a.arrived for a, b in itertools.pairwise(firsts)]
     f.info("gaps between new checks (ms): " + ", ".join(f"{g * 1000:.0f}" for g in gaps))
-    # Receive times carry scheduling jitter: one compressed gap is not a burst, a quarter of them is.
+    # Kernel arrival times (not the loop's read times, which a loaded harness bunches up); loopback still adds
+    # some jitter: one compressed gap is not a burst, a quarter of them is.
     tight = [g for g in gaps if g < 0.005]
-    burst = any(c.time - a.time < 0.005 for a, _, c in zip(firsts, firsts[1:], firsts[2:], strict=False))
+    burst = any(c.arrived - a.arrived < 0.005 for a, _, c in zip(firsts, firsts[1:], firsts[2:], strict=False))
     f.check(
         len(tight) * 4 < max(len(gaps), 1) and not burst,
         "ICE-CHK-01",
@@ -202,7 +203,7 @@ async def test_new_checks_are_paced(harness: Harness, role: str) -> None:
         + (" (three within 5 ms)" if burst else ""),
         "global_floor",
     )
-    span = firsts[-1].time - firsts[0].time
+    span = firsts[-1].arrived - firsts[0].arrived
     mean = span / max(len(gaps), 1)
     f.check(
         mean >= 0.045,
