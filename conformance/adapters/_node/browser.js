@@ -23,12 +23,12 @@ const net = require("net");
 const path = require("path");
 const {
   RpcError,
+  acceptLoopbackCandidate,
   appliedOptions,
   iceOptionsLine,
   invalidParams,
   write,
   notify,
-  isLoopback,
   requireLoopback,
   parseHostPort,
   parseTurnUri,
@@ -216,16 +216,7 @@ function main(kind, capabilitiesFile) {
     return r;
   }
 
-  function acceptRemoteCandidate(cand) {
-    const value = "candidate:" + stripCandidate(cand);
-    const f = value.split(/\s+/);
-    if (f.length < 8) throw invalidParams(`bad candidate ${JSON.stringify(cand)}`);
-    if (!isLoopback(f[4])) {
-      log("dropping non-loopback remote candidate (shim is loopback-only):", cand);
-      return null;
-    }
-    return value;
-  }
+  const acceptRemoteCandidate = (cand) => acceptLoopbackCandidate(cand, log);
 
   async function setRemote(p) {
     const a = getAgent(p);

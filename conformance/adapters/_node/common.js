@@ -58,6 +58,19 @@ function stripCandidate(s) {
   return String(s).replace(/^a=/, "").replace(/^candidate:/, "");
 }
 
+// A remote candidate from the harness as an SDP candidate value, or null (logged) when it is not on loopback: the
+// shims are loopback-only. A line with fewer than 8 fields is invalid params.
+function acceptLoopbackCandidate(cand, log) {
+  const value = "candidate:" + stripCandidate(cand);
+  const f = value.split(/\s+/);
+  if (f.length < 8) throw invalidParams(`bad candidate ${JSON.stringify(cand)}`);
+  if (!isLoopback(f[4])) {
+    log("dropping non-loopback remote candidate (shim is loopback-only):", cand);
+    return null;
+  }
+  return value;
+}
+
 // The peer's a=ice-options tokens from set_remote's `options.ice_options` (contract 1.1), plus "trickle" for a
 // trickle agent; null when there are none (RFC 8839 §5.6).
 function iceOptionsLine(options, trickle) {
@@ -78,6 +91,7 @@ function appliedOptions(options) {
 }
 
 module.exports = {
+  acceptLoopbackCandidate,
   appliedOptions,
   iceOptionsLine,
   RpcError,

@@ -50,12 +50,12 @@ ndc.initLogger(process.env.ICE_SHIM_LOG_LEVEL || "Warning", (level, message) =>
 
 const {
   RpcError,
+  acceptLoopbackCandidate,
   appliedOptions,
   iceOptionsLine,
   invalidParams,
   write,
   notify,
-  isLoopback,
   requireLoopback,
   parseHostPort,
   parseTurnUri,
@@ -226,16 +226,7 @@ function remoteSdp(a) {
   return out.join("\r\n") + "\r\n";
 }
 
-function acceptRemoteCandidate(cand) {
-  const value = "candidate:" + stripCandidate(cand);
-  const parts = value.split(/\s+/);
-  if (parts.length < 8) throw invalidParams(`bad candidate ${JSON.stringify(cand)}`);
-  if (!isLoopback(parts[4])) {
-    log("dropping non-loopback remote candidate (shim is loopback-only):", cand);
-    return null;
-  }
-  return value;
-}
+const acceptRemoteCandidate = (cand) => acceptLoopbackCandidate(cand, log);
 
 function applyRemote(a, type) {
   const sdp = remoteSdp(a);

@@ -41,6 +41,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,7 +230,14 @@ def ensure_built() -> Path:
     version = libnice_version()
     if version != PINNED_VERSION:
         logger.warning("libnice %s is installed; capabilities.json was verified against %s", version, PINNED_VERSION)
-    folder = cache_root() / build_key(version)
+    return build_once(cache_root() / build_key(version), lambda tmp: _compile(_compile_command(version, tmp)))
+
+
+def build_once(folder: Path, build: Callable[[Path], None]) -> Path:
+    """``folder/shim``, built by ``build(tmp)`` into a temporary file and renamed into place unless it exists.
+
+    The rename is atomic: a concurrent builder's identical binary is simply replaced (used by the libre shim too).
+    """
     target = folder / "shim"
     if target.is_file() and os.access(target, os.X_OK):
         return target
@@ -238,12 +246,12 @@ def ensure_built() -> Path:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _compile(_compile_command(version, tmp))
+        build(tmp)
         tmp.chmod(0o755)
-        os.replace(tmp, target)  # atomic: a concurrent builder's identical binary is simply replaced
+        os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    logger.info("libnice shim built: %s", target)
+    logger.info("shim built: %s", target)
     return target
 
 

@@ -12,8 +12,6 @@ consent or TURN (libre's icem has no API for the first three; its TURN client is
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from conformance.adapters import libnice
@@ -56,35 +54,25 @@ def ensure_built() -> Path:
     """Compile ``shim.c`` once per build key and return the binary; :class:`LibreMissing` when it cannot."""
     version = _pkg_config("--modversion", "libre")
     key = libnice.source_key(SOURCE, CAPABILITIES_FILE, version, _CFLAGS)
-    folder = libnice.cache_root().parent / "libre" / key
-    target = folder / "shim"
-    if target.is_file() and os.access(target, os.X_OK):
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".shim.", dir=folder)
-    os.close(fd)
-    tmp = Path(tmp_name)
     caps = json.loads(CAPABILITIES_FILE.read_text(encoding="utf-8"))["capabilities"]
-    cmd = [
-        libnice.compiler(INSTALL_HINT),
-        *_CFLAGS,
-        f"-DSHIM_LIBRE_VERSION={json.dumps(version)}",
-        f"-DSHIM_CAPABILITIES_JSON={json.dumps(json.dumps(sorted(caps), separators=(',', ':')))}",
-        "-o",
-        str(tmp),
-        str(SOURCE),
-        *_pkg_config("--cflags", "--libs", "libre").split(),
-    ]
-    try:
+
+    def build(tmp: Path) -> None:
+        cmd = [
+            libnice.compiler(INSTALL_HINT),
+            *_CFLAGS,
+            f"-DSHIM_LIBRE_VERSION={json.dumps(version)}",
+            f"-DSHIM_CAPABILITIES_JSON={json.dumps(json.dumps(sorted(caps), separators=(',', ':')))}",
+            "-o",
+            str(tmp),
+            str(SOURCE),
+            *_pkg_config("--cflags", "--libs", "libre").split(),
+        ]
         try:
             libnice.compile_shim(cmd, "libre", INSTALL_HINT)
         except libnice.LibniceMissing as exc:
             raise LibreMissing(str(exc)) from exc
-        tmp.chmod(0o755)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+
+    return libnice.build_once(libnice.cache_root().parent / "libre" / key, build)
 
 
 def argv() -> list[str]:
