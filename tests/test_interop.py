@@ -98,9 +98,10 @@ def test_interop_checks_flag_a_response_with_username() -> None:
     assert _requirements(_check(), _response(username=True)) == {"STUN-AUTH-03"}
 
 
-def test_interop_checks_flag_a_priority_unlike_any_signalled_candidate() -> None:
-    bad = (110 << 24) | (1234 << 8) | 255
-    assert _requirements(_check(priority=bad)) == {"ICE-PRIO-04"}
+def test_interop_checks_flag_an_out_of_range_priority_but_not_another_local_preference() -> None:
+    assert _requirements(_check(priority=127 << 24)) == {"ICE-PRIO-04"}
+    # A peer-reflexive candidate's local preference is the sender's choice (RFC 8445 §5.1.2.1).
+    assert _requirements(_check(priority=(110 << 24) | (1234 << 8) | 255)) == set()
 
 
 def test_interop_checks_flag_a_wrong_username() -> None:

@@ -29,7 +29,6 @@ from typing import Any
 
 from conformance.packets import ATTRIBUTE_NAMES, check_fingerprint, check_header, check_integrity, classify, type_name
 from conformance.packets.fast import StunIndex, index
-from conformance.protocol.candidate import CandidateError, parse_candidate
 from conformance.protocol.keys import short_term_key
 from conformance.protocol.transactions import Kind, Request, TransactionModel
 from conformance.tester.capture import Address, Datagram
@@ -152,18 +151,6 @@ def drop_reason(d: Datagram) -> str | None:
 class _Sender:
     peer: PeerSignalling
     other: PeerSignalling
-    low_bits: dict[int, set[int]]  #: component -> (local preference << 8 | 256 - component) of signalled candidates
-
-
-def _low_bits(candidates: Iterable[str]) -> dict[int, set[int]]:
-    out: dict[int, set[int]] = collections.defaultdict(set)
-    for text in candidates:
-        try:
-            c = parse_candidate(text)
-        except CandidateError:
-            continue
-        out[c.component].add(c.priority & 0xFFFFFF)
-    return dict(out)
 
 
 def _in_network(ip: str, network: str) -> bool:
@@ -179,7 +166,7 @@ def _fmt(addr: Address) -> str:
 
 class _Checker:
     def __init__(self, a: PeerSignalling, b: PeerSignalling, servers: Iterable[Address]) -> None:
-        self.sides = {"a": _Sender(a, b, _low_bits(a.candidates)), "b": _Sender(b, a, _low_bits(b.candidates))}
+        self.sides = {"a": _Sender(a, b), "b": _Sender(b, a)}
         self.by_ufrag: dict[str, str] = {}
         for s in (a, b):
             self.by_ufrag.setdefault(s.ufrag, s.side)
@@ -337,18 +324,11 @@ class _Checker:
             self.flag("ICE-PRIO-04", by, f"{where}: no PRIORITY attribute (RFC 8445 §7.1.1)")
             return
         (prio,) = struct.unpack("!I", value)
-        type_pref, local_pref, component = prio >> 24, (prio >> 8) & 0xFFFF, 256 - (prio & 0xFF)
-        signalled = self.sides[by].low_bits.get(component, set())
+        type_pref = prio >> 24
+        # A check's PRIORITY is what the sender would give a peer-reflexive candidate (RFC 8445 §7.1.1); its local
+        # preference is the sender's choice (§5.1.2.1), so only the range is judged here, as in the Monitor below.
         if not 1 <= prio <= 2**31 - 1 or type_pref > 126:
             self.flag("ICE-PRIO-04", by, f"{where}: PRIORITY {prio} (type preference {type_pref}) is out of range")
-        elif signalled and (prio & 0xFFFFFF) not in signalled:
-            known = ", ".join(f"{lp >> 8}" for lp in sorted(signalled))
-            self.flag(
-                "ICE-PRIO-04",
-                by,
-                f"{where}: PRIORITY {prio} has local preference {local_pref} and component {component}, matching "
-                f"none of the signalled candidates of component {component} (local preferences {known})",
-            )
 
     def judge_response(self, d: Datagram, idx: StunIndex) -> None:
         known = self.requests.get(idx.transaction_id)
