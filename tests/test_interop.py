@@ -14,7 +14,7 @@ import pytest
 
 from conformance.adapters.node import netns_available
 from conformance.interop.commands import main as interop_main
-from conformance.interop.runner import cells_for
+from conformance.interop.model import cells_for
 from conformance.packets import STUN, attr
 from conformance.protocol.keys import short_term_key
 from conformance.report.html import write_report

@@ -15,17 +15,10 @@ import time
 from pathlib import Path
 
 from conformance.adapters.registry import UnknownIut, get_iut
-from conformance.interop.runner import (
-    NETNS_ENV,
-    CellResult,
-    RunOptions,
-    cells_for,
-    in_own_netns,
-    iut_needs_netns,
-    known_topologies,
-    run_matrix,
-    write_summary,
-)
+from conformance.interop.artifacts import write_summary
+from conformance.interop.cell import NETNS_ENV
+from conformance.interop.model import CellResult, RunOptions, cells_for, known_topologies
+from conformance.interop.runner import in_own_netns, iut_needs_netns, run_matrix
 from conformance.netem import TOPOLOGIES
 
 __all__ = ["EXIT_ERROR", "EXIT_FAIL", "EXIT_OK", "add_commands", "build_parser", "main", "matrix_table", "run"]
@@ -100,7 +93,7 @@ def _reexec_in_netns(args: argparse.Namespace) -> int | None:
         return None
     topologies = args.topology or known_topologies()
     turn = args.turn == "always" or (args.turn == "relay" and any(TOPOLOGIES[t].expect == "relay" for t in topologies))
-    # The TURN routes (runner._route_turn) need the run's own namespace too.
+    # The TURN routes (cell.Cell._route_turn) need the run's own namespace too.
     wanted = args.netns == "on" or turn or any(iut_needs_netns(i) for i in args.iut)
     if not wanted:
         return None
