@@ -1,4 +1,4 @@
-"""The reference peer's switchable faults, as data: each breaks named requirements of ``suites/catalog.toml``.
+"""The reference IUTs' switchable faults, as data: each breaks named requirements of ``suites/catalog.toml``.
 
 A fault changes the smallest possible piece of the agent's behaviour, so a conformance case that passes against
 the conformant reference peer must fail against the matching fault (design.md, "tests").
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["FAULTS", "Fault", "UnknownFault", "check_faults"]
+__all__ = ["FAULTS", "TURN_CLIENT_FAULTS", "TURN_SERVER_FAULTS", "Fault", "UnknownFault", "check_faults"]
 
 
 @dataclass(frozen=True)
@@ -578,8 +578,124 @@ _ALL = [
     ),
 ]
 
-#: Every fault, by name.
+#: Every fault of the reference ICE peer, by name.
 FAULTS: dict[str, Fault] = {f.name: f for f in _ALL}
+
+#: The reference TURN server's faults (conformance/reference/turn.py), in the same shape as the ICE ones.
+_TURN_SERVER = [
+    Fault(
+        "relay-without-permission", ("TURN-PERM-02", "TURN-DATA-01"), "relays peer data and Sends without a permission"
+    ),
+    Fault("accept-wrong-key", ("STUN-AUTH-13",), "accepts a request whose MESSAGE-INTEGRITY is wrong"),
+    Fault("ignore-lifetime-zero", ("TURN-LIFE-03",), "Refresh LIFETIME=0 does not delete the allocation"),
+    Fault("no-437-on-second-allocate", ("TURN-ALLOC-02",), "a second Allocate on a 5-tuple replaces the allocation"),
+    Fault("accept-bad-channel-number", ("TURN-CHAN-01",), "binds channel numbers outside 0x4000-0x4FFF"),
+    Fault("no-integrity-on-channelbind", ("STUN-AUTH-16",), "ChannelBind success without MESSAGE-INTEGRITY"),
+    Fault("shared-nonce", ("STUN-AUTH-12",), "one NONCE for every source"),
+    Fault("no-441", ("TURN-ALLOC-13",), "accepts requests from another username on an allocation"),
+    Fault("permissions-shared-across-allocations", ("TURN-PERM-02",), "a permission on one allocation opens all"),
+    Fault("ignore-even-port", ("TURN-ALLOC-06",), "no answer to an Allocate with EVEN-PORT"),
+    Fault("data-indication-despite-channel", ("TURN-CHAN-03",), "Data indications for a peer with a channel"),
+    Fault("ignore-unknown-attributes", ("STUN-MSG-06", "TURN-ALLOC-07"), "no 420 for unknown comprehension-required"),
+    Fault("short-lifetime-granted", ("TURN-LIFE-02",), "grants a requested lifetime below the default"),
+    Fault("unauthenticated-permissions", ("SEC-05",), "CreatePermission without MESSAGE-INTEGRITY succeeds"),
+    Fault("relay-on-unbound-channel", ("TURN-CHAN-04",), "ChannelData on an unbound channel is relayed"),
+    Fault("no-requested-transport-check", ("TURN-ALLOC-01",), "Allocate without REQUESTED-TRANSPORT succeeds"),
+    Fault("forget-retransmission", ("STUN-RTX-04",), "a retransmitted Allocate gets 437"),
+    Fault("wrong-mapped-address", ("TURN-ALLOC-03",), "XOR-MAPPED-ADDRESS is not the client's address"),
+    Fault("low-relay-ports", ("TURN-ALLOC-04",), "relayed ports from 20000-30000"),
+    Fault("no-software", ("TURN-ALLOC-08",), "no SOFTWARE in Allocate and Refresh responses"),
+    Fault("lifetime-missing-in-refresh", ("TURN-LIFE-02",), "Refresh success without LIFETIME"),
+    Fault("no-400-on-missing-realm", ("STUN-AUTH-13",), "401 instead of 400 when REALM is missing"),
+    Fault("no-realm-in-401", ("STUN-AUTH-11",), "the 401 lacks REALM"),
+    Fault("permission-port-sensitive", ("TURN-PERM-02", "TURN-PERM-03"), "permissions compare ports too"),
+    Fault("accept-ipv6-peer", ("TURN-PERM-04", "TURN-ERR-01"), "no 443 for an IPv6 peer on an IPv4 relay"),
+    Fault("drop-empty-channeldata", ("TURN-CHAN-05",), "ChannelData of length 0 is not relayed"),
+    Fault("crash-on-long-username", ("STUN-MSG-10",), "no answer to a 700-byte USERNAME"),
+    Fault("drop-send-indications", ("TURN-DATA-02", "TURN-DATA-04"), "Send indications are never relayed"),
+    Fault("quota-by-address", ("SEC-06",), "the allocation quota counts per client address, not per username"),
+    Fault(
+        "allocation-by-username", ("SEC-04", "TURN-ALLOC-14"), "requests from any 5-tuple reach the user's allocation"
+    ),
+    Fault("relay-after-delete", ("TURN-LIFE-03", "TURN-LIFE-04"), "keeps relaying after the allocation is gone"),
+    Fault(
+        "channeldata-refreshes-permission", ("TURN-PERM-06",), "ChannelData from the client refreshes the permission"
+    ),
+    Fault("data-refreshes-allocation", ("TURN-LIFE-04",), "ChannelData from the client refreshes the allocation"),
+    Fault("stale-nonce-not-438", ("STUN-AUTH-14",), "an expired nonce is still accepted"),
+    Fault("require-auth-for-binding", ("STUN-MSG-11",), "Binding requests need credentials"),
+    Fault("skip-allocate-family-checks", ("TURN-ALLOC-05",), "no 400/440/508 for bad family or reservation attributes"),
+    Fault("ipv6-relay-by-default", ("TURN-ALLOC-05",), "an IPv6 relay without REQUESTED-ADDRESS-FAMILY"),
+    Fault("dont-fragment-400", ("TURN-ALLOC-07",), "400 (not 420 or success) for DONT-FRAGMENT"),
+    Fault("no-437-without-allocation", ("TURN-ALLOC-14",), "a Refresh from a 5-tuple without an allocation succeeds"),
+    Fault("unknown-user-gets-400", ("STUN-AUTH-13",), "400 instead of 401 for an unknown username"),
+    Fault("md5-answered-with-sha256", ("STUN-AUTH-15",), "MD5 requests get MESSAGE-INTEGRITY-SHA256 responses"),
+    Fault("accept-permission-without-peer", ("TURN-PERM-04",), "CreatePermission without XOR-PEER-ADDRESS succeeds"),
+    Fault("permissions-never-expire", ("TURN-PERM-01",), "permissions outlive their 300 s lifetime"),
+    Fault("allow-channel-rebinding", ("TURN-CHAN-01",), "rebinds a bound number or peer to something else"),
+    Fault("relay-bad-channel-data", ("TURN-CHAN-04",), "relays ChannelData on 0x5000-0x7FFF and short ChannelData"),
+    Fault(
+        "lenient-send-indications", ("TURN-DATA-01",), "Send indications without DATA or with a bad peer are relayed"
+    ),
+    Fault("data-indication-wrong-peer", ("TURN-DATA-03",), "the Data indication's XOR-PEER-ADDRESS has the wrong port"),
+    Fault("default-lifetime-300", ("TURN-LIFE-01",), "grants 300 s when no LIFETIME is requested"),
+    Fault("unauthenticated-refresh", ("SEC-04",), "a Refresh without MESSAGE-INTEGRITY is honoured"),
+    Fault("amplify-challenges", ("SEC-07",), "401 challenges carry a 500-byte SOFTWARE"),
+    # A legal variant, not a fault: an RFC 5389/5766 server (no nonce cookie); a fault only under --require 8489.
+    Fault("rfc5389-server", ("STUN-AUTH-11",), "an RFC 5389 server: NONCE without the RFC 8489 §9.2 cookie"),
+]
+#: The reference TURN client's faults (conformance/reference/turn.py).
+_TURN_CLIENT = [
+    Fault("credentials-first", ("STUN-AUTH-05",), "the first Allocate already carries USERNAME"),
+    Fault("reuse-txid-after-401", ("STUN-AUTH-05",), "the retry after a 401 reuses the transaction ID"),
+    Fault("ignore-password-algorithms", ("STUN-AUTH-06", "STUN-AUTH-07"), "ignores PASSWORD-ALGORITHMS, MD5 only"),
+    Fault("retry-401-forever", ("STUN-AUTH-07",), "retries every 401 with a fresh nonce"),
+    Fault("no-438-retry", ("STUN-AUTH-08",), "gives up on 438"),
+    Fault("accept-unauthenticated-400", ("STUN-AUTH-09",), "a 400 without MI ends the transaction"),
+    Fault("no-userhash", ("STUN-AUTH-10",), "sends USERNAME although the nonce asks for anonymity"),
+    # A legal variant, not a fault: an RFC 5389 client; it breaks RFC 8489 rows only under --require 8489.
+    Fault(
+        "rfc5389-client",
+        ("STUN-AUTH-06", "STUN-AUTH-07", "STUN-AUTH-10", "TURN-ALLOC-12"),
+        "an RFC 5389 client: never reads the nonce cookie, follows a 300 without integrity (RFC 5389 §11)",
+    ),
+    Fault("no-software", ("TURN-ALLOC-08",), "no SOFTWARE in Allocate and Refresh"),
+    Fault("tcp-transport", ("TURN-ALLOC-09",), "REQUESTED-TRANSPORT 6 (TCP)"),
+    Fault("retry-437-forever", ("TURN-ALLOC-11",), "retries Allocate at once after 437, 440, 486 or 508"),
+    Fault("keep-unusable-family", ("TURN-ALLOC-10",), "keeps an allocation whose relayed address is IPv6"),
+    Fault("follow-unauthenticated-alternate", ("TURN-ALLOC-12",), "follows a 300 without MESSAGE-INTEGRITY"),
+    Fault("ignore-alternate", ("TURN-ALLOC-12",), "gives up on an authenticated 300 instead of trying the alternate"),
+    Fault("ignore-437", ("TURN-ALLOC-15",), "keeps using the relay after a 437 to Refresh"),
+    Fault("no-refresh", ("TURN-LIFE-05", "ICE-GATH-12"), "never refreshes the allocation"),
+    Fault(
+        "relay-raddr-base", ("ICE-GATH-08",), "the relayed candidate's raddr is its host socket, not the mapped address"
+    ),
+    Fault("keep-host-identical-relay", ("ICE-GATH-09",), "offers a relayed candidate identical to its host address"),
+    Fault("no-binding-after-486", ("ICE-GATH-10",), "after a 486/508 to Allocate, no Binding request for a srflx"),
+    Fault("refresh-at-expiry", ("TURN-LIFE-05",), "refreshes only when the allocation's lifetime has run out"),
+    Fault("no-delete", ("TURN-LIFE-06",), "does not delete the allocation on close"),
+    Fault("data-before-permission", ("TURN-PERM-05",), "sends data to a peer before any permission"),
+    Fault("check-before-permission", ("ICE-CHK-08",), "sends the first check through the relay before the permission"),
+    Fault("channel-before-ice", ("ICE-CHK-08",), "binds a channel (no CreatePermission) before the checks"),
+    Fault("channel-length-padded", ("TURN-CHAN-06",), "ChannelData length counts the padding"),
+    Fault(
+        "channel-out-of-range", ("TURN-CHAN-06",), "ChannelData carries channel number 0x5000 (outside 0x4000-0x4FFF)"
+    ),
+    Fault("channel-length-lies", ("TURN-CHAN-06",), "the ChannelData length field is 8 more than the data"),
+    Fault("send-without-data", ("TURN-DATA-01",), "Send indications carry XOR-PEER-ADDRESS but no DATA"),
+    Fault("no-restart-after-400", ("TURN-CHAN-08",), "keeps the allocation after a 400 to ChannelBind"),
+    Fault("deliver-reserved", ("TURN-CHAN-09",), "delivers datagrams with a reserved first byte"),
+    Fault("no-channel", ("TURN-CHAN-10",), "never binds a channel"),
+    Fault("reject-data-indication", ("TURN-DATA-04",), "drops Data indications carrying application data"),
+    Fault("deliver-malformed-data", ("TURN-DATA-05",), "delivers Data indications without XOR-PEER-ADDRESS or DATA"),
+    Fault("accept-unpermitted-data", ("TURN-DATA-05",), "delivers Data indications from peers without a permission"),
+    Fault("retry-5xx-forever", ("TURN-ERR-02",), "retries every error response to Allocate, up to 8 times"),
+    Fault("permissions-all-at-once", ("STUN-RTX-03",), "asks for every peer's permission at once, with no limit"),
+]
+
+#: The reference TURN server's and client's faults, by name (one name may be in both, as ``no-software`` is).
+TURN_SERVER_FAULTS: dict[str, Fault] = {f.name: f for f in _TURN_SERVER}
+TURN_CLIENT_FAULTS: dict[str, Fault] = {f.name: f for f in _TURN_CLIENT}
 
 
 def check_faults(names: Iterable[str]) -> frozenset[str]:

@@ -41,6 +41,7 @@ from conformance.protocol.keys import (
     short_term_key,
     userhash,
 )
+from conformance.reference.faults import TURN_CLIENT_FAULTS, TURN_SERVER_FAULTS
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
 from conformance.tester.turn import (
@@ -65,105 +66,9 @@ logger = logging.getLogger(__name__)
 
 NAME = "reference-turn"
 
-#: Server faults: name -> (requirement IDs it breaks, what the server does wrong).
-SERVER_FAULTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "relay-without-permission": (("TURN-PERM-02", "TURN-DATA-01"), "relays peer data and Sends without a permission"),
-    "accept-wrong-key": (("STUN-AUTH-13",), "accepts a request whose MESSAGE-INTEGRITY is wrong"),
-    "ignore-lifetime-zero": (("TURN-LIFE-03",), "Refresh LIFETIME=0 does not delete the allocation"),
-    "no-437-on-second-allocate": (("TURN-ALLOC-02",), "a second Allocate on a 5-tuple replaces the allocation"),
-    "accept-bad-channel-number": (("TURN-CHAN-01",), "binds channel numbers outside 0x4000-0x4FFF"),
-    "no-integrity-on-channelbind": (("STUN-AUTH-16",), "ChannelBind success without MESSAGE-INTEGRITY"),
-    "shared-nonce": (("STUN-AUTH-12",), "one NONCE for every source"),
-    "no-441": (("TURN-ALLOC-13",), "accepts requests from another username on an allocation"),
-    "permissions-shared-across-allocations": (("TURN-PERM-02",), "a permission on one allocation opens all"),
-    "ignore-even-port": (("TURN-ALLOC-06",), "no answer to an Allocate with EVEN-PORT"),
-    "data-indication-despite-channel": (("TURN-CHAN-03",), "Data indications for a peer with a channel"),
-    "ignore-unknown-attributes": (("STUN-MSG-06", "TURN-ALLOC-07"), "no 420 for unknown comprehension-required"),
-    "short-lifetime-granted": (("TURN-LIFE-02",), "grants a requested lifetime below the default"),
-    "unauthenticated-permissions": (("SEC-05",), "CreatePermission without MESSAGE-INTEGRITY succeeds"),
-    "relay-on-unbound-channel": (("TURN-CHAN-04",), "ChannelData on an unbound channel is relayed"),
-    "no-requested-transport-check": (("TURN-ALLOC-01",), "Allocate without REQUESTED-TRANSPORT succeeds"),
-    "forget-retransmission": (("STUN-RTX-04",), "a retransmitted Allocate gets 437"),
-    "wrong-mapped-address": (("TURN-ALLOC-03",), "XOR-MAPPED-ADDRESS is not the client's address"),
-    "low-relay-ports": (("TURN-ALLOC-04",), "relayed ports from 20000-30000"),
-    "no-software": (("TURN-ALLOC-08",), "no SOFTWARE in Allocate and Refresh responses"),
-    "lifetime-missing-in-refresh": (("TURN-LIFE-02",), "Refresh success without LIFETIME"),
-    "no-400-on-missing-realm": (("STUN-AUTH-13",), "401 instead of 400 when REALM is missing"),
-    "no-realm-in-401": (("STUN-AUTH-11",), "the 401 lacks REALM"),
-    "permission-port-sensitive": (("TURN-PERM-02", "TURN-PERM-03"), "permissions compare ports too"),
-    "accept-ipv6-peer": (("TURN-PERM-04", "TURN-ERR-01"), "no 443 for an IPv6 peer on an IPv4 relay"),
-    "drop-empty-channeldata": (("TURN-CHAN-05",), "ChannelData of length 0 is not relayed"),
-    "crash-on-long-username": (("STUN-MSG-10",), "no answer to a 700-byte USERNAME"),
-    "drop-send-indications": (("TURN-DATA-02", "TURN-DATA-04"), "Send indications are never relayed"),
-    "quota-by-address": (("SEC-06",), "the allocation quota counts per client address, not per username"),
-    "allocation-by-username": (("SEC-04", "TURN-ALLOC-14"), "requests from any 5-tuple reach the user's allocation"),
-    "relay-after-delete": (("TURN-LIFE-03", "TURN-LIFE-04"), "keeps relaying after the allocation is gone"),
-    "channeldata-refreshes-permission": (("TURN-PERM-06",), "ChannelData from the client refreshes the permission"),
-    "data-refreshes-allocation": (("TURN-LIFE-04",), "ChannelData from the client refreshes the allocation"),
-    "stale-nonce-not-438": (("STUN-AUTH-14",), "an expired nonce is still accepted"),
-    "require-auth-for-binding": (("STUN-MSG-11",), "Binding requests need credentials"),
-    "skip-allocate-family-checks": (("TURN-ALLOC-05",), "no 400/440/508 for bad family or reservation attributes"),
-    "ipv6-relay-by-default": (("TURN-ALLOC-05",), "an IPv6 relay without REQUESTED-ADDRESS-FAMILY"),
-    "dont-fragment-400": (("TURN-ALLOC-07",), "400 (not 420 or success) for DONT-FRAGMENT"),
-    "no-437-without-allocation": (("TURN-ALLOC-14",), "a Refresh from a 5-tuple without an allocation succeeds"),
-    "unknown-user-gets-400": (("STUN-AUTH-13",), "400 instead of 401 for an unknown username"),
-    "md5-answered-with-sha256": (("STUN-AUTH-15",), "MD5 requests get MESSAGE-INTEGRITY-SHA256 responses"),
-    "accept-permission-without-peer": (("TURN-PERM-04",), "CreatePermission without XOR-PEER-ADDRESS succeeds"),
-    "permissions-never-expire": (("TURN-PERM-01",), "permissions outlive their 300 s lifetime"),
-    "allow-channel-rebinding": (("TURN-CHAN-01",), "rebinds a bound number or peer to something else"),
-    "relay-bad-channel-data": (("TURN-CHAN-04",), "relays ChannelData on 0x5000-0x7FFF and short ChannelData"),
-    "lenient-send-indications": (("TURN-DATA-01",), "Send indications without DATA or with a bad peer are relayed"),
-    "data-indication-wrong-peer": (("TURN-DATA-03",), "the Data indication's XOR-PEER-ADDRESS has the wrong port"),
-    "default-lifetime-300": (("TURN-LIFE-01",), "grants 300 s when no LIFETIME is requested"),
-    "unauthenticated-refresh": (("SEC-04",), "a Refresh without MESSAGE-INTEGRITY is honoured"),
-    "amplify-challenges": (("SEC-07",), "401 challenges carry a 500-byte SOFTWARE"),
-    # A legal variant, not a fault: an RFC 5389/5766 server (no nonce cookie); a fault only under --require 8489.
-    "rfc5389-server": (("STUN-AUTH-11",), "an RFC 5389 server: NONCE without the RFC 8489 §9.2 cookie"),
-}
-
-#: Client faults: name -> (requirement IDs it breaks, what the client does wrong).
-CLIENT_FAULTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "credentials-first": (("STUN-AUTH-05",), "the first Allocate already carries USERNAME"),
-    "reuse-txid-after-401": (("STUN-AUTH-05",), "the retry after a 401 reuses the transaction ID"),
-    "ignore-password-algorithms": (("STUN-AUTH-06", "STUN-AUTH-07"), "ignores PASSWORD-ALGORITHMS, MD5 only"),
-    "retry-401-forever": (("STUN-AUTH-07",), "retries every 401 with a fresh nonce"),
-    "no-438-retry": (("STUN-AUTH-08",), "gives up on 438"),
-    "accept-unauthenticated-400": (("STUN-AUTH-09",), "a 400 without MI ends the transaction"),
-    "no-userhash": (("STUN-AUTH-10",), "sends USERNAME although the nonce asks for anonymity"),
-    # A legal variant, not a fault: an RFC 5389 client; it breaks RFC 8489 rows only under --require 8489.
-    "rfc5389-client": (
-        ("STUN-AUTH-06", "STUN-AUTH-07", "STUN-AUTH-10", "TURN-ALLOC-12"),
-        "an RFC 5389 client: never reads the nonce cookie, follows a 300 without integrity (RFC 5389 §11)",
-    ),
-    "no-software": (("TURN-ALLOC-08",), "no SOFTWARE in Allocate and Refresh"),
-    "tcp-transport": (("TURN-ALLOC-09",), "REQUESTED-TRANSPORT 6 (TCP)"),
-    "retry-437-forever": (("TURN-ALLOC-11",), "retries Allocate at once after 437, 440, 486 or 508"),
-    "keep-unusable-family": (("TURN-ALLOC-10",), "keeps an allocation whose relayed address is IPv6"),
-    "follow-unauthenticated-alternate": (("TURN-ALLOC-12",), "follows a 300 without MESSAGE-INTEGRITY"),
-    "ignore-alternate": (("TURN-ALLOC-12",), "gives up on an authenticated 300 instead of trying the alternate"),
-    "ignore-437": (("TURN-ALLOC-15",), "keeps using the relay after a 437 to Refresh"),
-    "no-refresh": (("TURN-LIFE-05", "ICE-GATH-12"), "never refreshes the allocation"),
-    "relay-raddr-base": (("ICE-GATH-08",), "the relayed candidate's raddr is its host socket, not the mapped address"),
-    "keep-host-identical-relay": (("ICE-GATH-09",), "offers a relayed candidate identical to its host address"),
-    "no-binding-after-486": (("ICE-GATH-10",), "after a 486/508 to Allocate, no Binding request for a srflx"),
-    "refresh-at-expiry": (("TURN-LIFE-05",), "refreshes only when the allocation's lifetime has run out"),
-    "no-delete": (("TURN-LIFE-06",), "does not delete the allocation on close"),
-    "data-before-permission": (("TURN-PERM-05",), "sends data to a peer before any permission"),
-    "check-before-permission": (("ICE-CHK-08",), "sends the first check through the relay before the permission"),
-    "channel-before-ice": (("ICE-CHK-08",), "binds a channel (no CreatePermission) before the checks"),
-    "channel-length-padded": (("TURN-CHAN-06",), "ChannelData length counts the padding"),
-    "channel-out-of-range": (("TURN-CHAN-06",), "ChannelData carries channel number 0x5000 (outside 0x4000-0x4FFF)"),
-    "channel-length-lies": (("TURN-CHAN-06",), "the ChannelData length field is 8 more than the data"),
-    "send-without-data": (("TURN-DATA-01",), "Send indications carry XOR-PEER-ADDRESS but no DATA"),
-    "no-restart-after-400": (("TURN-CHAN-08",), "keeps the allocation after a 400 to ChannelBind"),
-    "deliver-reserved": (("TURN-CHAN-09",), "delivers datagrams with a reserved first byte"),
-    "no-channel": (("TURN-CHAN-10",), "never binds a channel"),
-    "reject-data-indication": (("TURN-DATA-04",), "drops Data indications carrying application data"),
-    "deliver-malformed-data": (("TURN-DATA-05",), "delivers Data indications without XOR-PEER-ADDRESS or DATA"),
-    "accept-unpermitted-data": (("TURN-DATA-05",), "delivers Data indications from peers without a permission"),
-    "retry-5xx-forever": (("TURN-ERR-02",), "retries every error response to Allocate, up to 8 times"),
-    "permissions-all-at-once": (("STUN-RTX-03",), "asks for every peer's permission at once, with no limit"),
-}
+#: The faults of each side (conformance/reference/faults.py), by name.
+SERVER_FAULTS = TURN_SERVER_FAULTS
+CLIENT_FAULTS = TURN_CLIENT_FAULTS
 
 
 def check_turn_faults(names: Iterable[str]) -> frozenset[str]:

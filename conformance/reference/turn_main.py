@@ -20,8 +20,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list_faults:
         for side, table in (("server", SERVER_FAULTS), ("client", CLIENT_FAULTS)):
-            for name, (ids, text) in table.items():
-                sys.stdout.write(f"{side:<7} {name:<40} {', '.join(ids):<28} {text}\n")
+            for f in table.values():
+                sys.stdout.write(f"{side:<7} {f.name:<40} {', '.join(f.breaks):<28} {f.description}\n")
         return 0
     try:
         faults = check_turn_faults(args.fault)
