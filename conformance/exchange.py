@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from conformance.adapters.base import IutCrashed, LocalDescription, Notification, RemoteError, describe_exit, iut_death
+from conformance.packets import BINDING, ERROR, REQUEST, SUCCESS
 from conformance.tester.endpoint import Endpoint, Received
 from conformance.tester.harness import Harness
-from conformance.tester.ice import BINDING, REQUEST, SUCCESS, IceSession
+from conformance.tester.ice import IceSession
 from conformance.verdict import HarnessError
 
 __all__ = [
@@ -156,26 +157,20 @@ async def sanity_probe(h: Harness, session: IceSession, when: str, requirement: 
 
 # -- helpers for the role, nomination, consent and restart cases (RFC 8445 §7, §8, §9; RFC 7675) -----------------
 
-ROLE_ATTRIBUTES = {0x802A: "ICE-CONTROLLING", 0x8029: "ICE-CONTROLLED"}
+ROLE_ATTRIBUTES = {"controlling": "ICE-CONTROLLING", "controlled": "ICE-CONTROLLED"}
 
 
 def role_of(rec: Received) -> tuple[str | None, int | None]:
-    """The role attribute of a check and its tiebreaker (RFC 8445 §7.1.3), (None, None) without one."""
-    if rec.index is None:
-        return None, None
-    for code, name in ROLE_ATTRIBUTES.items():
-        raw = rec.index.value(code)
-        if raw is not None and len(raw) == 8:
-            return name, int.from_bytes(raw, "big")
-    return None, None
+    """The role attribute of a check and its tiebreaker (RFC 8445 §7.1.3), (None, None) without one.
+
+    Kept for the suites; new code reads :attr:`Received.role` and :attr:`Received.tiebreaker`.
+    """
+    return (ROLE_ATTRIBUTES[rec.role] if rec.role is not None else None), rec.tiebreaker
 
 
 def error_code(rec: Received) -> int | None:
-    """The ERROR-CODE of an error response as class * 100 + number (RFC 8489 §14.8), or None."""
-    raw = rec.index.value(0x0009) if rec.index is not None and rec.index.msg_class == 3 else None
-    if raw is None or len(raw) < 4:
-        return None
-    return (raw[2] & 0x07) * 100 + raw[3]
+    """The ERROR-CODE of an error response (RFC 8489 §14.8), or None; new code reads :attr:`Received.error_code`."""
+    return rec.error_code if rec.index is not None and rec.index.msg_class == ERROR else None
 
 
 def is_check(rec: Received) -> bool:

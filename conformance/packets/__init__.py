@@ -9,6 +9,7 @@ from conformance.packets.attributes import (
     AttributeSpec,
     ErrorCode,
     attribute_class,
+    attribute_code,
 )
 from conformance.packets.framing import Deframer, frame
 from conformance.packets.parse import (
@@ -22,11 +23,22 @@ from conformance.packets.parse import (
     parse_channel_data,
 )
 from conformance.packets.stun import (
+    ALLOCATE,
+    BINDING,
+    CHANNEL_BIND,
     CLASSES,
+    CREATE_PERMISSION,
+    DATA,
+    ERROR,
     FINGERPRINT_XOR,
+    INDICATION,
     MAGIC_COOKIE,
     METHODS,
+    REFRESH,
+    REQUEST,
+    SEND,
     STUN,
+    SUCCESS,
     ChannelData,
     message_type,
     split_message_type,
@@ -34,13 +46,24 @@ from conformance.packets.stun import (
 )
 
 __all__ = [
+    "ALLOCATE",
     "ATTRIBUTES",
     "ATTRIBUTE_NAMES",
+    "BINDING",
+    "CHANNEL_BIND",
     "CLASSES",
+    "CREATE_PERMISSION",
+    "DATA",
+    "ERROR",
     "FINGERPRINT_XOR",
+    "INDICATION",
     "MAGIC_COOKIE",
     "METHODS",
+    "REFRESH",
+    "REQUEST",
+    "SEND",
     "STUN",
+    "SUCCESS",
     "AttributeSpec",
     "ChannelData",
     "Deframer",
@@ -48,6 +71,7 @@ __all__ = [
     "StunParseError",
     "attr",
     "attribute_class",
+    "attribute_code",
     "check_fingerprint",
     "check_header",
     "check_integrity",

@@ -40,6 +40,7 @@ __all__ = [
     "AttributeSpec",
     "ErrorCode",
     "attribute_class",
+    "attribute_code",
 ]
 
 FAMILIES = {1: "IPv4", 2: "IPv6"}
@@ -643,3 +644,13 @@ def attribute_class(name_or_code: str | int) -> type[StunAttribute]:
     if spec is None:
         raise KeyError(f"unknown STUN attribute {name_or_code!r}")
     return spec.layer or StunAttribute
+
+
+def attribute_code(name_or_code: str | int) -> int:
+    """The type code of an attribute given by its RFC name (``"USE-CANDIDATE"``) or by its code."""
+    if isinstance(name_or_code, int):
+        return name_or_code
+    spec = _BY_NAME.get(name_or_code)
+    if spec is None:
+        raise KeyError(f"unknown STUN attribute {name_or_code!r}")
+    return spec.code

@@ -14,6 +14,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from conformance.packets.attributes import attribute_code
 from conformance.packets.fields import MAGIC_COOKIE
 from conformance.packets.stun import FINGERPRINT_XOR, STUN
 
@@ -42,15 +43,17 @@ class StunIndex:
         """0 request, 1 indication, 2 success, 3 error (RFC 8489 §5)."""
         return ((self.type & 0x0010) >> 4) | ((self.type & 0x0100) >> 7)
 
-    def value(self, code: int) -> bytes | None:
-        """The value of the first attribute with that code, or None."""
+    def value(self, attribute: str | int) -> bytes | None:
+        """The value of the first attribute of that RFC name (``"PRIORITY"``) or code, or None."""
+        code = attribute_code(attribute)
         for t, off, length in self.attributes:
             if t == code:
                 return self.data[off : off + length]
         return None
 
-    def has(self, code: int) -> bool:
-        """Whether an attribute with that code is present."""
+    def has(self, attribute: str | int) -> bool:
+        """Whether an attribute of that RFC name (``"USE-CANDIDATE"``) or code is present."""
+        code = attribute_code(attribute)
         return any(t == code for t, _, _ in self.attributes)
 
 
@@ -89,12 +92,12 @@ class Template:
         idx = index(raw)
         if idx is None:
             raise ValueError("template does not build into a well-formed STUN message")
-        codes = [c for c, _, _ in idx.attributes]
-        if 0x0008 not in codes:
+        if not idx.has("MESSAGE-INTEGRITY"):
             raise ValueError("template needs MESSAGE-INTEGRITY")
+        mi, fp = attribute_code("MESSAGE-INTEGRITY"), attribute_code("FINGERPRINT")
         self._raw = bytearray(raw)
-        self._mi_value = next(off for c, off, _ in idx.attributes if c == 0x0008)
-        self._fp_value = next((off for c, off, _ in idx.attributes if c == 0x8028), None)
+        self._mi_value = next(off for c, off, _ in idx.attributes if c == mi)
+        self._fp_value = next((off for c, off, _ in idx.attributes if c == fp), None)
         mi_end = self._mi_value + 20
         # The header length seen by the HMAC ends at MESSAGE-INTEGRITY (RFC 8489 §14.5).
         self._mi_header = raw[:2] + struct.pack("!H", mi_end - 20) + raw[4:8]

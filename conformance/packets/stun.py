@@ -39,11 +39,22 @@ from conformance.packets.attributes import (
 from conformance.packets.fields import MAGIC_COOKIE, PaddingField
 
 __all__ = [
+    "ALLOCATE",
+    "BINDING",
+    "CHANNEL_BIND",
     "CLASSES",
+    "CREATE_PERMISSION",
+    "DATA",
+    "ERROR",
     "FINGERPRINT_XOR",
+    "INDICATION",
     "MAGIC_COOKIE",
     "METHODS",
+    "REFRESH",
+    "REQUEST",
+    "SEND",
     "STUN",
+    "SUCCESS",
     "ChannelData",
     "message_type",
     "split_message_type",
@@ -53,21 +64,31 @@ __all__ = [
 FINGERPRINT_XOR = 0x5354554E
 
 #: STUN and TURN methods (RFC 8489 §18.2, RFC 8656 §17).
+BINDING, ALLOCATE, REFRESH, SEND, DATA, CREATE_PERMISSION, CHANNEL_BIND = (
+    0x001,
+    0x003,
+    0x004,
+    0x006,
+    0x007,
+    0x008,
+    0x009,
+)
 METHODS: dict[int, str] = {
-    0x001: "Binding",
-    0x003: "Allocate",
-    0x004: "Refresh",
-    0x006: "Send",
-    0x007: "Data",
-    0x008: "CreatePermission",
-    0x009: "ChannelBind",
+    BINDING: "Binding",
+    ALLOCATE: "Allocate",
+    REFRESH: "Refresh",
+    SEND: "Send",
+    DATA: "Data",
+    CREATE_PERMISSION: "CreatePermission",
+    CHANNEL_BIND: "ChannelBind",
 }
 #: Message classes (RFC 8489 §5).
+REQUEST, INDICATION, SUCCESS, ERROR = 0b00, 0b01, 0b10, 0b11
 CLASSES: dict[int, str] = {
-    0b00: "request",
-    0b01: "indication",
-    0b10: "success response",
-    0b11: "error response",
+    REQUEST: "request",
+    INDICATION: "indication",
+    SUCCESS: "success response",
+    ERROR: "error response",
 }
 _METHOD_CODES = {v: k for k, v in METHODS.items()}
 _CLASS_CODES = {v: k for k, v in CLASSES.items()}

@@ -86,6 +86,43 @@ class Received:
         """The transaction ID (empty for non-STUN)."""
         return self.index.transaction_id if self.index is not None else b""
 
+    def has(self, attribute: str | int) -> bool:
+        """Whether this is STUN carrying that attribute, by RFC name (``"USE-CANDIDATE"``) or code."""
+        return self.index is not None and self.index.has(attribute)
+
+    def value(self, attribute: str | int) -> bytes | None:
+        """The raw value of the first such attribute, by RFC name or code; None when absent or not STUN."""
+        return self.index.value(attribute) if self.index is not None else None
+
+    @property
+    def error_code(self) -> int | None:
+        """The ERROR-CODE as class × 100 + number (RFC 8489 §14.8), e.g. 487; None without a well-formed one."""
+        raw = self.value("ERROR-CODE")
+        if raw is None or len(raw) < 4:
+            return None
+        return (raw[2] & 0x07) * 100 + raw[3]
+
+    @property
+    def role(self) -> str | None:
+        """The role a check claims, ``"controlling"`` or ``"controlled"`` (RFC 8445 §7.1.3), or None.
+
+        Read from an 8-byte ICE-CONTROLLING or ICE-CONTROLLED attribute, ICE-CONTROLLING first.
+        """
+        return self._role_attribute[0]
+
+    @property
+    def tiebreaker(self) -> int | None:
+        """The tiebreaker of the role attribute (RFC 8445 §16.1), or None without one."""
+        return self._role_attribute[1]
+
+    @cached_property
+    def _role_attribute(self) -> tuple[str | None, int | None]:
+        for name, role in (("ICE-CONTROLLING", "controlling"), ("ICE-CONTROLLED", "controlled")):
+            raw = self.value(name)
+            if raw is not None and len(raw) == 8:
+                return role, int.from_bytes(raw, "big")
+        return None, None
+
     def describe(self) -> str:
         """A one-line description quoting the message's fields, for failure messages."""
         if self.msg is not None:

@@ -26,7 +26,7 @@ from conformance.adapters.base import (
     TurnServer,
     accepts_remote_options,
 )
-from conformance.packets import STUN, ErrorCode, attr, check_integrity
+from conformance.packets import BINDING, ERROR, INDICATION, REQUEST, STUN, SUCCESS, ErrorCode, attr, check_integrity
 from conformance.protocol.candidate import Candidate, parse_candidate
 from conformance.protocol.keys import short_term_key
 from conformance.protocol.priority import candidate_priority
@@ -34,15 +34,25 @@ from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
 from conformance.verdict import HarnessError, UnsupportedFeature
 
-__all__ = ["OPTION_NOT_DELIVERED", "IcePeer", "IceSession", "NotificationLog", "random_credentials"]
+#: BINDING and the message classes are re-exported from :mod:`conformance.packets` for the suites.
+__all__ = [
+    "BINDING",
+    "ERROR",
+    "INDICATION",
+    "OPTION_NOT_DELIVERED",
+    "REQUEST",
+    "SUCCESS",
+    "IcePeer",
+    "IceSession",
+    "NotificationLog",
+    "random_credentials",
+]
 
 #: How the report words an option the adapter did not report as applied (contract 1.2, ``applied_options``).
 OPTION_NOT_DELIVERED = "not supported by this adapter"
 
 logger = logging.getLogger(__name__)
 
-BINDING = 0x001
-REQUEST, INDICATION, SUCCESS, ERROR = 0, 1, 2, 3
 _ICE_CHARS = string.ascii_letters + string.digits + "+/"
 
 

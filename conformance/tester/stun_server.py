@@ -18,14 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from conformance.packets import STUN, ErrorCode, attr
+from conformance.packets import BINDING, REQUEST, STUN, ErrorCode, attr
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
 
 __all__ = ["COOKIE", "NAT_HOST", "StunRecord", "StunServer", "nat_mapping"]
 
-BINDING = 0x001
-REQUEST = 0
 COOKIE = bytes.fromhex("2112a442")
 #: The address a scripted NAT maps IUT sockets to: loopback, but never an address the IUT binds.
 NAT_HOST = "127.0.0.99"

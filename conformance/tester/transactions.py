@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from conformance.packets import REQUEST
 from conformance.protocol.transactions import Request, TransactionModel
 from conformance.tester.endpoint import Endpoint, Received
-from conformance.tester.ice import REQUEST
 
 __all__ = ["model_of", "request_of"]
 

@@ -33,7 +33,26 @@ from typing import Any
 
 from conformance.adapters.base import AgentConfig
 from conformance.adapters.base import TurnServer as TurnServerConfig
-from conformance.packets import STUN, ChannelData, ErrorCode, attr, check_integrity, message_type
+from conformance.packets import (
+    ALLOCATE,
+    BINDING,
+    CHANNEL_BIND,
+    CREATE_PERMISSION,
+    DATA,
+    ERROR,
+    INDICATION,
+    REFRESH,
+    REQUEST,
+    SEND,
+    STUN,
+    SUCCESS,
+    ChannelData,
+    ErrorCode,
+    attr,
+    attribute_code,
+    check_integrity,
+    message_type,
+)
 from conformance.protocol.keys import (
     PasswordAlgorithm,
     SecurityFeature,
@@ -93,16 +112,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BINDING, ALLOCATE, REFRESH, SEND, DATA, CREATE_PERMISSION, CHANNEL_BIND = (
-    0x001,
-    0x003,
-    0x004,
-    0x006,
-    0x007,
-    0x008,
-    0x009,
-)
-REQUEST, INDICATION, SUCCESS, ERROR = 0, 1, 2, 3
 
 #: The realm and users every TURN case configures on the IUT server (RFC 8489 §9.2).
 REALM = "iut.test"
@@ -115,10 +124,30 @@ SOFTWARE = b"ice-conformance TURN"
 CLIENT_REALM = "example.org"
 #: JSON object {case ID relative to suites/: {option: value}}: IUT options added to one case's ``start_server`` and
 #: ``create_agent`` (``"*"`` for every case); lists are appended. Used by the self-tests to give each case its fault.
-#: Attribute codes a TURN server understands (RFC 8489 §18.3, RFC 8656 §18); others below 0x8000 get a 420.
-_KNOWN_REQUIRED = frozenset(
-    {0x0006, 0x0008, 0x0009, 0x000C, 0x000D, 0x0012, 0x0013, 0x0014, 0x0015, 0x0016, 0x0017, 0x0018, 0x0019}
-    | {0x001C, 0x001D, 0x001E, 0x0020, 0x0022}
+#: The comprehension-required attributes this server understands in a request (RFC 8489 §18.3, RFC 8656 §18);
+#: others get a 420 (RFC 8489 §6.3.1). DONT-FRAGMENT is handled apart (RFC 8656 §7.2 step 4).
+_UNDERSTOOD = frozenset(
+    attribute_code(name)
+    for name in (
+        "USERNAME",
+        "MESSAGE-INTEGRITY",
+        "ERROR-CODE",
+        "CHANNEL-NUMBER",
+        "LIFETIME",
+        "XOR-PEER-ADDRESS",
+        "DATA",
+        "REALM",
+        "NONCE",
+        "XOR-RELAYED-ADDRESS",
+        "REQUESTED-ADDRESS-FAMILY",
+        "EVEN-PORT",
+        "REQUESTED-TRANSPORT",
+        "MESSAGE-INTEGRITY-SHA256",
+        "PASSWORD-ALGORITHM",
+        "USERHASH",
+        "XOR-MAPPED-ADDRESS",
+        "RESERVATION-TOKEN",
+    )
 )
 
 
@@ -135,9 +164,7 @@ def format_address(address: Address) -> str:
 
 def error_code(rec: Received | None) -> int | None:
     """The ERROR-CODE of a response (None for a success, a non-STUN datagram or no response)."""
-    if rec is None or rec.msg is None:
-        return None
-    return rec.msg.error_code
+    return rec.error_code if rec is not None else None
 
 
 def xor_address(rec: Received | None, name: str) -> Address | None:
@@ -778,7 +805,7 @@ class TurnServer:
         if not isinstance(auth, tuple):
             return auth
         username, key, sha256 = auth
-        unknown = [t for t, _, _ in i.attributes if t < 0x8000 and t not in _KNOWN_REQUIRED]
+        unknown = [t for t, _, _ in i.attributes if t < 0x8000 and t not in _UNDERSTOOD]
         if method == ALLOCATE and i.has(0x001A):
             if "dont-fragment-400" in self.faults:
                 return self.error(rec, 400, key=key, sha256=sha256)
