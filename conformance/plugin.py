@@ -101,6 +101,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "budget(seconds): time budget of the case")
     config.addinivalue_line("markers", "slow: needs a long protocol timer; runs only with --slow")
     config.addinivalue_line("markers", "node: needs Node.js")
+    config.addinivalue_line(
+        "markers",
+        "selftest(fault=, variant=, verdict=, requirement=, message=, params=, require=, revision_gap=, record=): "
+        "how the reference IUTs must grade the case, run by the harness's self-tests (tests/selftest.py)",
+    )
     if config.getoption("iut") and config.getoption("iut_cmd"):
         raise pytest.UsageError("--iut and --iut-cmd are exclusive: name a registered IUT or give a shim command")
     for option in ("case_budget", "iut_budget", "run_budget"):

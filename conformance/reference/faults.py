@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["FAULTS", "TURN_CLIENT_FAULTS", "TURN_SERVER_FAULTS", "Fault", "UnknownFault", "check_faults"]
+__all__ = [
+    "FAULTS",
+    "TURN_CLIENT_FAULTS",
+    "TURN_SERVER_FAULTS",
+    "VARIANTS",
+    "Fault",
+    "UnknownFault",
+    "Variant",
+    "check_faults",
+]
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,15 @@ class Fault:
 
     name: str
     breaks: tuple[str, ...]
+    description: str
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A legal but unusual design of the reference peer, as its agent options: no case may FAIL it."""
+
+    name: str
+    options: dict[str, object]
     description: str
 
 
@@ -152,7 +170,7 @@ _ALL = [
         ("STUN-RTX-01",),
         "an unanswered check is never retransmitted: 150 ms later the pair is checked again as a new transaction, "
         "Rc times; only the SHOULD to retransmit is broken (RFC 8489 §6.2.1), the fresh IDs are right (RFC 8489 §5) "
-        "and STUN-RTX-06 has no RTO to time (tests/test_selftest_legal_variants.py)",
+        "and STUN-RTX-06 has no RTO to time (its cases' selftest marks expect no FAIL)",
     ),
     # Connectivity checks, roles, nomination (RFC 8445 §7, §8).
     Fault(
@@ -696,6 +714,30 @@ _TURN_CLIENT = [
 #: The reference TURN server's and client's faults, by name (one name may be in both, as ``no-software`` is).
 TURN_SERVER_FAULTS: dict[str, Fault] = {f.name: f for f in _TURN_SERVER}
 TURN_CLIENT_FAULTS: dict[str, Fault] = {f.name: f for f in _TURN_CLIENT}
+
+#: The reference peer's legal variants (issue 12), by name: the self-tests expect no FAIL from them.
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant(
+            "pinging",
+            {"ping_interval": 0.15},
+            "libwebrtc's design: never retransmits, checks every pair again as a new transaction every 150 ms, "
+            "USE-CANDIDATE on every check while controlling (RFC 8489 §6.2.1 makes retransmission a SHOULD)",
+        ),
+        Variant(
+            "limiting",
+            {"max_pairs": 20, "strict_pair_limit": True},
+            "keeps 20 pairs, discarding the lowest-priority ones (RFC 8445 §6.1.2.5); a check on a discarded pair "
+            "triggers nothing, as libjuice's fixed table does",
+        ),
+        Variant(
+            "rfc5245",
+            {"rfc5245": True},
+            "an RFC 5245 agent: applies no set_remote option and nominates aggressively (RFC 8445 §8.1.1)",
+        ),
+    )
+}
 
 
 def check_faults(names: Iterable[str]) -> frozenset[str]:

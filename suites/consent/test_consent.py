@@ -39,6 +39,7 @@ def _consent_checks(ep: Endpoint, since: float, known: set[bytes]) -> list[Recei
 
 
 @pytest.mark.requirement("CONS-01")
+@pytest.mark.selftest(fault="data-before-consent")
 async def test_no_data_before_consent(harness: Harness) -> None:
     """CONS-01 (RFC 7675 §5.1): with every check unanswered, the IUT sends no application data."""
     peer = await harness.peer()
@@ -60,6 +61,7 @@ async def test_no_data_before_consent(harness: Harness) -> None:
 @pytest.mark.requirement("CONS-02")
 @pytest.mark.slow
 @pytest.mark.budget(90)
+@pytest.mark.selftest(fault="no-consent")
 async def test_consent_checks_are_randomized_and_never_retransmitted(harness: Harness) -> None:
     """CONS-02 (RFC 7675 §5.1): consent checks every 5 s x U(0.8, 1.2), never under 4 s, new txid, no retransmit."""
     f = harness.findings
@@ -138,6 +140,8 @@ async def _expiry(harness: Harness, wrong_key: bool) -> tuple[IceSession, IcePee
 @pytest.mark.requirement("CONS-03", "CONS-04")
 @pytest.mark.slow
 @pytest.mark.budget(100)
+@pytest.mark.selftest(fault="consent-no-expiry", requirement="CONS-03")
+@pytest.mark.selftest(fault="late-response-restores-consent", requirement="CONS-04")
 async def test_consent_expires_after_30_s_and_late_responses_do_not_restore_it(harness: Harness) -> None:
     """CONS-03, CONS-04 (RFC 7675 §5.1): data stops 30 s after the last response; late answers change nothing."""
     f = harness.findings
@@ -171,12 +175,14 @@ async def test_consent_expires_after_30_s_and_late_responses_do_not_restore_it(h
 @pytest.mark.requirement("CONS-05")
 @pytest.mark.slow
 @pytest.mark.budget(100)
+@pytest.mark.selftest(fault="accept-unauthenticated-response")
 async def test_only_authenticated_responses_refresh_consent(harness: Harness) -> None:
     """CONS-05 (RFC 7675 §5.1): responses with a wrong MESSAGE-INTEGRITY do not refresh consent; data stops."""
     await _expiry(harness, wrong_key=True)
 
 
 @pytest.mark.requirement("CONS-06")
+@pytest.mark.selftest(fault="ignore-403")
 async def test_an_authenticated_403_revokes_consent(harness: Harness) -> None:
     """CONS-06 (RFC 7675 §5.2): an authenticated 403 to a consent check stops the data within 1 s."""
     f = harness.findings
@@ -222,6 +228,7 @@ async def test_an_authenticated_403_revokes_consent(harness: Harness) -> None:
 @pytest.mark.needs("restart")
 @pytest.mark.slow
 @pytest.mark.budget(90)
+@pytest.mark.selftest(fault="no-consent-during-restart")
 async def test_consent_continues_on_the_old_pair_during_a_restart(harness: Harness) -> None:
     """CONS-07 (RFC 7675 §5.1): while a restart runs, consent checks keep coming on the old pair, 4-6 s apart."""
     f = harness.findings

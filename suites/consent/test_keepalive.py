@@ -20,6 +20,8 @@ FINGERPRINT = 0x8028
 @pytest.mark.requirement("ICE-KA-01", "ICE-KA-02")
 @pytest.mark.slow
 @pytest.mark.budget(90)
+@pytest.mark.selftest(fault="fast-keepalive", requirement="ICE-KA-01")
+@pytest.mark.selftest(fault="keepalive-with-integrity", requirement="ICE-KA-02")
 async def test_keepalives_on_the_selected_pair(harness: Harness) -> None:
     """ICE-KA-01, ICE-KA-02 (RFC 8445 §11): STUN within Tr on an idle pair; indications unauthenticated, >= Tr apart."""
     f = harness.findings
@@ -73,6 +75,7 @@ async def test_keepalives_on_the_selected_pair(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("ICE-KA-03")
+@pytest.mark.selftest(fault="answer-indication")
 async def test_checks_in_place_of_keepalives_are_answered_without_state_change(harness: Harness) -> None:
     """ICE-KA-03 (RFC 8445 §11): after completion an indication gets no answer and a check gets success."""
     f = harness.findings

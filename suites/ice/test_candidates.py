@@ -32,6 +32,7 @@ def _sdp_layer(s: IceSession, what: str) -> None:
 
 
 @pytest.mark.requirement("ICE-CAND-01")
+@pytest.mark.selftest(fault="site-local-candidate")
 async def test_no_forbidden_candidate_addresses(harness: Harness) -> None:
     """ICE-CAND-01 (RFC 8445 §5.1.1.1): no IPv4-compatible or site-local IPv6 (MUST NOT), no IPv4-mapped (SHOULD NOT).
 
@@ -63,6 +64,7 @@ async def test_no_forbidden_candidate_addresses(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("ICE-CAND-02")
+@pytest.mark.selftest(fault="redundant-candidates", verdict="NON-STRICT")
 async def test_no_redundant_candidates(harness: Harness) -> None:
     """ICE-CAND-02 (RFC 8445 §5.1.3): no two candidates of a component share transport address and base."""
     s = await _offer(harness)
@@ -78,6 +80,7 @@ async def test_no_redundant_candidates(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("ICE-CAND-03")
+@pytest.mark.selftest(fault="short-credentials")
 async def test_local_credentials_have_enough_entropy(harness: Harness) -> None:
     """ICE-CAND-03 (RFC 8445 §5.3, RFC 8839 §5.4): ufrag 4-32 ice-chars, pwd 22-256 ice-chars."""
     f = harness.findings
@@ -92,6 +95,7 @@ async def test_local_credentials_have_enough_entropy(harness: Harness) -> None:
 
 @pytest.mark.requirement("ICE-CAND-03")
 @pytest.mark.parametrize("role", ["controlling", "controlled"])
+@pytest.mark.selftest(fault="truncate-remote-credentials")
 async def test_256_character_remote_credentials_are_accepted(harness: Harness, role: str) -> None:
     """ICE-CAND-03 (RFC 8839 §5.4): with the harness's ufrag and pwd 256 characters long, ICE completes."""
     peer = await harness.peer()
@@ -105,6 +109,7 @@ async def test_256_character_remote_credentials_are_accepted(harness: Harness, r
 
 
 @pytest.mark.requirement("ICE-CAND-04")
+@pytest.mark.selftest(fault="bad-foundation")
 async def test_candidates_follow_the_grammar(harness: Harness) -> None:
     """ICE-CAND-04 (RFC 8839 §5.1): every candidate attribute parses and follows the grammar."""
     s = await _offer(harness)
@@ -115,6 +120,7 @@ async def test_candidates_follow_the_grammar(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("ICE-CAND-05")
+@pytest.mark.selftest(fault="reject-unknown-extensions")
 async def test_fqdn_and_unknown_extensions_are_ignored(harness: Harness) -> None:
     """ICE-CAND-05 (RFC 8839 §5.1): an FQDN candidate is ignored, an unknown extension pair skipped; ICE completes."""
     f = harness.findings
@@ -138,6 +144,7 @@ async def test_fqdn_and_unknown_extensions_are_ignored(harness: Harness) -> None
 
 
 @pytest.mark.requirement("ICE-CAND-06")
+@pytest.mark.selftest(fault="no-ice2")
 async def test_ice2_option_is_advertised(harness: Harness) -> None:
     """ICE-CAND-06 (RFC 8445 §10): the IUT's a=ice-options carries ice2."""
     s = await _offer(harness)
@@ -149,6 +156,7 @@ async def test_ice2_option_is_advertised(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("ICE-CAND-07")
+@pytest.mark.selftest(fault="null-default-destination-fails")
 async def test_null_default_destination_is_not_a_failure(harness: Harness) -> None:
     """ICE-CAND-07 (RFC 8839 §4.2.5): an answer with c=IN IP4 0.0.0.0 and port 9 but real candidates runs ICE."""
     f = harness.findings
@@ -164,6 +172,8 @@ async def test_null_default_destination_is_not_a_failure(harness: Harness) -> No
 
 @pytest.mark.requirement("SDP-01")
 @pytest.mark.parametrize("role", ["controlling", "controlled"])
+@pytest.mark.selftest(fault="remote-candidates-in-answer", params="controlled")
+@pytest.mark.selftest(fault="no-remote-candidates", params="controlling")
 async def test_remote_candidates_only_in_a_controlling_re_offer(harness: Harness, role: str) -> None:
     """SDP-01 (RFC 8839 §5.2): a=remote-candidates in the controlling side's re-offer after completion only."""
     f = harness.findings
@@ -200,6 +210,7 @@ async def test_remote_candidates_only_in_a_controlling_re_offer(harness: Harness
 
 
 @pytest.mark.requirement("SDP-02")
+@pytest.mark.selftest(fault="ignore-ice-mismatch")
 async def test_ice_mismatch_answer_ends_ice(harness: Harness) -> None:
     """SDP-02 (RFC 8839 §4.2.5, §5.3): an answer with a=ice-mismatch and no candidates: no checks at all."""
     peer = await harness.peer()

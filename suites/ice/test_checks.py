@@ -65,6 +65,7 @@ async def _checked_within(eps: list[Endpoint], timeout: float) -> list[Endpoint]
 
 @pytest.mark.requirement("ICE-PAIR-01")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="unordered-checks")
 async def test_first_checks_follow_pair_priority(harness: Harness, role: str) -> None:
     """ICE-PAIR-01 (RFC 8445 §6.1.2.3, §6.1.4.2): ordinary checks start in decreasing pair priority."""
     # Distinct foundations put every pair in Waiting (§6.1.2.6); the priorities are deliberately not in port order.
@@ -103,6 +104,9 @@ async def test_first_checks_follow_pair_priority(harness: Harness, role: str) ->
 
 
 @pytest.mark.requirement("ICE-PAIR-02")
+@pytest.mark.selftest(fault="cross-component-pairs")
+@pytest.mark.selftest(fault="unpruned-redundant-pair")
+@pytest.mark.selftest(variant="pinging")
 async def test_pairs_stay_within_component_and_family(harness: Harness) -> None:
     """ICE-PAIR-02 (RFC 8445 §6.1.2.2, §6.1.2.4): one component, one IP family per pair; checks from a base."""
     ipv6 = "ipv6" in harness.info.capabilities
@@ -173,6 +177,7 @@ async def test_pairs_stay_within_component_and_family(harness: Harness) -> None:
 
 @pytest.mark.requirement("ICE-CHK-01")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="no-pacing")
 async def test_new_checks_are_paced(harness: Harness, role: str) -> None:
     """ICE-CHK-01 (RFC 8445 §14.2): new transactions paced by Ta (50 ms default); never more than one per 5 ms."""
     eps = await open_endpoints(harness, 10, "silent remote")
@@ -215,6 +220,7 @@ async def test_new_checks_are_paced(harness: Harness, role: str) -> None:
 
 @pytest.mark.requirement("ICE-CHK-02")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="tiebreaker-per-check")
 async def test_checks_carry_one_role_attribute_and_a_constant_tiebreaker(harness: Harness, role: str) -> None:
     """ICE-CHK-02 (RFC 8445 §7.1.3, §16.1): exactly one role attribute, for the role; one tie-breaker per session."""
     eps = await open_endpoints(harness, 5, "silent remote")
@@ -249,6 +255,7 @@ async def test_checks_carry_one_role_attribute_and_a_constant_tiebreaker(harness
 
 
 @pytest.mark.requirement("ICE-CHK-03")
+@pytest.mark.selftest(fault="rfc3489-compat")
 async def test_no_rfc3489_compatibility_and_no_alternate_server(harness: Harness) -> None:
     """ICE-CHK-03 (RFC 8445 §7.2.4, §7.3): a cookie-less Binding request gets no MAPPED-ADDRESS; never a 300."""
     x = await run_exchange(harness, "controlling")
@@ -277,6 +284,8 @@ async def test_no_rfc3489_compatibility_and_no_alternate_server(harness: Harness
 
 @pytest.mark.requirement("ICE-CHK-04")
 @pytest.mark.parametrize("variant", ["other-port", "other-ip"])
+@pytest.mark.selftest(fault="accept-asymmetric")
+@pytest.mark.selftest(variant="pinging", verdict="INFO")
 async def test_response_from_a_wrong_address_fails_the_pair(harness: Harness, variant: str) -> None:
     """ICE-CHK-04 (RFC 8445 §7.2.5.2.1): a response that does not mirror the request fails the pair."""
     peer = await harness.peer()
@@ -333,6 +342,8 @@ async def test_response_from_a_wrong_address_fails_the_pair(harness: Harness, va
 @pytest.mark.slow
 @pytest.mark.budget(120)
 @pytest.mark.requirement("STUN-RTX-01", "ICE-CHK-05")
+@pytest.mark.selftest(fault="fast-retransmit", verdict="NON-STRICT", requirement="STUN-RTX-01")
+@pytest.mark.selftest(fault="never-fail-pair", requirement="ICE-CHK-05")
 async def test_unanswered_check_retransmits_on_schedule_then_fails_the_pair(harness: Harness) -> None:
     """STUN-RTX-01 (RFC 8489 §6.2.1), ICE-CHK-05 (RFC 8445 §7.2.5.2.3): Rc = 7 sends doubling from RTO, then Failed."""
     peer = await harness.peer()
@@ -394,6 +405,7 @@ async def test_unanswered_check_retransmits_on_schedule_then_fails_the_pair(harn
 
 
 @pytest.mark.requirement("ICE-CHK-06")
+@pytest.mark.selftest(fault="answer-first-candidate-only")
 async def test_checks_are_answered_on_every_candidate(harness: Harness) -> None:
     """ICE-CHK-06 (RFC 8445 §7.3): a valid check to any candidate the IUT signalled gets a success from it."""
     ipv6 = "ipv6" in harness.info.capabilities
@@ -433,6 +445,8 @@ async def test_checks_are_answered_on_every_candidate(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("ICE-CHK-07")
+@pytest.mark.selftest(fault="drop-early-checks")
+@pytest.mark.selftest(fault="no-triggered-check")
 async def test_check_before_the_answer_is_answered_then_triggers_a_check(harness: Harness) -> None:
     """ICE-CHK-07 (RFC 8445 §7.3): a check before the answer gets a success; the triggered check follows the answer."""
     peer = await harness.peer()
@@ -475,6 +489,7 @@ async def test_check_before_the_answer_is_answered_then_triggers_a_check(harness
 
 @pytest.mark.requirement("ICE-CHK-09")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="data-on-highest-pair")
 async def test_data_goes_only_on_the_selected_pair(harness: Harness, role: str) -> None:
     """ICE-CHK-09 (RFC 8445 §12.1): once a pair is selected, data uses only that pair; never a non-valid pair."""
     silent = await harness.endpoint("silent remote (higher priority, never answered)")

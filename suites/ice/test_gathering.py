@@ -110,6 +110,7 @@ def _type_pref(c: Candidate) -> int:
 
 
 @pytest.mark.requirement("ICE-GATH-01")
+@pytest.mark.selftest(fault="stun-from-side-socket", verdict="NON-STRICT")
 async def test_one_request_per_pairing_from_the_host_candidate(harness: Harness) -> None:
     """ICE-GATH-01 (RFC 8445 §5.1.1.2): each (host candidate, server) pairing gets a Binding request from that host
     candidate; two servers on distinct IPs. An unqueried second server is INFO (8445 lets an agent use one)."""
@@ -139,6 +140,7 @@ async def test_one_request_per_pairing_from_the_host_candidate(harness: Harness)
 
 
 @pytest.mark.requirement("ICE-GATH-02")
+@pytest.mark.selftest(fault="authenticated-stun-binding", verdict="NON-STRICT")
 async def test_binding_requests_to_the_stun_server_are_not_authenticated(harness: Harness) -> None:
     """ICE-GATH-02 (RFC 8445 §5.1.1.2): no USERNAME, no MESSAGE-INTEGRITY(-SHA256) towards a STUN server.
     SEC-03 (test_security.py) covers ALTERNATE-SERVER in the same sentence."""
@@ -163,6 +165,7 @@ async def test_binding_requests_to_the_stun_server_are_not_authenticated(harness
 
 
 @pytest.mark.requirement("ICE-GATH-03")
+@pytest.mark.selftest(fault="no-mapped-address-fallback")
 async def test_an_rfc3489_answer_still_yields_a_server_reflexive_candidate(harness: Harness) -> None:
     """ICE-GATH-03 (RFC 8445 §5.1.1.2, RFC 5389 §12.1): MAPPED-ADDRESS without XOR-MAPPED-ADDRESS is read.
 
@@ -186,6 +189,7 @@ async def test_an_rfc3489_answer_still_yields_a_server_reflexive_candidate(harne
 
 
 @pytest.mark.requirement("ICE-GATH-04")
+@pytest.mark.selftest(fault="gathering-burst", verdict="NON-STRICT")
 async def test_gathering_transactions_are_paced_by_ta(harness: Harness) -> None:
     """ICE-GATH-04 (RFC 8445 §5.1.1.2, §14.2): new gathering transactions start at most once per Ta. Three servers;
     retransmissions (same transaction ID) are left out. Below 5 ms is NON-STRICT; below 50 ms, INFO."""
@@ -217,6 +221,7 @@ async def test_gathering_transactions_are_paced_by_ta(harness: Harness) -> None:
 
 @pytest.mark.requirement("ICE-GATH-05", "ICE-GATH-06")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="srflx-raddr-mapped", verdict="NON-STRICT", requirement="ICE-GATH-06")
 async def test_srflx_carries_the_mapped_address_and_its_base(harness: Harness, role: str) -> None:
     """ICE-GATH-05 (RFC 8445 §5.1.1.2): a srflx candidate at the mapped address the server reported (behind a
     scripted NAT on 127.0.0.99). ICE-GATH-06 (RFC 8839 §5.1): its raddr/rport are present and are its base, the
@@ -255,6 +260,7 @@ async def test_srflx_carries_the_mapped_address_and_its_base(harness: Harness, r
 
 @pytest.mark.requirement("ICE-GATH-07")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="srflx-host-priority")
 async def test_srflx_type_preference_sits_between_host_and_relayed(harness: Harness, role: str) -> None:
     """ICE-GATH-07 (RFC 8445 §5.1.2.1, §5.1.2.2): srflx type preference differs from host (MUST) and is below it
     (SHOULD); relayed, if offered, is below srflx. UDP candidates only (TCP ones follow RFC 6544)."""
@@ -294,6 +300,7 @@ async def test_srflx_type_preference_sits_between_host_and_relayed(harness: Harn
 
 @pytest.mark.requirement("ICE-CAND-02")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="redundant-candidates", verdict="NON-STRICT")
 async def test_srflx_equal_to_the_host_candidate_is_eliminated(harness: Harness, role: str) -> None:
     """ICE-CAND-02 (RFC 8445 §5.1.3) while gathering: with no NAT the mapped address is the host candidate itself;
     a srflx candidate with that transport address and base is redundant and should be dropped."""
@@ -323,6 +330,7 @@ async def test_srflx_equal_to_the_host_candidate_is_eliminated(harness: Harness,
 
 
 @pytest.mark.requirement("ICE-GATH-11")
+@pytest.mark.selftest(fault="shared-srflx-foundation", verdict="NON-STRICT")
 async def test_foundations_follow_type_base_and_server(harness: Harness) -> None:
     """ICE-GATH-11 (RFC 8445 §5.1.1.3): srflx candidates from two STUN servers on different IPs have different
     foundations, and a host and a srflx candidate never share one (one interface: the same-foundation side of the

@@ -9,6 +9,15 @@ from conformance.tester.harness import Harness
 
 
 @pytest.mark.requirement("ICE-NOM-02")
+@pytest.mark.selftest(record={"options": ["ice2: delivered"]})
+@pytest.mark.selftest(fault="aggressive-nomination")
+@pytest.mark.selftest(fault="no-nomination")
+@pytest.mark.selftest(
+    variant="rfc5245",
+    verdict="UNSUPPORTED",
+    message="ice2: not supported by this adapter",
+    record={"options": ["ice2: not supported by this adapter"]},
+)
 async def test_controlling_iut_nominates_one_valid_pair(harness: Harness) -> None:
     """ICE-NOM-02 (RFC 8445 §8.1.1): the controlling agent repeats a check that succeeded, now with USE-CANDIDATE.
 
@@ -48,6 +57,7 @@ async def test_controlling_iut_nominates_one_valid_pair(harness: Harness) -> Non
 
 
 @pytest.mark.requirement("ICE-NOM-01", "ICE-NOM-05")
+@pytest.mark.selftest(fault="controlled-nominates", requirement="ICE-NOM-01")
 async def test_controlled_iut_accepts_the_nomination(harness: Harness) -> None:
     """ICE-NOM-01, ICE-NOM-05 (RFC 8445 §7.1.2, §7.3.1.5): no USE-CANDIDATE when controlled; our pair selected."""
     x = await run_exchange(harness, "controlled")

@@ -71,6 +71,7 @@ async def _data_lands_on(h: Harness, s: IceSession, endpoints: list[Endpoint], t
     "window",
     [pytest.param(8.0, id="8s"), pytest.param(60.0, id="60s", marks=[pytest.mark.slow, pytest.mark.budget(100)])],
 )
+@pytest.mark.selftest(fault="nominate-twice")
 async def test_controlling_iut_never_nominates_a_second_pair(harness: Harness, window: float) -> None:
     """ICE-NOM-03 (RFC 8445 §8.1.1): once a pair is nominated, no other pair of the component is, over a window."""
     if window > 30:
@@ -94,6 +95,7 @@ async def test_controlling_iut_never_nominates_a_second_pair(harness: Harness, w
 
 
 @pytest.mark.requirement("ICE-NOM-04")
+@pytest.mark.selftest(fault="keep-failed-nomination")
 async def test_a_failed_nomination_fails_the_pair(harness: Harness) -> None:
     """ICE-NOM-04 (RFC 8445 §7.2.5.3.4): a nominating check answered 400 leaves the pair Failed: no data on it and no
     selection. An agent that also never reports the failure within 10 s is INFO: the report is not on the wire."""
@@ -138,6 +140,8 @@ async def test_a_failed_nomination_fails_the_pair(harness: Harness) -> None:
 
 @pytest.mark.requirement("ICE-NOM-05")
 @pytest.mark.parametrize("variant", ["succeeded", "not-yet-checked"])
+@pytest.mark.selftest(fault="ignore-early-use-candidate", params="not-yet-checked")
+@pytest.mark.selftest(fault="select-best-valid-pair", params="succeeded")
 async def test_controlled_iut_uses_the_pair_the_harness_nominates(harness: Harness, variant: str) -> None:
     """ICE-NOM-05 (RFC 8445 §7.3.1.5): USE-CANDIDATE on a lower-priority pair B (Succeeded or not yet checked)."""
     f = harness.findings
@@ -204,6 +208,10 @@ async def _check_from(
 
 @pytest.mark.requirement("ICE-NOM-06")
 @pytest.mark.parametrize("order", ["low-then-high", "high-then-low"])
+@pytest.mark.selftest(fault="select-latest-nomination", params="high-then-low")
+@pytest.mark.selftest(variant="rfc5245", record={"options": ["ice_options: not supported by this adapter"]})
+@pytest.mark.selftest(params="low-then-high", record={"options": ["ice_options: delivered"]})
+@pytest.mark.selftest(fault="keep-first-nomination", params="low-then-high")
 async def test_controlled_iut_uses_the_highest_priority_nominated_pair(harness: Harness, order: str) -> None:
     """ICE-NOM-06 (RFC 8445 §8.1.1): with two accepted nominations from an RFC 5245 peer, the higher pair is used.
 
@@ -255,6 +263,8 @@ async def test_controlled_iut_uses_the_highest_priority_nominated_pair(harness: 
 
 
 @pytest.mark.requirement("ICE-NOM-07")
+@pytest.mark.selftest(fault="check-after-nomination")
+@pytest.mark.selftest(fault="ignore-checks-after-selection", verdict="NON-STRICT")
 async def test_after_nomination_other_pairs_stop_and_checks_are_answered(harness: Harness) -> None:
     """ICE-NOM-07 (RFC 8445 §8.1.2, §8.3.1): no new checks on other pairs; checks still answered for 3 s."""
     f = harness.findings

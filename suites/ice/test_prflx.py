@@ -20,6 +20,7 @@ def _is_request(r: Received) -> bool:
 
 @pytest.mark.requirement("ICE-PRFLX-01")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="no-triggered-check")
 async def test_check_from_an_unknown_source_makes_a_remote_prflx(harness: Harness, role: str) -> None:
     """ICE-PRFLX-01 (RFC 8445 §7.3.1.3-4): an unknown source becomes a prflx candidate, checked and usable."""
     peer = await harness.peer()
@@ -58,6 +59,7 @@ async def test_check_from_an_unknown_source_makes_a_remote_prflx(harness: Harnes
 
 @pytest.mark.requirement("ICE-PRFLX-02")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="reject-unknown-mapped")
 async def test_unknown_mapped_address_still_validates_the_pair(harness: Harness, role: str) -> None:
     """ICE-PRFLX-02 (RFC 8445 §7.2.5.3.1-2): a mapped address matching no local candidate still yields a valid pair."""
     peer = await harness.peer()
@@ -81,6 +83,7 @@ async def test_unknown_mapped_address_still_validates_the_pair(harness: Harness,
 
 
 @pytest.mark.requirement("ICE-PRFLX-03")
+@pytest.mark.selftest(fault="duplicate-prflx-pair", verdict="NON-STRICT")
 async def test_trickled_duplicate_of_a_prflx_adds_no_pair(harness: Harness) -> None:
     """ICE-PRFLX-03 (RFC 8838 §11): a trickled candidate equal to a known prflx one adds no pair and no checks."""
     harness.require("trickle")

@@ -28,6 +28,8 @@ def _udp(h: Harness, candidates: list[Candidate]) -> list[Candidate]:
 
 
 @pytest.mark.requirement("ICE-PRIO-01")
+@pytest.mark.selftest(fault="duplicate-priorities")
+@pytest.mark.selftest(fault="wrong-priority-formula", verdict="NON-STRICT")
 async def test_candidate_priorities_are_unique_in_range_and_follow_the_formula(harness: Harness) -> None:
     """ICE-PRIO-01 (RFC 8445 §5.1.2): unique, in [1, 2^31-1] (MUST); the formula (SHOULD)."""
     s = await harness.session("controlling", connect=False, components=_components(harness))
@@ -56,6 +58,7 @@ async def test_candidate_priorities_are_unique_in_range_and_follow_the_formula(h
 
 
 @pytest.mark.requirement("ICE-PRIO-02")
+@pytest.mark.selftest(fault="type-pref-mismatch")
 async def test_type_preference_is_consistent_per_type(harness: Harness) -> None:
     """ICE-PRIO-02 (RFC 8445 §5.1.2.1-2): one type preference per type, distinct across types."""
     s = await harness.session("controlling", connect=False, components=_components(harness))
@@ -86,6 +89,7 @@ async def test_type_preference_is_consistent_per_type(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("ICE-PRIO-03")
+@pytest.mark.selftest(fault="wrong-priority-formula", verdict="NON-STRICT")
 async def test_local_preference_and_component_ids(harness: Harness) -> None:
     """ICE-PRIO-03 (RFC 8445 §5.1.2.1): local preference unique per type and component, 65535 with one IP (SHOULD)."""
     s = await harness.session("controlling", connect=False, components=_components(harness))
@@ -121,6 +125,7 @@ async def test_local_preference_and_component_ids(harness: Harness) -> None:
 
 @pytest.mark.requirement("ICE-PRIO-04")
 @pytest.mark.parametrize("role", ["controlling", "controlled"])
+@pytest.mark.selftest(fault="priority-attr-host-pref")
 async def test_priority_attribute_uses_the_prflx_type_preference(harness: Harness, role: str) -> None:
     """ICE-PRIO-04 (RFC 8445 §7.1.1): PRIORITY = the base's priority with the prflx preference."""
     x = await run_exchange(harness, role)

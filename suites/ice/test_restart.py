@@ -49,6 +49,7 @@ async def _restarted(h: Harness, role: str) -> tuple[IcePeer, str, str, Received
 
 @pytest.mark.requirement("ICE-RST-01")
 @pytest.mark.parametrize("role", BOTH)
+@pytest.mark.selftest(fault="restart-keeps-pwd")
 async def test_restart_changes_both_credentials(harness: Harness, role: str) -> None:
     """ICE-RST-01 (RFC 8445 §9, §7.2.2): a restart changes ufrag and pwd; later checks use the new ones."""
     f = harness.findings
@@ -78,6 +79,7 @@ async def test_restart_changes_both_credentials(harness: Harness, role: str) -> 
 
 @pytest.mark.requirement("ICE-RST-02")
 @pytest.mark.parametrize("role", BOTH)
+@pytest.mark.selftest(fault="restart-flips-role")
 async def test_restart_keeps_the_role(harness: Harness, role: str) -> None:
     """ICE-RST-02 (RFC 8445 §9, §6.1.1): checks after a restart carry the pre-restart role attribute."""
     _, _, _, first = await _restarted(harness, role)
@@ -91,6 +93,7 @@ async def test_restart_keeps_the_role(harness: Harness, role: str) -> None:
 
 @pytest.mark.requirement("ICE-RST-03")
 @pytest.mark.parametrize("role", BOTH)
+@pytest.mark.selftest(fault="no-role-switch")
 async def test_restart_accepts_a_role_redetermined_by_the_peer(harness: Harness, role: str) -> None:
     """ICE-RST-03 (RFC 8445 §6.1.1): the harness restarts with the roles flipped (RFC 5245 peer); the IUT follows."""
     f = harness.findings
@@ -133,6 +136,7 @@ async def test_restart_accepts_a_role_redetermined_by_the_peer(harness: Harness,
 
 @pytest.mark.requirement("ICE-RST-04")
 @pytest.mark.needs("restart")
+@pytest.mark.selftest(fault="drop-pair-on-restart")
 async def test_data_stays_on_the_old_pair_until_a_new_one_is_selected(harness: Harness) -> None:
     """ICE-RST-04 (RFC 8445 §9, §12.1): during a restart data uses the old selected pair, then the new one."""
     f = harness.findings

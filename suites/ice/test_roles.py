@@ -22,6 +22,7 @@ USE_CANDIDATE = 0x0025
 
 @pytest.mark.requirement("ICE-ROLE-01")
 @pytest.mark.parametrize("role", BOTH)
+@pytest.mark.selftest(fault="swapped-initial-role")
 async def test_checks_carry_the_role_the_iut_was_given(harness: Harness, role: str) -> None:
     """ICE-ROLE-01 (RFC 8445 §6.1.1): the offerer's checks carry ICE-CONTROLLING, the answerer's ICE-CONTROLLED."""
     peer = await harness.peer()
@@ -43,6 +44,7 @@ async def test_checks_carry_the_role_the_iut_was_given(harness: Harness, role: s
 
 
 @pytest.mark.requirement("ICE-ROLE-01")
+@pytest.mark.selftest(fault="ignore-lite-peer")
 async def test_full_agent_facing_a_lite_peer_is_controlling(harness: Harness) -> None:
     """ICE-ROLE-01 (RFC 8445 §6.1.1): a full agent answering an ICE-lite offer takes the controlling role."""
     peer = await harness.peer()
@@ -176,6 +178,7 @@ async def _conflict(h: Harness, role: str, variant: str, expected: RoleAction, r
 
 @pytest.mark.requirement("ICE-ROLE-02")
 @pytest.mark.parametrize("variant", ["zero", "equal"])
+@pytest.mark.selftest(fault="no-487")
 async def test_controlling_iut_with_the_larger_tiebreaker_answers_487(harness: Harness, variant: str) -> None:
     """ICE-ROLE-02 (RFC 8445 §7.3.1.1): ICE-CONTROLLING <= own tiebreaker (equal too): 487 and the role kept."""
     await _conflict(harness, "controlling", variant, RoleAction.SEND_487, "ICE-ROLE-02")
@@ -183,6 +186,7 @@ async def test_controlling_iut_with_the_larger_tiebreaker_answers_487(harness: H
 
 @pytest.mark.requirement("ICE-ROLE-03")
 @pytest.mark.parametrize("variant", ["plus-one", "max"])
+@pytest.mark.selftest(fault="no-role-switch")
 async def test_controlling_iut_with_the_smaller_tiebreaker_switches(harness: Harness, variant: str) -> None:
     """ICE-ROLE-03 (RFC 8445 §7.3.1.1): ICE-CONTROLLING > own tiebreaker: success, then controlled checks."""
     await _conflict(harness, "controlling", variant, RoleAction.SWITCH_ROLE, "ICE-ROLE-03")
@@ -190,6 +194,7 @@ async def test_controlling_iut_with_the_smaller_tiebreaker_switches(harness: Har
 
 @pytest.mark.requirement("ICE-ROLE-04")
 @pytest.mark.parametrize("variant", ["zero", "equal"])
+@pytest.mark.selftest(fault="no-role-switch")
 async def test_controlled_iut_with_the_larger_tiebreaker_switches(harness: Harness, variant: str) -> None:
     """ICE-ROLE-04 (RFC 8445 §7.3.1.1): ICE-CONTROLLED <= own tiebreaker (equal too): success, then controlling."""
     await _conflict(harness, "controlled", variant, RoleAction.SWITCH_ROLE, "ICE-ROLE-04")
@@ -197,6 +202,7 @@ async def test_controlled_iut_with_the_larger_tiebreaker_switches(harness: Harne
 
 @pytest.mark.requirement("ICE-ROLE-05")
 @pytest.mark.parametrize("variant", ["plus-one", "max"])
+@pytest.mark.selftest(fault="controlled-no-487")
 async def test_controlled_iut_with_the_smaller_tiebreaker_answers_487(harness: Harness, variant: str) -> None:
     """ICE-ROLE-05 (RFC 8445 §7.3.1.1): ICE-CONTROLLED > own tiebreaker: 487 and the role kept."""
     await _conflict(harness, "controlled", variant, RoleAction.SEND_487, "ICE-ROLE-05")
@@ -204,6 +210,8 @@ async def test_controlled_iut_with_the_smaller_tiebreaker_answers_487(harness: H
 
 @pytest.mark.requirement("ICE-ROLE-06")
 @pytest.mark.parametrize("role", BOTH)
+@pytest.mark.selftest(fault="ignore-487")
+@pytest.mark.selftest(fault="keep-tiebreaker")
 async def test_a_487_flips_the_role_and_changes_the_tiebreaker(harness: Harness, role: str) -> None:
     """ICE-ROLE-06 (RFC 8445 §7.2.5.1, §16.1): after a 487 the pair is checked again, other role, new tiebreaker."""
     f = harness.findings

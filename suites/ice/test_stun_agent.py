@@ -82,6 +82,9 @@ async def _send_and_wait(
 
 @pytest.mark.requirement("STUN-MSG-02")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="constant-txid")
+@pytest.mark.selftest(fault="recheck-not-retransmit", verdict="PASS")
+@pytest.mark.selftest(variant="pinging")
 async def test_transaction_ids_are_fresh_random_and_kept_on_retransmission(harness: Harness, role: str) -> None:
     """STUN-MSG-02 (RFC 8489 §5): one random ID per transaction, the same ID on each retransmission."""
     f = harness.findings
@@ -110,6 +113,7 @@ async def test_transaction_ids_are_fresh_random_and_kept_on_retransmission(harne
 
 
 @pytest.mark.requirement("STUN-MSG-03")
+@pytest.mark.selftest(fault="asymmetric-response")
 async def test_response_leaves_from_the_request_destination(harness: Harness) -> None:
     """STUN-MSG-03 (RFC 8489 §6.3.1.2): the response goes from the request's destination to its source."""
     s = await harness.session("controlling")
@@ -143,6 +147,8 @@ def _malformed(s: IceSession, variant: str) -> bytes:
 
 @pytest.mark.requirement("STUN-MSG-04")
 @pytest.mark.parametrize("variant", ["top-bits", "bad-cookie", "length-plus-4", "indication"])
+@pytest.mark.selftest(fault="lenient-header", params=["top-bits", "bad-cookie", "length-plus-4"])
+@pytest.mark.selftest(fault="answer-indication", params="indication")
 async def test_malformed_messages_and_indications_get_no_response(harness: Harness, variant: str) -> None:
     """STUN-MSG-04 (RFC 8489 §6.3, §6.3.2): silent discard of bad headers; no response to an indication."""
     s = await harness.session("controlling")
@@ -163,6 +169,8 @@ async def test_malformed_messages_and_indications_get_no_response(harness: Harne
 @pytest.mark.parametrize(
     ("variant", "clause"), [("unknown-optional", "unknown_optional"), ("known-unexpected", "unexpected_known")]
 )
+@pytest.mark.selftest(fault="strict-attributes", verdict="NON-STRICT", params="known-unexpected-unexpected_known")
+@pytest.mark.selftest(fault="strict-attributes", params="unknown-optional-unknown_optional")
 async def test_unknown_optional_and_unexpected_attributes_are_ignored(
     harness: Harness, variant: str, clause: str
 ) -> None:
@@ -184,6 +192,7 @@ async def test_unknown_optional_and_unexpected_attributes_are_ignored(
 
 
 @pytest.mark.requirement("STUN-MSG-06")
+@pytest.mark.selftest(fault="ignore-unknown-required")
 async def test_unknown_comprehension_required_attribute_gets_420(harness: Harness) -> None:
     """STUN-MSG-06 (RFC 8489 §6.3.1, §14.13): 420 with UNKNOWN-ATTRIBUTES listing the unknown type."""
     s = await harness.session("controlling")
@@ -208,6 +217,7 @@ async def test_unknown_comprehension_required_attribute_gets_420(harness: Harnes
 
 
 @pytest.mark.requirement("STUN-MSG-07")
+@pytest.mark.selftest(fault="check-after-integrity")
 async def test_attributes_after_message_integrity_are_ignored(harness: Harness) -> None:
     """STUN-MSG-07 (RFC 8489 §9, §14.5): an unknown attribute after MI (FINGERPRINT recomputed) changes nothing."""
     s = await harness.session("controlling")
@@ -231,6 +241,10 @@ async def test_attributes_after_message_integrity_are_ignored(harness: Harness) 
 
 @pytest.mark.requirement("STUN-MSG-08")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="nonzero-padding")
+@pytest.mark.selftest(
+    fault="nonzero-padding", requirement="STUN-MSG-08", message="RFC 8489 mechanism not implemented", revision_gap=True
+)
 async def test_attribute_padding_sent_by_the_iut_is_zero(harness: Harness, role: str) -> None:
     """STUN-MSG-08 (a) (RFC 8489 §14): padding bytes are zero in every message the IUT sends."""
     await run_exchange(harness, role)
@@ -255,6 +269,8 @@ async def test_attribute_padding_sent_by_the_iut_is_zero(harness: Harness, role:
 
 @pytest.mark.requirement("STUN-MSG-09")
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+@pytest.mark.selftest(fault="no-software", verdict="NON-STRICT", params="ipv4")
+@pytest.mark.selftest(fault="plain-mapped-address")
 async def test_success_carries_the_source_as_xor_mapped_address(harness: Harness, family: str) -> None:
     """STUN-MSG-09 (RFC 8489 §14.2, §6.3.1.1): XOR-MAPPED-ADDRESS = the request's source; SOFTWARE (SHOULD)."""
     if family == "ipv6":
@@ -332,6 +348,7 @@ def _limit_problems(rec: Received) -> list[str]:
 
 @pytest.mark.requirement("STUN-MSG-10")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="long-software")
 async def test_fields_sent_by_the_iut_respect_the_size_limits(harness: Harness, role: str) -> None:
     """STUN-MSG-10 (RFC 8489 §14.3, §14.8-14.10, §14.14): USERNAME, SOFTWARE, ERROR-CODE within their limits."""
     x = await run_exchange(harness, role)
@@ -353,6 +370,7 @@ async def test_fields_sent_by_the_iut_respect_the_size_limits(harness: Harness, 
 
 @pytest.mark.requirement("STUN-FP-02")
 @pytest.mark.parametrize("variant", ["missing", "wrong"])
+@pytest.mark.selftest(fault="accept-bad-fingerprint")
 async def test_check_with_missing_or_wrong_fingerprint_is_discarded(harness: Harness, variant: str) -> None:
     """STUN-FP-02 (RFC 8489 §6.3, §7): with FINGERPRINT in use, a check without it or with a bad CRC is dropped."""
     s = await harness.session("controlling")
@@ -379,6 +397,8 @@ async def test_check_with_missing_or_wrong_fingerprint_is_discarded(harness: Har
 
 @pytest.mark.requirement("STUN-AUTH-04")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="accept-unauthenticated-response")
+@pytest.mark.selftest(variant="pinging", verdict=["PASS", "UNSUPPORTED"])
 async def test_response_with_bad_integrity_is_discarded(harness: Harness, role: str) -> None:
     """STUN-AUTH-04 (RFC 8489 §9.1.4): a success with a wrong MI is dropped; the same txid is retransmitted."""
     peer = await harness.peer()
@@ -464,6 +484,9 @@ async def _unhook(unhook: Any) -> None:
 
 @pytest.mark.requirement("STUN-RTX-06")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="fast-retransmit")
+@pytest.mark.selftest(fault="recheck-not-retransmit", verdict="UNSUPPORTED")
+@pytest.mark.selftest(variant="pinging", verdict="UNSUPPORTED")
 async def test_first_retransmission_waits_at_least_500_ms(harness: Harness, role: str) -> None:
     """STUN-RTX-06 (RFC 8445 §14.3): RTO >= 500 ms, so a first retransmission comes >= 490 ms after the original."""
     eps = await open_endpoints(harness, 3, "silent remote")
@@ -510,6 +533,12 @@ async def test_first_retransmission_waits_at_least_500_ms(harness: Harness, role
 
 @pytest.mark.requirement("STUN-RTX-05")
 @pytest.mark.parametrize("variant", ["500", "403", "unknown-required-in-success"])
+@pytest.mark.selftest(fault="retry-errors", verdict="NON-STRICT", params="403")
+@pytest.mark.selftest(variant="pinging")
+@pytest.mark.selftest(fault="retry-errors", params="500")
+@pytest.mark.selftest(
+    fault="accept-unknown-required-response", verdict="NON-STRICT", params="unknown-required-in-success"
+)
 async def test_error_and_malformed_responses_end_the_transaction(harness: Harness, variant: str) -> None:
     """STUN-RTX-05 (RFC 8489 §6.3.3, §6.3.4; RFC 8445 §7.2.5.2.4): 5xx resends limited, 4xx fails, bad success fails."""
     peer = await harness.peer()
@@ -609,6 +638,7 @@ async def test_error_and_malformed_responses_end_the_transaction(harness: Harnes
 @pytest.mark.budget(90)
 @pytest.mark.requirement("STUN-RTX-02")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="retransmit-indication")
 async def test_indications_are_never_retransmitted(harness: Harness, role: str) -> None:
     """STUN-RTX-02 (RFC 8489 §6.2.1, §6.3.2): every Binding indication (keepalive) carries a transaction ID once."""
     x = await run_exchange(harness, role)

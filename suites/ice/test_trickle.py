@@ -15,6 +15,7 @@ from conformance.verdict import HarnessError
 
 
 @pytest.mark.requirement("TRK-01")
+@pytest.mark.selftest(fault="trickle-always")
 async def test_without_trickle_the_full_candidate_set_comes_at_once(harness: Harness) -> None:
     """TRK-01 (RFC 8838 §3, §5): without trickle, gather gives every candidate and nothing trickles later."""
     f = harness.findings
@@ -38,6 +39,7 @@ async def test_without_trickle_the_full_candidate_set_comes_at_once(harness: Har
 
 @pytest.mark.requirement("TRK-02")
 @pytest.mark.needs("trickle")
+@pytest.mark.selftest(fault="fail-without-candidates")
 async def test_checks_wait_for_trickled_candidates(harness: Harness) -> None:
     """TRK-02 (RFC 8838 §8): with no remote candidate yet ICE keeps running; a candidate trickled 5 s later wins."""
     f = harness.findings
@@ -57,6 +59,7 @@ async def test_checks_wait_for_trickled_candidates(harness: Harness) -> None:
 
 @pytest.mark.requirement("TRK-03")
 @pytest.mark.needs("trickle")
+@pytest.mark.selftest(fault="check-before-trickle")
 async def test_no_check_from_a_candidate_not_yet_trickled(harness: Harness) -> None:
     """TRK-03 (RFC 8838 §10): every check leaves from a candidate the IUT has already announced."""
     f = harness.findings
@@ -93,6 +96,7 @@ async def test_no_check_from_a_candidate_not_yet_trickled(harness: Harness) -> N
 
 @pytest.mark.requirement("TRK-04")
 @pytest.mark.needs("trickle")
+@pytest.mark.selftest(fault="candidates-after-eoc")
 async def test_nothing_trickles_after_end_of_candidates(harness: Harness) -> None:
     """TRK-04 (RFC 8838 §13): end-of-candidates names its generation; no candidate after it or after nomination."""
     f = harness.findings
@@ -120,6 +124,7 @@ async def test_nothing_trickles_after_end_of_candidates(harness: Harness) -> Non
 
 @pytest.mark.requirement("TRK-05")
 @pytest.mark.needs("trickle")
+@pytest.mark.selftest(fault="accept-after-eoc")
 async def test_candidates_after_end_of_candidates_are_ignored(harness: Harness) -> None:
     """TRK-05 (RFC 8838 §14): a candidate trickled after end-of-candidates is never checked."""
     peer = await harness.peer()
@@ -142,6 +147,7 @@ async def test_candidates_after_end_of_candidates_are_ignored(harness: Harness) 
 @pytest.mark.requirement("TRK-06")
 @pytest.mark.needs("trickle")
 @pytest.mark.budget(90)
+@pytest.mark.selftest(fault="no-pair-limit", verdict="NON-STRICT")
 async def test_pair_limit_keeps_the_highest_priority_pairs(harness: Harness) -> None:
     """TRK-06 (RFC 8838 §10, RFC 8445 §6.1.2.5): of 120 remote candidates at most 100 are checked, the best ones."""
     f = harness.findings

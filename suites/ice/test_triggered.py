@@ -23,6 +23,8 @@ def _is_request(r: Received) -> bool:
 @pytest.mark.requirement("ICE-TRIG-01")
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("state", ["waiting", "failed"])
+@pytest.mark.selftest(fault="no-triggered-check")
+@pytest.mark.selftest(variant="limiting")
 async def test_check_on_a_waiting_or_failed_pair_triggers_a_check(harness: Harness, role: str, state: str) -> None:
     """ICE-TRIG-01 (RFC 8445 §7.3.1.4): a valid check on a Waiting or Failed pair enqueues a triggered check."""
     peer = await harness.peer()
@@ -84,6 +86,8 @@ async def test_check_on_a_waiting_or_failed_pair_triggers_a_check(harness: Harne
 
 @pytest.mark.requirement("ICE-TRIG-02")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="recheck-succeeded")
+@pytest.mark.selftest(variant="pinging", verdict="INFO")
 async def test_check_on_a_succeeded_pair_triggers_nothing(harness: Harness, role: str) -> None:
     """ICE-TRIG-02 (RFC 8445 §7.3.1.4): on a Succeeded pair an incoming check changes nothing (no new check)."""
     x = await run_exchange(harness, role)
@@ -139,6 +143,7 @@ def _answered(h: Harness) -> set[bytes]:
 
 @pytest.mark.requirement("ICE-TRIG-03")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="no-cancel-in-progress")
 async def test_check_on_an_in_progress_pair_replaces_its_transaction(harness: Harness, role: str) -> None:
     """ICE-TRIG-03 (RFC 8445 §7.3.1.4): on an In-Progress pair the old transaction stops and a new check goes out."""
     peer = await harness.peer()

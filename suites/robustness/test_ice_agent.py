@@ -24,6 +24,42 @@ TRIGGERED_WAIT = 1.0  # a triggered check follows the peer's check at once (RFC 
 @pytest.mark.requirement("ROB-CRASH-01", "ROB-LIVE-01", "ROB-DISC-01")
 @pytest.mark.budget(120)
 @pytest.mark.parametrize("family", ICE_FAMILIES)
+@pytest.mark.selftest(
+    fault="crash-on-long-attribute",
+    requirement="ROB-CRASH-01",
+    message="attribute 0 (0x0006) length 0xffff: 0001",
+    params="attribute-length",
+)
+@pytest.mark.selftest(
+    fault="accept-truncated",
+    requirement="ROB-DISC-01",
+    message="the malformed input header-length/length ",
+    params="header-length",
+)
+@pytest.mark.selftest(
+    fault="deaf-after-non-stun",
+    requirement="ROB-LIVE-01",
+    message="after the input non-stun/DTLS-looking record: 16fefd",
+    params="non-stun",
+)
+@pytest.mark.selftest(
+    fault="crash-on-long-attribute",
+    requirement="ROB-CRASH-01",
+    message="after the input oversized/USERNAME of 513 bytes: 0001",
+    params="oversized",
+)
+@pytest.mark.selftest(
+    fault="hang-on-many-attributes",
+    requirement="ROB-LIVE-01",
+    message="after the input oversized/1,000 attributes: 0001",
+    params="oversized",
+)
+@pytest.mark.selftest(
+    fault="accept-truncated",
+    requirement="ROB-DISC-01",
+    message="the malformed input truncation/at ",
+    params="truncation",
+)
 async def test_agent_survives_hostile_datagrams(harness: Harness, family: str) -> None:
     """Each input of the family from a stranger's address, then a valid check from the peer must be answered."""
     role = "controlled" if "controlled" in harness.info.capabilities else "controlling"
@@ -47,6 +83,11 @@ async def test_agent_survives_hostile_datagrams(harness: Harness, family: str) -
 
 @pytest.mark.requirement("ROB-CRASH-01", "ROB-LIVE-01")
 @pytest.mark.budget(120)
+@pytest.mark.selftest(
+    fault="crash-on-403",
+    requirement="ROB-CRASH-01",
+    message="after its check was answered with: authenticated 403 error",
+)
 async def test_agent_survives_hostile_answers_to_its_checks(harness: Harness) -> None:
     """Every check of the IUT is answered with the next hostile response (errors, malformed successes), never a
     success, so its pair fails and the peer's next check triggers a new one (RFC 8445 §7.3.1.4); that check of the

@@ -22,6 +22,7 @@ def _stun_from_iut(h: Harness) -> list[Received]:
 
 @pytest.mark.requirement("STUN-MSG-01")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="bad-header-length")
 async def test_every_message_has_a_sound_header(harness: Harness, role: str) -> None:
     """STUN-MSG-01 (RFC 8489 §5): top bits 00, magic cookie, length a multiple of 4 equal to the datagram."""
     try:
@@ -40,6 +41,8 @@ async def test_every_message_has_a_sound_header(harness: Harness, role: str) -> 
 
 @pytest.mark.requirement("STUN-FP-01")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="bad-fingerprint")
+@pytest.mark.selftest(fault="no-fingerprint")
 async def test_checks_and_responses_carry_a_correct_fingerprint(harness: Harness, role: str) -> None:
     """STUN-FP-01 (RFC 8489 §14.7, RFC 8445 §7.2.4): every check and response carries FINGERPRINT, last and correct."""
     x = await run_exchange(harness, role)
@@ -54,6 +57,7 @@ async def test_checks_and_responses_carry_a_correct_fingerprint(harness: Harness
 
 @pytest.mark.requirement("STUN-MI-01")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="wrong-integrity-key")
 async def test_message_integrity_is_correct(harness: Harness, role: str) -> None:
     """STUN-MI-01 (RFC 8489 §14.5): MI is an HMAC-SHA1 over the message up to it."""
     x = await run_exchange(harness, role)
@@ -68,6 +72,7 @@ async def test_message_integrity_is_correct(harness: Harness, role: str) -> None
 
 @pytest.mark.requirement("STUN-AUTH-01")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="swapped-username")
 async def test_checks_use_the_peers_short_term_credentials(harness: Harness, role: str) -> None:
     """STUN-AUTH-01 (RFC 8445 §7.2.2): USERNAME '<harness ufrag>:<IUT ufrag>', MI keyed with our pwd."""
     x = await run_exchange(harness, role)
@@ -94,6 +99,9 @@ def _no_auth_attributes(harness: Harness, rec: Received) -> None:
     ("variant", "expected"),
     [("no-integrity", 400), ("unknown-ufrag", 401), ("bad-integrity", 401)],
 )
+@pytest.mark.selftest(fault="accept-bad-integrity", params="bad-integrity-401")
+@pytest.mark.selftest(fault="no-400-missing-mi", params="no-integrity-400")
+@pytest.mark.selftest(fault="error-with-integrity", params="unknown-ufrag-401")
 async def test_failed_short_term_authentication_gets_the_right_error(
     harness: Harness, variant: str, expected: int
 ) -> None:
@@ -138,6 +146,8 @@ async def test_failed_short_term_authentication_gets_the_right_error(
 
 @pytest.mark.requirement("STUN-AUTH-03")
 @pytest.mark.parametrize("role", ROLES)
+@pytest.mark.selftest(fault="response-with-username")
+@pytest.mark.selftest(fault="response-wrong-key")
 async def test_response_is_keyed_with_the_iuts_password(harness: Harness, role: str) -> None:
     """STUN-AUTH-03 (RFC 8489 §9.1.3, RFC 8445 §7.3): response MI keyed with the IUT pwd; no USERNAME."""
     s = await harness.session(role)
@@ -154,6 +164,7 @@ async def test_response_is_keyed_with_the_iuts_password(harness: Harness, role: 
 
 
 @pytest.mark.requirement("STUN-MSG-08", "STUN-AUTH-03")
+@pytest.mark.selftest(fault="reject-space-padding", requirement="STUN-MSG-08")
 async def test_rfc5769_sample_request_is_answered(harness: Harness) -> None:
     """RFC 5769 §2.1 replayed with matching credentials: space padding ignored (RFC 8489 §14), a valid response."""
     vector = next(v for v in load_vectors() if v.name == "rfc5769-sample-request")

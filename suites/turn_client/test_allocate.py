@@ -73,6 +73,7 @@ async def _allocated(h: Harness, server: TurnServer) -> tuple[RelayAgent, Receiv
 
 @pytest.mark.requirement("TURN-ALLOC-08")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="no-software", verdict="NON-STRICT")
 async def test_allocate_and_refresh_requests_carry_software(harness: Harness) -> None:
     """TURN-ALLOC-08 (RFC 8656 §5): the client's Allocate and Refresh requests should carry SOFTWARE."""
     server = await scripted_turn_server(harness)
@@ -92,6 +93,7 @@ async def test_allocate_and_refresh_requests_carry_software(harness: Harness) ->
 
 @pytest.mark.requirement("TURN-ALLOC-09")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="tcp-transport")
 async def test_allocate_requests_udp_with_zero_rffu(harness: Harness) -> None:
     """TURN-ALLOC-09 (RFC 8656 §7.1, §18.8): every Allocate carries REQUESTED-TRANSPORT 17 (UDP), RFFU zero."""
     server = await scripted_turn_server(harness)
@@ -110,6 +112,7 @@ async def test_allocate_requests_udp_with_zero_rffu(harness: Harness) -> None:
 
 @pytest.mark.requirement("TURN-ALLOC-10")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="keep-unusable-family")
 async def test_unusable_relayed_family_is_deleted_and_not_retried(harness: Harness) -> None:
     """TURN-ALLOC-10 (RFC 8656 §7.3): an IPv4-only client given an IPv6 relayed address deletes the allocation and
     does not allocate on that server again."""
@@ -164,6 +167,11 @@ async def test_unusable_relayed_family_is_deleted_and_not_retried(harness: Harne
         pytest.param(486, 65.0, marks=[pytest.mark.slow, pytest.mark.budget(120)], id="486-one-minute"),
     ],
 )
+@pytest.mark.selftest(fault="retry-401-forever", verdict="NON-STRICT", params="401")
+@pytest.mark.selftest(
+    fault="retry-437-forever", verdict="NON-STRICT", params=["437", "486", "508", "437-two-minutes", "486-one-minute"]
+)
+@pytest.mark.selftest(fault="retry-437-forever", params="440")
 async def test_allocate_error_back_off(harness: Harness, code: int, window: float) -> None:
     """TURN-ALLOC-11 (RFC 8656 §7.4): 437 at most three client addresses then a 2-minute pause; never retry after
     440; no Allocate for a minute after 486 or 508; nothing more after a 401 despite correct credentials."""
@@ -208,6 +216,10 @@ async def test_allocate_error_back_off(harness: Harness, code: int, window: floa
 @pytest.mark.requirement("TURN-ALLOC-12")
 @pytest.mark.needs("turn_client")
 @pytest.mark.parametrize("authenticated", [False, True], ids=["without-integrity", "with-integrity"])
+@pytest.mark.selftest(fault="ignore-alternate", verdict="NON-STRICT", params="with-integrity")
+@pytest.mark.selftest(fault="follow-unauthenticated-alternate", params="without-integrity")
+@pytest.mark.selftest(fault="rfc5389-client", params="without-integrity")
+@pytest.mark.selftest(fault="rfc5389-client", params="without-integrity", revision_gap=True)
 async def test_try_alternate_needs_integrity(harness: Harness, authenticated: bool) -> None:
     """TURN-ALLOC-12 (RFC 8489 §14.15, §9.2.5, RFC 8656 §7.4): a 300 without integrity is ignored; with integrity
     the client should try the ALTERNATE-SERVER first."""
@@ -244,6 +256,7 @@ async def test_try_alternate_needs_integrity(harness: Harness, authenticated: bo
 
 @pytest.mark.requirement("TURN-ALLOC-15")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="ignore-437")
 async def test_437_to_refresh_ends_use_of_the_relay(harness: Harness) -> None:
     """TURN-ALLOC-15 (RFC 8656 §5): after a 437 to its Refresh the client treats the allocation as gone and sends
     nothing more through it."""
@@ -291,6 +304,7 @@ async def test_437_to_refresh_ends_use_of_the_relay(harness: Harness) -> None:
 @pytest.mark.requirement("TURN-ERR-02")
 @pytest.mark.needs("turn_client")
 @pytest.mark.parametrize("code", [499, 599, 699])
+@pytest.mark.selftest(fault="retry-5xx-forever")
 async def test_unknown_error_codes_do_not_loop(harness: Harness, code: int) -> None:
     """TURN-ERR-02 (RFC 8489 §6.3.4, RFC 8656 §7.4): an unknown 4xx or 6xx fails the transaction; a 5xx is
     retried a limited number of times; no loop."""
@@ -314,6 +328,8 @@ async def test_unknown_error_codes_do_not_loop(harness: Harness, code: int) -> N
     "lifetime",
     [15, pytest.param(600, marks=[pytest.mark.slow, pytest.mark.budget(700)], id="600")],
 )
+@pytest.mark.selftest(fault="no-refresh")
+@pytest.mark.selftest(fault="refresh-at-expiry", params="15")
 async def test_allocation_is_refreshed_before_it_expires(harness: Harness, lifetime: int) -> None:
     """TURN-LIFE-05 (RFC 8656 §8): the client refreshes before the granted LIFETIME runs out (about 1 minute
     early is suggested); 15 s is the scaled variant.
@@ -355,6 +371,7 @@ async def test_allocation_is_refreshed_before_it_expires(harness: Harness, lifet
 
 @pytest.mark.requirement("TURN-LIFE-06")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="no-delete", verdict="NON-STRICT")
 async def test_closing_deletes_the_allocation_and_437_ends_it(harness: Harness) -> None:
     """TURN-LIFE-06 (RFC 8656 §8, §8.3): a client done with its allocation deletes it (Refresh LIFETIME=0); a 437
     to that delete counts as success, with no retry."""

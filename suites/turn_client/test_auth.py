@@ -61,6 +61,8 @@ def _authenticated_allocates(server: TurnServer) -> list[Received]:
 
 @pytest.mark.requirement("STUN-AUTH-05")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="credentials-first")
+@pytest.mark.selftest(fault="reuse-txid-after-401", verdict="NON-STRICT")
 async def test_first_allocate_is_bare_then_retried_with_md5_credentials(harness: Harness) -> None:
     """STUN-AUTH-05 (RFC 8489 §9.2.3.1, §9.2.5, §9.2.2): bare first Allocate; after the 401 a new txid, copied
     REALM and NONCE, and MESSAGE-INTEGRITY under MD5(username:realm:password)."""
@@ -119,6 +121,9 @@ async def test_first_allocate_is_bare_then_retried_with_md5_credentials(harness:
 
 @pytest.mark.requirement("STUN-AUTH-06")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="ignore-password-algorithms")
+@pytest.mark.selftest(fault="rfc5389-client")
+@pytest.mark.selftest(fault="rfc5389-client", revision_gap=True)
 async def test_password_algorithms_are_echoed_and_sha256_is_used(harness: Harness) -> None:
     """STUN-AUTH-06 (RFC 8489 §9.2.5, §18.5.1.2): PASSWORD-ALGORITHMS echoed, PASSWORD-ALGORITHM SHA-256 and
     MESSAGE-INTEGRITY-SHA256 only, in the retry and in later requests."""
@@ -161,6 +166,10 @@ async def test_password_algorithms_are_echoed_and_sha256_is_used(harness: Harnes
 @pytest.mark.requirement("STUN-AUTH-07")
 @pytest.mark.needs("turn_client")
 @pytest.mark.parametrize("variant", ["bit-without-list", "no-supported-algorithm", "fresh-nonce-every-401"])
+@pytest.mark.selftest(fault="ignore-password-algorithms", params=["bit-without-list", "no-supported-algorithm"])
+@pytest.mark.selftest(fault="rfc5389-client", params=["bit-without-list", "no-supported-algorithm"])
+@pytest.mark.selftest(fault="rfc5389-client", params=["bit-without-list", "no-supported-algorithm"], revision_gap=True)
+@pytest.mark.selftest(fault="retry-401-forever", params="fresh-nonce-every-401")
 async def test_no_authenticated_retry_when_forbidden(harness: Harness, variant: str) -> None:
     """STUN-AUTH-07 (RFC 8489 §9.2.5): no retry after a 401 whose algorithms bit lacks PASSWORD-ALGORITHMS or
     lists nothing supported; at most one authenticated retry when every attempt gets a 401."""
@@ -200,6 +209,7 @@ async def test_no_authenticated_retry_when_forbidden(harness: Harness, variant: 
 
 @pytest.mark.requirement("STUN-AUTH-08")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="no-438-retry")
 async def test_stale_nonce_438_is_retried_with_the_new_nonce(harness: Harness) -> None:
     """STUN-AUTH-08 (RFC 8489 §9.2.5, RFC 8656 §8.3): a 438 to a request after the Allocate is retried at once
     with the new NONCE, USERNAME, REALM and integrity."""
@@ -245,6 +255,7 @@ async def test_stale_nonce_438_is_retried_with_the_new_nonce(harness: Harness) -
 
 @pytest.mark.requirement("STUN-AUTH-09")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="accept-unauthenticated-400")
 async def test_unauthenticated_400_is_discarded_and_retransmission_goes_on(harness: Harness) -> None:
     """STUN-AUTH-09 (RFC 8489 §9.2.5): a 400 without integrity to an authenticated Allocate is ignored; the same
     transaction is retransmitted."""
@@ -265,6 +276,9 @@ async def test_unauthenticated_400_is_discarded_and_retransmission_goes_on(harne
 
 @pytest.mark.requirement("STUN-AUTH-10")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="no-userhash")
+@pytest.mark.selftest(fault="rfc5389-client")
+@pytest.mark.selftest(fault="rfc5389-client", revision_gap=True)
 async def test_username_anonymity_bit_gets_userhash(harness: Harness) -> None:
     """STUN-AUTH-10 (RFC 8489 §14.4, §9.2.5): with the username-anonymity nonce bit the retry carries USERHASH
     (SHA-256 of username:realm) and no USERNAME."""

@@ -99,6 +99,9 @@ def _inner(r: Received) -> bytes:
 
 @pytest.mark.requirement("TURN-PERM-05")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="channel-length-lies", requirement="TURN-CHAN-06")
+@pytest.mark.selftest(fault="data-before-permission")
+@pytest.mark.selftest(fault="send-without-data", requirement="TURN-DATA-01")
 async def test_no_data_to_a_peer_before_a_permission(harness: Harness) -> None:
     """TURN-PERM-05 (RFC 8656 §11.1): every Send indication or ChannelData to a peer IP follows a successful
     CreatePermission or ChannelBind covering that IP."""
@@ -119,6 +122,8 @@ async def test_no_data_to_a_peer_before_a_permission(harness: Harness) -> None:
 
 @pytest.mark.requirement("ICE-CHK-08")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="channel-before-ice", verdict="NON-STRICT")
+@pytest.mark.selftest(fault="check-before-permission")
 async def test_permission_precedes_checks_from_the_relayed_candidate(harness: Harness) -> None:
     """ICE-CHK-08 (RFC 8445 §7.2.1): the agent installs a permission for the remote IP before its first check
     through the relay; CreatePermission (not ChannelBind) is RECOMMENDED until ICE completes."""
@@ -160,6 +165,8 @@ async def test_permission_precedes_checks_from_the_relayed_candidate(harness: Ha
 
 @pytest.mark.requirement("TURN-CHAN-06")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="channel-length-padded")
+@pytest.mark.selftest(fault="channel-out-of-range")
 async def test_channel_data_length_counts_only_the_data(harness: Harness) -> None:
     """TURN-CHAN-06 (RFC 8656 §12.4, §12.5): the IUT's ChannelData carries channel 0x4000-0x4FFF and a Length
     equal to the application data; UDP padding is optional and not counted."""
@@ -193,6 +200,7 @@ async def test_channel_data_length_counts_only_the_data(harness: Harness) -> Non
 
 @pytest.mark.requirement("TURN-CHAN-08")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="no-restart-after-400", verdict="NON-STRICT")
 async def test_400_to_channel_bind_restarts_the_allocation(harness: Harness) -> None:
     """TURN-CHAN-08 (RFC 8656 §12.3): after an unexpected 400 to ChannelBind the client should delete the
     allocation and start afresh with a new one."""
@@ -233,6 +241,7 @@ async def test_400_to_channel_bind_restarts_the_allocation(harness: Harness) -> 
 @pytest.mark.requirement("TURN-CHAN-09")
 @pytest.mark.needs("turn_client")
 @pytest.mark.parametrize("first_byte", [0x50, 0xF0], ids=["0x50", "0xf0"])
+@pytest.mark.selftest(fault="deliver-reserved")
 async def test_reserved_first_bytes_are_dropped(harness: Harness, first_byte: int) -> None:
     """TURN-CHAN-09 (RFC 8656 §12, Table 3): a datagram from the server whose first byte is reserved is dropped,
     not delivered; a valid one afterwards still is."""
@@ -275,6 +284,7 @@ async def _data(h: Harness, session: IceSession, data: bytes, timeout: float) ->
 
 @pytest.mark.requirement("TURN-CHAN-10")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="no-channel", verdict="NON-STRICT")
 async def test_channel_is_bound_to_the_selected_remote(harness: Harness) -> None:
     """TURN-CHAN-10 (RFC 8445 §12.1): with a relayed local candidate the agent should bind a channel to the
     selected remote candidate once ICE completes."""
@@ -297,6 +307,7 @@ async def test_channel_is_bound_to_the_selected_remote(harness: Harness) -> None
 
 @pytest.mark.requirement("TURN-DATA-04")
 @pytest.mark.needs("turn_client")
+@pytest.mark.selftest(fault="reject-data-indication")
 async def test_data_indication_without_integrity_is_accepted(harness: Harness) -> None:
     """TURN-DATA-04 (RFC 8656 §5, §11.4): indications are never authenticated; a Data indication without
     MESSAGE-INTEGRITY from a permitted peer is delivered."""
@@ -314,6 +325,8 @@ async def test_data_indication_without_integrity_is_accepted(harness: Harness) -
 @pytest.mark.requirement("TURN-DATA-05")
 @pytest.mark.needs("turn_client")
 @pytest.mark.parametrize("variant", ["no-peer-address", "no-data", "unpermitted-peer"])
+@pytest.mark.selftest(fault="deliver-malformed-data", params=["no-peer-address", "no-data"])
+@pytest.mark.selftest(fault="accept-unpermitted-data", verdict="NON-STRICT", params="unpermitted-peer")
 async def test_malformed_or_unpermitted_data_indications_are_discarded(harness: Harness, variant: str) -> None:
     """TURN-DATA-05 (RFC 8656 §11.4): a Data indication without XOR-PEER-ADDRESS, or with neither DATA nor ICMP,
     is discarded; one from a peer without a permission should be."""

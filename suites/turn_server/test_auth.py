@@ -25,6 +25,9 @@ def _d(rec: Received | None) -> str:
 
 @pytest.mark.requirement("STUN-AUTH-11")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="no-realm-in-401")
+@pytest.mark.selftest(fault="rfc5389-server")
+@pytest.mark.selftest(fault="rfc5389-server", revision_gap=True)
 async def test_unauthenticated_allocate_gets_a_401_challenge(harness: Harness) -> None:
     """STUN-AUTH-11 (RFC 8489 §9.2.4, §9.2): 401 with REALM and an 'obMatJos2' NONCE, no integrity attributes."""
     srv = await start_turn_server(harness)
@@ -61,6 +64,7 @@ async def test_unauthenticated_allocate_gets_a_401_challenge(harness: Harness) -
 
 @pytest.mark.requirement("STUN-AUTH-12")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="shared-nonce")
 async def test_nonces_differ_per_source_and_attempt(harness: Harness) -> None:
     """STUN-AUTH-12 (RFC 8489 §9.2.4, RFC 8656 §5): two sources never share a NONCE; attempts get fresh ones."""
     srv = await start_turn_server(harness)
@@ -83,6 +87,9 @@ async def test_nonces_differ_per_source_and_attempt(harness: Harness) -> None:
     ("variant", "expected"),
     [("no-realm", 400), ("no-nonce", 400), ("no-username", 400), ("wrong-password", 401), ("unknown-user", 401)],
 )
+@pytest.mark.selftest(fault="no-400-on-missing-realm", params=["no-realm-400", "no-nonce-400", "no-username-400"])
+@pytest.mark.selftest(fault="unknown-user-gets-400", params="unknown-user-401")
+@pytest.mark.selftest(fault="accept-wrong-key", params="wrong-password-401")
 async def test_bad_credentials_get_400_or_401(harness: Harness, variant: str, expected: int) -> None:
     """STUN-AUTH-13 (RFC 8489 §9.2.4): missing REALM/NONCE/USERNAME with MI: 400; wrong key or user: 401."""
     srv = await start_turn_server(harness)
@@ -108,6 +115,7 @@ async def test_bad_credentials_get_400_or_401(harness: Harness, variant: str, ex
 
 @pytest.mark.requirement("STUN-AUTH-14")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="stale-nonce-not-438")
 async def test_stale_nonce_gets_438_scaled(harness: Harness) -> None:
     """STUN-AUTH-14 (RFC 8489 §9.2.4), scaled: with a 3 s nonce lifetime, a 6 s old nonce gets 438 and a new NONCE."""
     import asyncio
@@ -128,6 +136,7 @@ async def test_stale_nonce_gets_438_scaled(harness: Harness) -> None:
 
 @pytest.mark.requirement("STUN-AUTH-15")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="md5-answered-with-sha256")
 async def test_no_algorithm_attributes_means_md5(harness: Harness) -> None:
     """STUN-AUTH-15 (RFC 8489 §9.2.4): without algorithm attributes the request is MD5 and succeeds with MI."""
     srv = await start_turn_server(harness)
@@ -157,6 +166,7 @@ async def test_no_algorithm_attributes_means_md5(harness: Harness) -> None:
 
 @pytest.mark.requirement("STUN-AUTH-16")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="no-integrity-on-channelbind")
 async def test_every_response_to_an_authenticated_request_has_integrity(harness: Harness) -> None:
     """STUN-AUTH-16 (RFC 8489 §9.2.4): Allocate, Refresh, CreatePermission, ChannelBind and errors carry valid MI."""
     srv = await start_turn_server(harness)

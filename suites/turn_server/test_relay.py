@@ -36,6 +36,7 @@ def _d(rec: Received | None) -> str:
 
 @pytest.mark.requirement("TURN-PERM-02")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="relay-without-permission")
 async def test_peers_without_a_permission_are_not_relayed(harness: Harness) -> None:
     """TURN-PERM-02 (RFC 8656 §9): datagrams from unpermitted IPs are dropped; a permitted IP from a new port passes."""
     srv = await start_turn_server(harness)
@@ -64,6 +65,7 @@ async def test_peers_without_a_permission_are_not_relayed(harness: Harness) -> N
 
 @pytest.mark.requirement("TURN-PERM-02")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="permissions-shared-across-allocations")
 async def test_a_permission_on_one_allocation_does_not_open_another(harness: Harness) -> None:
     """TURN-PERM-02 (RFC 8656 §9, §21.2): permissions belong to one allocation only."""
     srv = await start_turn_server(harness)
@@ -80,6 +82,7 @@ async def test_a_permission_on_one_allocation_does_not_open_another(harness: Har
 
 @pytest.mark.requirement("TURN-PERM-03")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="permission-port-sensitive")
 async def test_one_create_permission_installs_every_peer(harness: Harness) -> None:
     """TURN-PERM-03 (RFC 8656 §10.2): two XOR-PEER-ADDRESS in one request; both IPs are relayed, ports ignored."""
     srv = await start_turn_server(harness)
@@ -104,6 +107,8 @@ async def test_one_create_permission_installs_every_peer(harness: Harness) -> No
 @pytest.mark.requirement("TURN-PERM-04", "TURN-ERR-01")
 @pytest.mark.needs("turn_server")
 @pytest.mark.parametrize(("variant", "expected"), [("no-peer", 400), ("ipv6-peer", 443)])
+@pytest.mark.selftest(fault="accept-ipv6-peer", requirement="TURN-PERM-04", params="ipv6-peer-443")
+@pytest.mark.selftest(fault="accept-permission-without-peer", requirement="TURN-PERM-04", params="no-peer-400")
 async def test_create_permission_rejects_bad_peers(harness: Harness, variant: str, expected: int) -> None:
     """TURN-PERM-04, TURN-ERR-01 (RFC 8656 §10.2, §19): no XOR-PEER-ADDRESS gets 400, an IPv6 peer on IPv4 443."""
     srv = await start_turn_server(harness)
@@ -122,6 +127,7 @@ async def test_create_permission_rejects_bad_peers(harness: Harness, variant: st
 
 @pytest.mark.requirement("TURN-PERM-01")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="permissions-never-expire")
 async def test_permission_expires_at_its_lifetime_scaled(harness: Harness) -> None:
     """TURN-PERM-01 (RFC 8656 §9), scaled: with a 6 s permission lifetime, relayed at 4 s, dropped at 8 s."""
     await _permission_lifetime(harness, 6.0, scaled=True)
@@ -131,6 +137,7 @@ async def test_permission_expires_at_its_lifetime_scaled(harness: Harness) -> No
 @pytest.mark.budget(420)
 @pytest.mark.requirement("TURN-PERM-01")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="permissions-never-expire")
 async def test_permission_lasts_300_seconds(harness: Harness) -> None:
     """TURN-PERM-01 (RFC 8656 §9): a permission lasts exactly 300 s: relayed at 290 s, dropped at 310 s."""
     await _permission_lifetime(harness, 300.0, scaled=False)
@@ -169,6 +176,7 @@ async def _until(now: object, when: float) -> None:
 
 @pytest.mark.requirement("TURN-PERM-06")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="channeldata-refreshes-permission")
 async def test_channel_data_does_not_refresh_the_permission_scaled(harness: Harness) -> None:
     """TURN-PERM-06 (RFC 8656 §12.6), scaled: ChannelData alone does not keep a 6 s permission alive.
 
@@ -215,6 +223,9 @@ async def test_channel_data_does_not_refresh_the_permission_scaled(harness: Harn
 @pytest.mark.requirement("TURN-CHAN-01")
 @pytest.mark.needs("turn_server")
 @pytest.mark.parametrize("variant", ["0x3fff", "0x5000", "0x7fff", "rebind-number", "rebind-peer"])
+@pytest.mark.selftest(fault="accept-bad-channel-number", params=["0x3fff", "0x5000", "0x7fff"])
+@pytest.mark.selftest(fault="accept-bad-channel-number", params=["0x5000", "0x7fff"], revision_gap=True)
+@pytest.mark.selftest(fault="allow-channel-rebinding", params=["rebind-number", "rebind-peer"])
 async def test_channel_bind_rejects_bad_numbers_and_conflicts(harness: Harness, variant: str) -> None:
     """TURN-CHAN-01 (RFC 8656 §12.2): numbers outside 0x4000-0x4FFF and conflicting bindings get 400."""
     srv = await start_turn_server(harness)
@@ -238,6 +249,7 @@ async def test_channel_bind_rejects_bad_numbers_and_conflicts(harness: Harness, 
 
 @pytest.mark.requirement("TURN-CHAN-02", "TURN-CHAN-03", "TURN-CHAN-06")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="data-indication-despite-channel", requirement="TURN-CHAN-03")
 async def test_channel_bind_installs_permission_and_uses_channel_data(harness: Harness) -> None:
     """TURN-CHAN-02/03/06 (RFC 8656 §12.2, §12.4, §12.5): bind alone relays, twice succeeds, ChannelData back."""
     srv = await start_turn_server(harness)
@@ -274,6 +286,8 @@ async def test_channel_bind_installs_permission_and_uses_channel_data(harness: H
 @pytest.mark.requirement("TURN-CHAN-04")
 @pytest.mark.needs("turn_server")
 @pytest.mark.parametrize("variant", ["unbound", "reserved-0x5000", "short"])
+@pytest.mark.selftest(fault="relay-bad-channel-data", params=["reserved-0x5000", "short"])
+@pytest.mark.selftest(fault="relay-on-unbound-channel", params="unbound")
 async def test_bad_channel_data_is_dropped(harness: Harness, variant: str) -> None:
     """TURN-CHAN-04 (RFC 8656 §12.6): ChannelData on an unbound or reserved channel, or truncated, is dropped."""
     srv = await start_turn_server(harness)
@@ -300,6 +314,7 @@ async def test_bad_channel_data_is_dropped(harness: Harness, variant: str) -> No
 
 @pytest.mark.requirement("TURN-CHAN-05")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="drop-empty-channeldata")
 async def test_empty_channel_data_becomes_an_empty_datagram(harness: Harness) -> None:
     """TURN-CHAN-05 (RFC 8656 §12.4, §12.6): ChannelData of length 0 gives a 0-byte UDP datagram from the relay."""
     srv = await start_turn_server(harness)
@@ -321,6 +336,8 @@ async def test_empty_channel_data_becomes_an_empty_datagram(harness: Harness) ->
 @pytest.mark.requirement("TURN-DATA-01")
 @pytest.mark.needs("turn_server")
 @pytest.mark.parametrize("variant", ["no-data", "no-peer", "no-permission", "ipv6-peer"])
+@pytest.mark.selftest(fault="lenient-send-indications", params=["no-data", "no-peer", "ipv6-peer"])
+@pytest.mark.selftest(fault="relay-without-permission", params="no-permission")
 async def test_bad_send_indications_are_discarded(harness: Harness, variant: str) -> None:
     """TURN-DATA-01, TURN-ERR-01 (RFC 8656 §11.2): Send without DATA, peer or permission is discarded."""
     srv = await start_turn_server(harness)
@@ -345,6 +362,8 @@ async def test_bad_send_indications_are_discarded(harness: Harness, variant: str
 
 @pytest.mark.requirement("TURN-DATA-02", "TURN-DATA-03", "TURN-DATA-04")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="data-indication-wrong-peer", requirement="TURN-DATA-03")
+@pytest.mark.selftest(fault="drop-send-indications", requirement="TURN-DATA-04")
 async def test_send_and_data_indications_relay_both_ways(harness: Harness) -> None:
     """TURN-DATA-02/03/04 (RFC 8656 §5, §11.2, §11.3): an unauthenticated Send is relayed; peer data comes back."""
     srv = await start_turn_server(harness)
@@ -376,6 +395,7 @@ async def test_send_and_data_indications_relay_both_ways(harness: Harness) -> No
 
 @pytest.mark.requirement("TURN-LIFE-01")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="default-lifetime-300")
 async def test_default_lifetime_is_600(harness: Harness) -> None:
     """TURN-LIFE-01 (RFC 8656 §6, §7.2): an Allocate without LIFETIME gets LIFETIME 600."""
     srv = await start_turn_server(harness)
@@ -385,6 +405,8 @@ async def test_default_lifetime_is_600(harness: Harness) -> None:
 
 @pytest.mark.requirement("TURN-LIFE-02")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="lifetime-missing-in-refresh")
+@pytest.mark.selftest(fault="short-lifetime-granted")
 async def test_lifetime_rule_and_maximum(harness: Harness) -> None:
     """TURN-LIFE-02 (RFC 8656 §7.2, §8.2): 30 gives the default 600; 1e6 gives at most 3600; Refresh has LIFETIME."""
     srv = await start_turn_server(harness)
@@ -407,6 +429,8 @@ async def test_lifetime_rule_and_maximum(harness: Harness) -> None:
 
 @pytest.mark.requirement("TURN-LIFE-03")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="ignore-lifetime-zero")
+@pytest.mark.selftest(fault="relay-after-delete")
 async def test_refresh_zero_deletes_the_allocation(harness: Harness) -> None:
     """TURN-LIFE-03 (RFC 8656 §8.2): Refresh 0 succeeds; then Refresh gets 437 and peer data is not relayed."""
     srv = await start_turn_server(harness)
@@ -440,6 +464,7 @@ async def test_refresh_zero_deletes_the_allocation(harness: Harness) -> None:
 
 @pytest.mark.requirement("TURN-LIFE-04")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="data-refreshes-allocation")
 async def test_data_does_not_refresh_the_allocation_scaled(harness: Harness) -> None:
     """TURN-LIFE-04 (RFC 8656 §6), scaled: ChannelData every second does not keep a short allocation alive."""
     await _allocation_expiry(harness, {"max_allocation_lifetime": 6, "default_allocation_lifetime": 6}, 30)
@@ -449,6 +474,7 @@ async def test_data_does_not_refresh_the_allocation_scaled(harness: Harness) -> 
 @pytest.mark.budget(720)
 @pytest.mark.requirement("TURN-LIFE-04")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="data-refreshes-allocation")
 async def test_data_does_not_refresh_the_allocation(harness: Harness) -> None:
     """TURN-LIFE-04 (RFC 8656 §6): with only ChannelData for 600 s the allocation expires at its lifetime."""
     await _allocation_expiry(harness, None, 700)
@@ -483,6 +509,7 @@ async def _allocation_expiry(h: Harness, options: dict[str, int] | None, limit: 
 
 @pytest.mark.requirement("SEC-04", "TURN-ALLOC-14")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="allocation-by-username", requirement="SEC-04")
 async def test_forged_refresh_cannot_delete_another_allocation(harness: Harness) -> None:
     """SEC-04 (RFC 8656 §21.1.3, §5): Refresh 0 as the same user from another 5-tuple gets 437; the victim relays."""
     srv = await start_turn_server(harness)
@@ -508,6 +535,7 @@ async def test_forged_refresh_cannot_delete_another_allocation(harness: Harness)
 
 @pytest.mark.requirement("SEC-04")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="unauthenticated-refresh")
 async def test_unauthenticated_refresh_on_the_victims_5_tuple_is_refused(harness: Harness) -> None:
     """SEC-04 (RFC 8656 §21.1.3): Refresh 0 without MI on the victim's own 5-tuple gets 401; the allocation lives."""
     srv = await start_turn_server(harness)
@@ -529,6 +557,7 @@ async def test_unauthenticated_refresh_on_the_victims_5_tuple_is_refused(harness
 
 @pytest.mark.requirement("SEC-05")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="unauthenticated-permissions")
 async def test_only_authenticated_requests_create_permissions(harness: Harness) -> None:
     """SEC-05 (RFC 8656 §21.2.1): CreatePermission without MI gets 401 and the peer stays blocked."""
     srv = await start_turn_server(harness)
@@ -550,6 +579,7 @@ async def test_only_authenticated_requests_create_permissions(harness: Harness) 
 
 @pytest.mark.requirement("SEC-06")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(fault="quota-by-address", verdict="NON-STRICT")
 async def test_allocation_quota_is_per_username(harness: Harness) -> None:
     """SEC-06 (RFC 8656 §7.2 step 10): with a quota of 2, the third Allocate of one username gets 486."""
     srv = await start_turn_server(harness, options={"user_quota": 2})
@@ -562,6 +592,8 @@ async def test_allocation_quota_is_per_username(harness: Harness) -> None:
 
 @pytest.mark.requirement("SEC-07")
 @pytest.mark.needs("turn_server")
+@pytest.mark.selftest(verdict="INFO")
+@pytest.mark.selftest(fault="amplify-challenges", verdict="INFO")
 async def test_reflection_ratio_of_unauthenticated_requests(harness: Harness) -> None:
     """SEC-07 (harness metric): response bytes / request bytes for a minimal Binding and a minimal Allocate."""
     from conformance.packets import STUN, attr, message_type
