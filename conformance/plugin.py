@@ -1,17 +1,18 @@
 """The pytest plugin of ice-conformance (``pytest11`` entry point ``ice_conformance``).
 
-Theory of operation: options pick the IUT (``--iut NAME`` from the registry, or ``--iut-cmd "CMD ARGS"`` for any stdio
-shim). Each worker runs one asyncio loop; the IUT's adapter lives for the worker's session and is restarted when it
-died. A case is an ``async def`` test taking the ``harness`` fixture; the plugin runs it on the loop within its time
-budget and grades the outcome: findings recorded through ``harness.findings`` carry the catalog level (MUST → FAIL,
-SHOULD → NON-STRICT), :class:`UnsupportedFeature` and the adapter's :class:`Unsupported` give UNSUPPORTED, and every
-other exception (adapter failures, timeouts with no requirement, budgets) gives ERROR. The harness's passive monitor
-(conformance/tester/monitor.py) judges every datagram the IUT sends: each requirement it finds broken becomes one
-finding on that row (marked as the monitor's), a case whose every message breaks one MUST is ended at once with that
-FAIL, and a case that would end in ERROR (a failed precondition) is a FAIL when the monitor saw the IUT break a MUST.
-Verdicts map onto pytest outcomes (PASS passed; FAIL and ERROR failed; NON-STRICT, INFO and UNSUPPORTED skipped
-with the verdict first in the reason) and travel in
-``user_properties`` to JUnit, the controller's ``summary.json`` and allure.
+Theory of operation: options (conformance/options.py) pick the IUT (``--ice-iut NAME`` from the registry, or
+``--ice-iut-cmd "CMD ARGS"`` for any stdio shim). Each worker runs one asyncio loop; the IUT's adapter lives for the
+worker's session and is restarted when it died. A case is an ``async def`` test taking the ``harness`` fixture; the
+plugin runs it on the loop within its time budget and grades the outcome: findings recorded through ``harness.findings``
+carry the catalog level (MUST → FAIL, SHOULD → NON-STRICT), :class:`UnsupportedFeature` and the adapter's
+:class:`Unsupported` give UNSUPPORTED, and every other exception (adapter failures, timeouts with no requirement,
+budgets) gives ERROR. The harness's passive monitor (conformance/tester/monitor.py) judges every datagram the IUT sends:
+each requirement it finds broken becomes one finding on that row (marked as the monitor's), a case whose every message
+breaks one MUST is ended at once with that FAIL, and a case that would end in ERROR (a failed precondition) is a FAIL
+when the monitor saw the IUT break a MUST. Verdicts map onto pytest outcomes (PASS passed; FAIL and ERROR failed;
+NON-STRICT, INFO and UNSUPPORTED skipped with the verdict first in the reason) and travel in ``user_properties`` to
+JUnit, the controller's ``summary.json`` (conformance/report/summary.py) and allure. The IUT's lifetime is
+conformance/iut_handle.py, the grading conformance/verdict.py, the files a case leaves conformance/artifacts.py.
 """
 
 from __future__ import annotations
@@ -32,67 +33,45 @@ from typing import Any
 
 import pytest
 
-from conformance.adapters.base import Adapter, AdapterError, IutCrashed, IutInfo, Unsupported, iut_death
+from conformance.adapters.base import AdapterError, IutInfo, iut_death
 from conformance.adapters.contract import ContractChecker
-from conformance.catalog import SEVERITY, load_catalog
+from conformance.artifacts import allure_labels, allure_parameter, archive
+from conformance.catalog import load_catalog
 from conformance.hung import HungLog
-from conformance.revisions import GRADED_ON_EVIDENCE, RevisionPolicy, implemented
+from conformance.iut_handle import IutHandle
+from conformance.options import HUNG_DIR, HUNG_LOG, STARTED, add_options, iut_label, value
+from conformance.report.summary import SummaryCollector
+from conformance.revisions import RevisionPolicy, implemented
 from conformance.tester.capture import Capture
 from conformance.tester.harness import Harness
 from conformance.tester.monitor import Monitor, SystematicViolation
 from conformance.verdict import (
-    VERDICT_ORDER,
-    CaseEnded,
     Finding,
     Findings,
     HarnessError,
     UnsupportedFeature,
     Verdict,
-    Violation,
+    grade,
+    own_findings,
     verdict_for_level,
 )
 
-__all__ = ["IutHandle"]
+__all__ = ["ARTIFACTS", "CONTRACT_MARK", "FINDINGS", "HARNESS", "IUT_INFO", "MONITOR_MERGED", "STDERR_MARK"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_IUT = "aioice"
-INIT_TIMEOUT = 15.0
+#: What the plugin keeps on each case's item (pytest's stash).
+FINDINGS = pytest.StashKey[Findings]()
+IUT_INFO = pytest.StashKey[IutInfo]()
+HARNESS = pytest.StashKey[Harness]()
+STDERR_MARK = pytest.StashKey[Any]()
+CONTRACT_MARK = pytest.StashKey[int]()
+MONITOR_MERGED = pytest.StashKey[bool]()
+ARTIFACTS = pytest.StashKey[dict[str, str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("ice-conformance", "ICE/STUN/TURN conformance")
-    group.addoption("--iut", action="store", default=None, help="IUT name from the registry (default: aioice)")
-    group.addoption("--iut-cmd", action="store", default=None, help='command of a stdio shim, e.g. "node shim.js"')
-    group.addoption("--case-budget", action="store", type=float, default=None, help="seconds per case (default 60)")
-    group.addoption("--slow", action="store_true", default=False, help="also run cases marked slow")
-    group.addoption(
-        "--iut-budget", action="store", type=float, default=None, help="seconds of case time per IUT (per worker)"
-    )
-    group.addoption("--run-budget", action="store", type=float, default=None, help="seconds for the whole run")
-    group.addoption(
-        "--iut-name", action="store", default=None, help="the run's IUT name (default: the registry or shim's name)"
-    )
-    group.addoption(
-        "--req",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="select the cases checking this requirement ID (glob patterns allowed; repeatable)",
-    )
-    group.addoption("--conformance-out", action="store", default=None, help="folder for summary.json and artifacts")
-    group.addoption(
-        "--require",
-        action="append",
-        type=int,
-        default=[],
-        choices=sorted(GRADED_ON_EVIDENCE),
-        metavar="REVISION",
-        help="the IUT claims RFC 8489 or 8656: grade that revision's rules as written (repeatable; "
-        "by default they are UNSUPPORTED unless the IUT shows the mechanism)",
-    )
-    parser.addini("iut", "default IUT name", default=DEFAULT_IUT)
-    parser.addini("case_budget", "default seconds per case", default="60")
+    add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -106,14 +85,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "selftest(fault=, variant=, verdict=, requirement=, message=, params=, require=, revision_gap=, record=): "
         "how the reference IUTs must grade the case, run by the harness's self-tests (tests/selftest.py)",
     )
-    if config.getoption("iut") and config.getoption("iut_cmd"):
+    if value(config, "iut") and value(config, "iut_cmd"):
         raise pytest.UsageError("--iut and --iut-cmd are exclusive: name a registered IUT or give a shim command")
     for option in ("case_budget", "iut_budget", "run_budget"):
-        value = config.getoption(option)
-        if value is not None and value <= 0:
-            raise pytest.UsageError(f"--{option.replace('_', '-')} must be positive, got {value}")
-    config._conformance_started = time.monotonic()  # type: ignore[attr-defined]
-    name = config.getoption("iut")
+        given = value(config, option)
+        if given is not None and given <= 0:
+            raise pytest.UsageError(f"--{option.replace('_', '-')} must be positive, got {given}")
+    config.stash[STARTED] = time.monotonic()
+    name = value(config, "iut")
     if name:
         from conformance.adapters.registry import UnknownIut, get_iut
 
@@ -121,7 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
             get_iut(name)
         except UnknownIut as exc:
             raise pytest.UsageError(str(exc)) from exc
-    config.pluginmanager.register(_Collector(config), "ice-conformance-collector")
+    config.pluginmanager.register(SummaryCollector(config), "ice-conformance-collector")
     _open_hung_log(config)
 
 
@@ -133,11 +112,11 @@ def _open_hung_log(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         path = workerinput.get(_HUNG_KEY)
-        config._conformance_hung = HungLog(Path(path)) if path else None  # type: ignore[attr-defined]
+        config.stash[HUNG_LOG] = HungLog(Path(path)) if path else None
         return
     folder = Path(tempfile.mkdtemp(prefix="ice-conformance-"))
-    config._conformance_hung_dir = folder  # type: ignore[attr-defined]
-    config._conformance_hung = HungLog(folder / "hung.log")  # type: ignore[attr-defined]
+    config.stash[HUNG_DIR] = folder
+    config.stash[HUNG_LOG] = HungLog(folder / "hung.log")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_HungLogToWorkers(folder / "hung.log"), "ice-conformance-hung")
 
@@ -152,14 +131,13 @@ class _HungLogToWorkers:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    folder = getattr(config, "_conformance_hung_dir", None)
+    folder = config.stash.get(HUNG_DIR, None)
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def _hung_log(config: pytest.Config) -> HungLog | None:
-    log: HungLog | None = getattr(config, "_conformance_hung", None)
-    return log
+    return config.stash.get(HUNG_LOG, None)
 
 
 def _stalled_in(exc: BaseException | None) -> str | None:
@@ -175,7 +153,7 @@ def _stalled_in(exc: BaseException | None) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    patterns: list[str] = config.getoption("req") or []
+    patterns: list[str] = value(config, "req") or []
     if patterns:
         from fnmatch import fnmatchcase
 
@@ -188,7 +166,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if other:
             config.hook.pytest_deselected(items=other)
             items[:] = [item for item in items if wanted(item)]
-    if config.getoption("slow"):
+    if value(config, "slow"):
         return
     slow = [item for item in items if item.get_closest_marker("slow") is not None]
     if slow:
@@ -197,86 +175,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"ice-conformance: IUT {_iut_label(config)}"
+    return f"ice-conformance: IUT {iut_label(config)}"
 
 
-def _iut_label(config: pytest.Config) -> str:
-    if config.getoption("iut_name"):
-        return str(config.getoption("iut_name"))
-    cmd = config.getoption("iut_cmd")
-    return f"command {cmd!r}" if cmd else str(config.getoption("iut") or config.getini("iut"))
-
-
-# -- the IUT for the worker's session ----------------------------------------------------------------------------
-
-
-class IutHandle:
-    """The worker's adapter: started on first use, restarted after it died, shut down at the end."""
-
-    def __init__(self, config: pytest.Config, loop: asyncio.AbstractEventLoop) -> None:
-        self.config = config
-        self.loop = loop
-        self.adapter: Adapter | None = None
-        self.info: IutInfo | None = None
-        self.failure: str | None = None
-        #: Seconds of case time spent on this IUT by this worker (for --iut-budget).
-        self.spent = 0.0
-
-    def _make(self) -> Adapter:
-        from conformance.adapters.registry import make_adapter
-
-        cmd = self.config.getoption("iut_cmd")
-        if cmd:
-            return make_adapter(cmd=cmd)
-        return make_adapter(str(self.config.getoption("iut") or self.config.getini("iut")))
-
-    def _dead(self) -> bool:
-        adapter = self.adapter
-        returncode = getattr(adapter, "returncode", None)
-        broken = getattr(adapter, "broken", None)
-        return returncode is not None or bool(broken)
-
-    def get(self) -> tuple[Adapter, IutInfo]:
-        """A live, initialized adapter, or HarnessError naming why there is none."""
-        self._check_budgets()
-        if self.adapter is not None and self._dead():
-            logger.warning("IUT adapter died; starting a new one")
-            self.shutdown()
-        if self.failure is not None:
-            raise HarnessError(f"IUT {_iut_label(self.config)} is unusable: {self.failure}")
-        if self.adapter is None:
-            try:
-                self.adapter = self._make()
-                deadline = max(INIT_TIMEOUT, float(getattr(self.adapter, "start_timeout", 0.0)))  # browsers: 60 s
-                self.info = self.loop.run_until_complete(asyncio.wait_for(self.adapter.initialize(), deadline))
-            except (AdapterError, OSError, TimeoutError, ValueError) as exc:
-                diagnostics = self.adapter.diagnostics() if self.adapter is not None else ""
-                self.shutdown()
-                reason = str(exc) or type(exc).__name__
-                # A shim that cannot initialize will not on the next case either: fail the rest fast (ERROR).
-                self.failure = f"initialize failed: {reason}"
-                tail = "\n".join(diagnostics.splitlines()[-20:])
-                raise HarnessError(f"IUT {_iut_label(self.config)} failed to initialize: {reason}\n{tail}") from exc
-        assert self.info is not None
-        return self.adapter, self.info
-
-    def _check_budgets(self) -> None:
-        run_budget = self.config.getoption("run_budget")
-        started: float = getattr(self.config, "_conformance_started", time.monotonic())
-        if run_budget is not None and time.monotonic() - started > run_budget:
-            raise HarnessError(f"the run budget of {run_budget:g} s is spent; case not started")
-        iut_budget = self.config.getoption("iut_budget")
-        if iut_budget is not None and self.spent > iut_budget:
-            raise HarnessError(f"the IUT budget of {iut_budget:g} s is spent ({self.spent:.1f} s); case not started")
-
-    def shutdown(self) -> None:
-        """Stop the adapter (never raises)."""
-        adapter, self.adapter, self.info = self.adapter, None, None
-        if adapter is not None:
-            try:
-                self.loop.run_until_complete(asyncio.wait_for(adapter.shutdown(), 10))
-            except Exception as exc:
-                logger.info("IUT shutdown: %s", exc)
+# -- fixtures ------------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -312,7 +214,7 @@ def findings(request: pytest.FixtureRequest) -> Findings:
         if rid not in catalog:
             raise pytest.UsageError(f"{request.node.nodeid}: unknown requirement {rid!r}")
     f = Findings(requirements=ids, catalog=catalog)
-    request.node._conformance_findings = f
+    request.node.stash[FINDINGS] = f
     return f
 
 
@@ -325,10 +227,10 @@ def harness(
 ) -> Iterator[Harness]:
     """The case's harness: IUT, capture, endpoints, sessions; closed and archived after the case."""
     node = request.node
-    _allure_labels(findings)
+    allure_labels(findings)
     adapter, info = iut_handle.get()
-    _allure_parameter("IUT", str(request.config.getoption("iut_name") or request.config.getoption("iut") or info.name))
-    node._conformance_iut = info
+    allure_parameter("IUT", str(value(request.config, "iut_name") or value(request.config, "iut") or info.name))
+    node.stash[IUT_INFO] = info
     marker = node.get_closest_marker("needs")
     if marker is not None:
         missing = [c for c in marker.args if c not in info.capabilities]
@@ -340,20 +242,20 @@ def harness(
         raise HarnessError(hung_message)
     capture = Capture()
     h = Harness(adapter, info, findings, capture, "127.0.0.1")
-    claimed = frozenset(request.config.getoption("require") or ())
-    h.required_revisions = claimed | implemented(request.config.getoption("iut"))
+    claimed = frozenset(value(request.config, "require") or ())
+    h.required_revisions = claimed | implemented(value(request.config, "iut"))
     findings.gate = RevisionPolicy(h.required_revisions, lambda: capture.datagrams).gap
-    node._conformance_harness = h
+    node.stash[HARNESS] = h
     # Where this case's share of the shim's stderr and of its contract violations starts.
     mark = getattr(adapter, "stderr_mark", None)
-    node._conformance_stderr_mark = mark() if callable(mark) else None
-    node._conformance_violations = len(_violations(adapter))
+    node.stash[STDERR_MARK] = mark() if callable(mark) else None
+    node.stash[CONTRACT_MARK] = len(_violations(adapter))
     yield h
     try:
         conformance_loop.run_until_complete(asyncio.wait_for(h.aclose(), 15))
     except Exception as exc:
         logger.warning("clean-up of %s: %s", node.nodeid, exc)
-    _archive(node, h)
+    node.stash[ARTIFACTS] = archive(node.nodeid, value(request.config, "conformance_out"), h, node.stash[STDERR_MARK])
 
 
 # -- running async cases ---------------------------------------------------------------------------------------
@@ -365,11 +267,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None
     loop: asyncio.AbstractEventLoop = pyfuncitem._request.getfixturevalue("conformance_loop")
     marker = pyfuncitem.get_closest_marker("budget")
-    budget = float(
-        marker.args[0]
-        if marker
-        else pyfuncitem.config.getoption("case_budget") or float(pyfuncitem.config.getini("case_budget"))
-    )
+    budget = float(marker.args[0] if marker else value(pyfuncitem.config, "case_budget"))
     names = pyfuncitem._fixtureinfo.argnames
     kwargs = {name: pyfuncitem.funcargs[name] for name in names}
     handle: IutHandle | None = None
@@ -421,10 +319,10 @@ async def _monitored(monitor: Monitor, case: Any) -> Any:
 
 def _merge_monitor(item: pytest.Item, findings: Findings | None) -> None:
     """The monitor's findings become findings of the case, once per requirement (and clause), marked as its."""
-    h: Harness | None = getattr(item, "_conformance_harness", None)
-    if h is None or findings is None or getattr(item, "_conformance_monitor_merged", False):
+    h = item.stash.get(HARNESS, None)
+    if h is None or findings is None or item.stash.get(MONITOR_MERGED, False):
         return
-    item._conformance_monitor_merged = True  # type: ignore[attr-defined]
+    item.stash[MONITOR_MERGED] = True
     h.monitor.finish()
     for f in h.monitor.findings:
         level = findings.catalog.level_of(f.requirement, f.clause)
@@ -441,98 +339,31 @@ def _merge_monitor(item: pytest.Item, findings: Findings | None) -> None:
         )
 
 
-# -- grading -------------------------------------------------------------------------------------------------------
-
-
-#: The harness's own row for an IUT process killed by a signal (suites/catalog.toml, group "Robustness").
-CRASH_REQUIREMENT = "ROB-CRASH-01"
-
-
-def grade_crash(findings: Findings | None, death: IutCrashed, detail: str = "") -> tuple[Verdict, str]:
-    """FAIL under ROB-CRASH-01 for an IUT killed by a fault signal, whatever else the case saw.
-
-    docs/adapter-contract.md, "Crashes", says which deaths count.
-    """
-    catalog = findings.catalog if findings is not None else load_catalog()
-    level = catalog.level_of(CRASH_REQUIREMENT)
-    own = [f for f in findings.items if f.requirement == CRASH_REQUIREMENT] if findings is not None else []
-    finding = (
-        own[0]
-        if own  # the case attributed the crash itself (suites/robustness/), naming the input
-        else Finding(CRASH_REQUIREMENT, None, level, Verdict.FAIL, f"{death}; an agent must survive any datagram")
-    )
-    if findings is not None and finding not in findings.items:
-        findings.items.append(finding)
-    lines = [finding.describe()] + [f.describe() for f in (findings.items if findings else []) if f != finding]
-    lines += findings.notes if findings is not None else []
-    if detail:
-        lines.append(f"the case itself ended with: {detail}")
-    return Verdict.FAIL, "\n".join(lines)
-
-
-def grade(
-    findings: Findings | None,
-    excinfo: pytest.ExceptionInfo[BaseException] | None,
-    death: IutCrashed | None = None,
-) -> tuple[Verdict, str]:
-    """The verdict and its message from a case's findings, the exception that ended it (if any), and how the IUT
-    process died during the case (if it did): a death from a signal is the IUT's FAIL, never ERROR."""
-    base = findings.worst() if findings is not None else Verdict.PASS
-    message = findings.summary() if findings is not None else ""
-    exc = excinfo.value if excinfo is not None else None
-    if isinstance(exc, IutCrashed):
-        death = exc
-    if death is not None and death.is_crash:
-        quiet = exc is None or exc is death or isinstance(exc, Violation)  # a Violation is already a finding
-        return grade_crash(findings, death, "" if quiet else f"{type(exc).__name__}: {exc}")
-    if excinfo is None:
-        return base, message
-    exc = excinfo.value
-    if isinstance(exc, Violation):
-        return Verdict.FAIL, findings.summary() if findings is not None else str(exc)
-    if isinstance(exc, SystematicViolation):
-        return Verdict.FAIL, (message + "\n" if message else "") + f"case ended early by the monitor: {exc}"
-    if isinstance(exc, CaseEnded):
-        return base, message
-    if isinstance(exc, UnsupportedFeature | Unsupported):
-        return Verdict.UNSUPPORTED, str(exc)
-    if isinstance(exc, pytest.skip.Exception):
-        text = str(exc.msg) if hasattr(exc, "msg") else str(exc)
-        return Verdict.UNSUPPORTED, text
-    kind = type(exc).__name__
-    detail = f"{kind}: {exc}" if not isinstance(exc, HarnessError | AdapterError) else str(exc)
-    if base is Verdict.FAIL and findings is not None and any(f.source == "monitor" for f in findings.items):
-        # The IUT broke a MUST on the way to what the case waited for (a relay, a connection, a check): that is
-        # the verdict, the failed precondition its consequence.
-        return Verdict.FAIL, f"{message}\n(then: {detail})"
-    return Verdict.ERROR, (message + "\n" if message else "") + detail
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    findings: Findings | None = getattr(item, "_conformance_findings", None)
+    findings = item.stash.get(FINDINGS, None)
     marker = item.get_closest_marker("requirement")
     if marker is None:
         return  # a self-test of the harness, not a conformance case
     if report.when == "teardown":
         # The artifacts are written at teardown, after the call report: send them on the teardown report.
-        artifacts = getattr(item, "_conformance_artifacts", None)
+        artifacts = item.stash.get(ARTIFACTS, None)
         if artifacts:
             report.user_properties.append(("artifacts", json.dumps(artifacts)))
         return
     if report.when == "setup" and report.passed:
         return
-    h: Harness | None = getattr(item, "_conformance_harness", None)
+    h = item.stash.get(HARNESS, None)
     death = iut_death(h.iut) if h is not None else None
-    own = grade(_own(findings), call.excinfo, death)[0] if findings is not None else None
+    own = grade(own_findings(findings), call.excinfo, death)[0] if findings is not None else None
     if report.when == "call":
         _merge_monitor(item, findings)
     verdict, message = grade(findings, call.excinfo, death)
     if own is None or (call.excinfo is not None and isinstance(call.excinfo.value, SystematicViolation)):
         own = verdict  # cut short by the monitor: what the case would have found is unknown
-    broken = _violations(h.iut)[getattr(item, "_conformance_violations", 0) :] if h is not None else []
+    broken = _violations(h.iut)[item.stash.get(CONTRACT_MARK, 0) :] if h is not None else []
     if broken and verdict is not Verdict.ERROR and not (death is not None and death.is_crash):
         # The shim reported something the contract forbids: the adapter's fault, not the IUT's (a crash by a
         # fault signal stays the IUT's FAIL: docs/adapter-contract.md, "Crashes").
@@ -551,22 +382,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = (str(item.path), item.location[1] or 0, f"{verdict.value}: {message}")
 
 
-def _own(findings: Findings) -> Findings:
-    """The findings of the case's own checks (without the monitor's)."""
-    items = [f for f in findings.items if f.source != "monitor"]
-    return Findings(requirements=findings.requirements, catalog=findings.catalog, items=items, notes=findings.notes)
-
-
 def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, message: str, own: Verdict) -> None:
     marker = item.get_closest_marker("requirement")
     ids = list(marker.args) if marker else []
     catalog = load_catalog()
     levels = [catalog[r].level for r in ids if r in catalog]
     level = min(levels, key=["MUST", "SHOULD", "MAY", "INFO"].index) if levels else ""
-    info: IutInfo | None = getattr(item, "_conformance_iut", None)
-    artifacts = getattr(item, "_conformance_artifacts", {})
-    h: Harness | None = getattr(item, "_conformance_harness", None)
-    findings: Findings | None = getattr(item, "_conformance_findings", None)
+    info = item.stash.get(IUT_INFO, None)
+    artifacts = item.stash.get(ARTIFACTS, {})
+    h = item.stash.get(HARNESS, None)
+    findings = item.stash.get(FINDINGS, None)
     gap = verdict is Verdict.UNSUPPORTED and findings is not None and findings.revision_gap
     procedure = [r for r in ids if r in catalog and catalog[r].basis == "procedure"]
     props = {
@@ -578,9 +403,9 @@ def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, me
         "message": message,
         # The registry name when --iut is given (what baselines and matrices key on), else the shim's own name.
         "iut": str(
-            item.config.getoption("iut_name")
-            or item.config.getoption("iut")
-            or (info.name if info else _iut_label(item.config))
+            value(item.config, "iut_name")
+            or value(item.config, "iut")
+            or (info.name if info else iut_label(item.config))
         ),
         "iut_reported": info.name if info else "",
         "iut_version": info.version if info else "",
@@ -612,160 +437,7 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     return category, letter, verdict
 
 
-# -- allure and artifacts ----------------------------------------------------------------------------------------
-
-
-def _allure_parameter(name: str, value: str) -> None:
-    """A parameter in the allure test identity, so runs of several IUTs merge without collapsing."""
-    try:
-        import allure
-    except ImportError:
-        return
-    dynamic: Any = allure.dynamic
-    dynamic.parameter(name, value)
-
-
-def _allure_labels(findings: Findings) -> None:
-    try:
-        import allure
-    except ImportError:
-        return
-    dynamic: Any = allure.dynamic
-    catalog = findings.catalog
-    levels = []
-    for rid in findings.requirements:
-        req = catalog[rid]
-        dynamic.epic(req.rfc_name)
-        dynamic.feature(f"{req.rfc_name} §{req.section}" if req.section else req.rfc_name)
-        dynamic.story(rid)
-        if req.url:
-            dynamic.link(req.url, name=f"{req.rfc_name} §{req.section}")
-        levels.append(req.level)
-    if levels:
-        strongest = min(levels, key=["MUST", "SHOULD", "MAY", "INFO"].index)
-        dynamic.severity(getattr(allure.severity_level, SEVERITY[strongest].upper()))
-
-
 def _violations(adapter: Any) -> list[str]:
     """The contract violations a stdio adapter recorded so far (none for in-process adapters)."""
     checker = getattr(adapter, "contract", None)
     return list(getattr(checker, "violations", []))
-
-
-def _safe(nodeid: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
-
-
-def _archive(node: Any, h: Harness) -> None:
-    """Write the case's pcap, ladder diagram and IUT diagnostics; attach them to allure."""
-    from conformance.tester.capture import write_pcap
-    from conformance.tester.ladder import render_ladder
-
-    out = node.config.getoption("conformance_out")
-    base = Path(out) / "artifacts" / _safe(node.nodeid) if out else None
-    files: dict[str, str] = {}
-    diagnostics = ""
-    try:
-        mark = getattr(node, "_conformance_stderr_mark", None)
-        # Only what the shim wrote during this case (stdio shims keep a byte offset per case).
-        diagnostics = h.iut.diagnostics(since=mark) if mark is not None else h.iut.diagnostics()  # type: ignore[call-arg]
-    except Exception as exc:
-        diagnostics = f"(no diagnostics: {exc})"
-    svg = render_ladder(h.capture, title=node.nodeid) if len(h.capture) else ""
-    if base is not None:
-        base.mkdir(parents=True, exist_ok=True)
-        if len(h.capture):
-            write_pcap(h.capture, base / "capture.pcap")
-            (base / "ladder.svg").write_text(svg)
-            files["pcap"] = str((base / "capture.pcap").relative_to(out))
-            files["ladder"] = str((base / "ladder.svg").relative_to(out))
-        (base / "iut.log").write_text(diagnostics)
-        files["stderr"] = str((base / "iut.log").relative_to(out))
-    node._conformance_artifacts = files
-    try:
-        import allure
-
-        attach: Any = allure.attach
-        if svg:
-            attach(svg, name="ladder diagram", attachment_type=allure.attachment_type.SVG)
-        if base is not None and "pcap" in files:
-            attach.file(str(base / "capture.pcap"), name="capture.pcap", extension="pcap")
-        if diagnostics:
-            attach(diagnostics, name="IUT stderr", attachment_type=allure.attachment_type.TEXT)
-    except Exception as exc:
-        logger.debug("allure attachments: %s", exc)
-
-
-# -- the controller's summary ----------------------------------------------------------------------------------------
-
-
-class _Collector:
-    """Collects one record per case (on the controller, also under xdist) and writes ``summary.json``."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.records: list[dict[str, Any]] = []
-        self.started = time.time()
-
-    @pytest.hookimpl
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        props = dict(report.user_properties)
-        if report.when == "teardown":
-            for record in self.records:
-                if record["nodeid"] == report.nodeid and props.get("artifacts"):
-                    record["artifacts"] = json.loads(str(props["artifacts"]))
-            return
-        if "verdict" not in props:
-            return
-        if any(r["nodeid"] == report.nodeid for r in self.records):
-            return
-        self.records.append(
-            {
-                "case_id": report.nodeid.split("::", 1)[-1],
-                "nodeid": report.nodeid,
-                "requirements": str(props["requirements"]).split(),
-                "level": props["level"],
-                "verdict": props["verdict"],
-                "case_verdict": props.get("case_verdict", props["verdict"]),
-                "duration": round(report.duration, 3),
-                "message": props["message"],
-                "iut": props["iut"],
-                "iut_version": props["iut_version"],
-                "iut_reported": props.get("iut_reported", ""),
-                "artifacts": json.loads(str(props.get("artifacts") or "{}")),
-                "waited": float(str(props.get("waited") or 0)),
-                "options": json.loads(str(props.get("options") or "[]")),
-                "revision_gap": bool(props.get("revision_gap")),
-                "procedure": str(props.get("procedure") or "").split(),
-                "monitor": json.loads(str(props.get("monitor") or "[]")),
-            }
-        )
-
-    @pytest.hookimpl
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if hasattr(self.config, "workerinput"):
-            return  # a worker: the controller writes the summary
-        out = self.config.getoption("conformance_out")
-        if not out:
-            return
-        Path(out).mkdir(parents=True, exist_ok=True)
-        counts = {v.value: sum(r["verdict"] == v.value for r in self.records) for v in VERDICT_ORDER}
-        summary = {
-            "required_revisions": sorted(
-                set(self.config.getoption("require") or ()) | implemented(self.config.getoption("iut"))
-            ),
-            "revision_gaps": sum(bool(r.get("revision_gap")) for r in self.records),
-            "harness_version": _harness_version(),
-            "started": self.started,
-            "finished": time.time(),
-            "iut": _iut_label(self.config),
-            "counts": counts,
-            "records": sorted(self.records, key=lambda r: r["nodeid"]),
-        }
-        (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
-
-
-def _harness_version() -> str:
-    from conformance import __version__
-
-    return __version__

@@ -13,9 +13,14 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pytest
+
+from conformance.adapters.base import AdapterError, IutCrashed, Unsupported
 from conformance.catalog import Catalog, Requirement, load_catalog
+from conformance.tester.monitor import SystematicViolation
 
 __all__ = [
+    "CRASH_REQUIREMENT",
     "VERDICT_ORDER",
     "CaseEnded",
     "Finding",
@@ -25,6 +30,9 @@ __all__ = [
     "Verdict",
     "Violation",
     "cite",
+    "grade",
+    "grade_crash",
+    "own_findings",
     "verdict_for_level",
 ]
 
@@ -186,3 +194,76 @@ class Findings:
     def summary(self) -> str:
         """All findings and notes, one per line."""
         return "\n".join([f.describe() for f in self.items] + self.notes)
+
+
+# -- grading a case ---------------------------------------------------------------------------------------------
+
+
+#: The harness's own row for an IUT process killed by a signal (suites/catalog.toml, group "Robustness").
+CRASH_REQUIREMENT = "ROB-CRASH-01"
+
+
+def grade_crash(findings: Findings | None, death: IutCrashed, detail: str = "") -> tuple[Verdict, str]:
+    """FAIL under ROB-CRASH-01 for an IUT killed by a fault signal, whatever else the case saw.
+
+    docs/adapter-contract.md, "Crashes", says which deaths count.
+    """
+    catalog = findings.catalog if findings is not None else load_catalog()
+    level = catalog.level_of(CRASH_REQUIREMENT)
+    own = [f for f in findings.items if f.requirement == CRASH_REQUIREMENT] if findings is not None else []
+    finding = (
+        own[0]
+        if own  # the case attributed the crash itself (suites/robustness/), naming the input
+        else Finding(CRASH_REQUIREMENT, None, level, Verdict.FAIL, f"{death}; an agent must survive any datagram")
+    )
+    if findings is not None and finding not in findings.items:
+        findings.items.append(finding)
+    lines = [finding.describe()] + [f.describe() for f in (findings.items if findings else []) if f != finding]
+    lines += findings.notes if findings is not None else []
+    if detail:
+        lines.append(f"the case itself ended with: {detail}")
+    return Verdict.FAIL, "\n".join(lines)
+
+
+def grade(
+    findings: Findings | None,
+    excinfo: pytest.ExceptionInfo[BaseException] | None,
+    death: IutCrashed | None = None,
+) -> tuple[Verdict, str]:
+    """The verdict and its message from a case's findings, the exception that ended it (if any), and how the IUT
+    process died during the case (if it did): a death from a signal is the IUT's FAIL, never ERROR."""
+    base = findings.worst() if findings is not None else Verdict.PASS
+    message = findings.summary() if findings is not None else ""
+    exc = excinfo.value if excinfo is not None else None
+    if isinstance(exc, IutCrashed):
+        death = exc
+    if death is not None and death.is_crash:
+        quiet = exc is None or exc is death or isinstance(exc, Violation)  # a Violation is already a finding
+        return grade_crash(findings, death, "" if quiet else f"{type(exc).__name__}: {exc}")
+    if excinfo is None:
+        return base, message
+    exc = excinfo.value
+    if isinstance(exc, Violation):
+        return Verdict.FAIL, findings.summary() if findings is not None else str(exc)
+    if isinstance(exc, SystematicViolation):
+        return Verdict.FAIL, (message + "\n" if message else "") + f"case ended early by the monitor: {exc}"
+    if isinstance(exc, CaseEnded):
+        return base, message
+    if isinstance(exc, UnsupportedFeature | Unsupported):
+        return Verdict.UNSUPPORTED, str(exc)
+    if isinstance(exc, pytest.skip.Exception):
+        text = str(exc.msg) if hasattr(exc, "msg") else str(exc)
+        return Verdict.UNSUPPORTED, text
+    kind = type(exc).__name__
+    detail = f"{kind}: {exc}" if not isinstance(exc, HarnessError | AdapterError) else str(exc)
+    if base is Verdict.FAIL and findings is not None and any(f.source == "monitor" for f in findings.items):
+        # The IUT broke a MUST on the way to what the case waited for (a relay, a connection, a check): that is
+        # the verdict, the failed precondition its consequence.
+        return Verdict.FAIL, f"{message}\n(then: {detail})"
+    return Verdict.ERROR, (message + "\n" if message else "") + detail
+
+
+def own_findings(findings: Findings) -> Findings:
+    """The findings of the case's own checks (without the monitor's)."""
+    items = [f for f in findings.items if f.source != "monitor"]
+    return Findings(requirements=findings.requirements, catalog=findings.catalog, items=items, notes=findings.notes)

@@ -487,8 +487,7 @@ def test_minimal_shim_methods_answered_minus_32601_become_unsupported() -> None:
 
     from conformance.adapters.base import Unsupported
     from conformance.adapters.stdio import StdioAdapter
-    from conformance.plugin import grade
-    from conformance.verdict import Verdict
+    from conformance.verdict import Verdict, grade
 
     async def unsupported() -> list[BaseException]:
         adapter = StdioAdapter([sys.executable, str(SHIMS / "unsupported.py")])

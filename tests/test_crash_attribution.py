@@ -14,8 +14,7 @@ import pytest
 
 from conformance.adapters.base import AdapterError, IutCrashed, iut_death
 from conformance.adapters.stdio import StdioAdapter
-from conformance.plugin import grade
-from conformance.verdict import Findings, Verdict
+from conformance.verdict import Findings, Verdict, grade
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,13 +20,12 @@ import pytest
 
 from conformance.packets import STUN, ChannelData, attr
 from conformance.packets.attributes import ErrorCode
-from conformance.plugin import grade
 from conformance.protocol.candidate import parse_candidate
 from conformance.protocol.keys import short_term_key
 from conformance.tester.capture import Capture, Datagram
 from conformance.tester.ice import IcePeer
 from conformance.tester.monitor import SYSTEMATIC, Monitor, SystematicViolation
-from conformance.verdict import Finding, Findings, HarnessError, Verdict
+from conformance.verdict import Finding, Findings, HarnessError, Verdict, grade
 from tests.selftest import ROOT, run_cases
 
 IUT = ("127.0.0.1", 40000)
