@@ -7,8 +7,11 @@ default tier of each runs through `ice-conformance run` (docs/results-*.md); the
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,6 +76,28 @@ def test_browser_pair_connects_in_a_loopback_namespace(name: str) -> None:
                 await ea.expect(is_state(agent_a, "closed"), "state closed")
 
     run(main)
+
+
+def test_chromium_interop_cells_run_on_a_routable_side_address(tmp_path: Path) -> None:
+    """Chromium never gathers on the emulator's loopback side addresses; inside the interop run's own namespace its
+    side gets a routable one (docs/interop.md, "Namespaces"), so its cells connect instead of being UNSUPPORTED."""
+    reason = _browser_missing("chromium")
+    if reason:
+        pytest.skip(reason)
+    node.launch("chromium")  # npm ci outside the namespace
+    argv = [sys.executable, "-m", "conformance.interop", "interop", "--iut", "chromium", "--iut", "aioice"]
+    argv += ["--must-include", "chromium", "--topology", "direct", "-n", "2", "--out", str(tmp_path)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = json.loads((tmp_path / "summary.json").read_text())["records"]
+    assert len(records) == 3
+    for r in records:
+        assert r["verdict"] == "PASS" and r["connected"], r["message"]
+        for side, iut in zip("ab", r["pair"], strict=True):
+            if iut == "chromium":
+                base = re.search(r" raddr (\S+)", r["selected"][side]["local_candidate"])
+                address = base.group(1) if base else r["selected"][side]["local_candidate"].split()[4]
+                assert address.startswith(f"10.{10 if side == 'a' else 20}."), r["selected"][side]
 
 
 def test_libre_pair_connects_and_carries_data() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -13,8 +14,9 @@ from typing import Any
 import pytest
 
 from conformance.adapters.node import netns_available
+from conformance.interop.cell import run_cell
 from conformance.interop.commands import main as interop_main
-from conformance.interop.model import cells_for
+from conformance.interop.model import CellSpec, RunOptions, cells_for
 from conformance.packets import STUN, attr
 from conformance.protocol.keys import short_term_key
 from conformance.report.html import write_report
@@ -219,3 +221,9 @@ def test_interop_report_grid_renders_one_table_per_topology(aioice_run: tuple[in
     page = next((index.parent / "cases" / "aioice").glob("interop_direct_aioice-vs-aioice*.html"))
     text = page.read_text()
     assert "Interop cell" in text and "from connect to a selected pair" in text
+
+
+def test_interop_chromium_cell_outside_the_run_namespace_is_unsupported_with_the_reason(tmp_path: Path) -> None:
+    r = asyncio.run(run_cell(CellSpec("chromium", "aioice", "direct"), RunOptions(out=tmp_path, netns=False), 9))
+    assert r.verdict == "UNSUPPORTED" and not r.connected
+    assert "skips loopback" in r.error and "own network namespace" in r.error, r.error

@@ -481,3 +481,12 @@ def test_netem_runs_all_presets_and_closes_cleanly() -> None:
         assert time.monotonic() - started < 10
 
     run(main)
+
+
+def test_netem_routable_side_has_a_private_network_outside_loopback() -> None:
+    plan = AddressPlan(slot=7, routable=frozenset({"b"}))
+    assert str(plan.private_network("a")) == "127.10.7.0/24" and str(plan.private_network("b")) == "10.20.7.0/24"
+    assert plan.interface("b") == "10.20.7.1" and plan.blackhole("b") == "10.20.7.254"
+    assert plan.side_of("10.20.7.1") == "b" and plan.side_of("127.20.7.1") is None
+    assert plan.side_of("127.10.7.1") == "a" and str(plan.public_network) == "127.100.7.0/24"
+    assert AddressPlan(slot=7) == AddressPlan(slot=7, routable=frozenset())

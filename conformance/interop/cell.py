@@ -19,15 +19,18 @@ import base64
 import contextlib
 import functools
 import logging
+import os
 import subprocess
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from conformance.adapters.base import Adapter, AdapterError, AgentConfig, Notification, TurnServer, Unsupported
 from conformance.adapters.coturn import CoturnAdapter
-from conformance.adapters.registry import make_adapter
+from conformance.adapters.registry import get_iut, make_adapter
+from conformance.adapters.stdio import StdioAdapter
 from conformance.interop.artifacts import write_artifacts
 from conformance.interop.diagnosis import judge
 from conformance.interop.model import CellResult, CellSpec, RunOptions
@@ -40,6 +43,7 @@ from conformance.tester.capture import Capture
 __all__ = [
     "GATHER_ON_INTERFACE_ADDRESSES",
     "NETNS_ENV",
+    "NO_LOOPBACK_GATHERING",
     "Cell",
     "CellSide",
     "ip",
@@ -54,12 +58,15 @@ NETNS_ENV = "ICE_CONFORMANCE_INTEROP_NETNS"
 #: IUTs that cannot bind a given address and gather on the host's interface addresses instead: inside the
 #: run's own namespace, the side's emulator address is added to ``lo`` for them while their cell runs.
 GATHER_ON_INTERFACE_ADDRESSES = frozenset({"libwebrtc", "firefox"})
-#: IUTs that gather on one loopback address only (127.0.0.1, lo's primary), never on the emulator's side
-#: addresses added to ``lo``: their cells are UNSUPPORTED, with the reason.
-LOOPBACK_PRIMARY_ONLY = {
+#: IUTs that never gather on a loopback address: Chromium's network list skips loopback interfaces and addresses,
+#: and --allow-loopback-in-peer-connection adds 127.0.0.1 alone. Inside the run's own namespace such a side runs
+#: in a host namespace of its own, on a routable private address (``AddressPlan.routable``) of a veth pair into
+#: the run's namespace (docs/interop.md, "Namespaces"); outside it the cell is UNSUPPORTED with this reason.
+NO_LOOPBACK_GATHERING = {
     "chromium": (
-        "Chromium gathers only on lo's primary address 127.0.0.1 (one address per interface), never on the "
-        "emulator's side address, so it cannot be placed on a side of the emulated network"
+        "Chromium never gathers on the emulator's loopback side addresses (its network list skips loopback "
+        "interfaces and addresses; --allow-loopback-in-peer-connection adds 127.0.0.1 alone), and a routable side "
+        "address needs the run's own network namespace (root and unshare -n)"
     ),
 }
 #: Seconds a trickling IUT gets to end gathering when its peer takes only complete descriptions.
@@ -138,7 +145,9 @@ class Cell:
         self.spec = spec
         self.options = options
         self.topology = TOPOLOGIES[spec.topology]
-        self.plan = AddressPlan(slot=slot)
+        iuts = (("a", spec.controlling), ("b", spec.controlled))
+        routable = frozenset(side for side, iut in iuts if iut in NO_LOOPBACK_GATHERING and options.netns)
+        self.plan = AddressPlan(slot=slot, routable=routable)
         self.result = CellResult(spec, expected=self.topology.expect)
         self.a = CellSide("a", spec.controlling, "controlling")
         self.b = CellSide("b", spec.controlled, "controlled")
@@ -148,6 +157,8 @@ class Cell:
         self.turn_servers: dict[str, tuple[str, int]] = {}
         self.turn_proxies: dict[str, tuple[str, int]] = {}
         self.routes: list[str] = []
+        self.host_ns: dict[str, str] = {}  #: side -> its host namespace (a side in ``plan.routable``)
+        self.local_routes: list[str] = []
         self.turn_log = ""
         self.stun_refused: Counter[str] = Counter()  #: per side: requests the emulator's STUN server refused
         self.trickle = False
@@ -234,7 +245,7 @@ class Cell:
             proxy = self.net.public_address(server)
             self.turn_proxies[side] = proxy
             self.capture.label(proxy, f"TURN server of {side.upper()} (coturn, netem proxy)")
-            if self.options.netns:
+            if self.options.netns and side not in self.plan.routable:
                 await self._route_turn(side, proxy[0])
         for s in (self.a, self.b):
             await self._start_side(s)
@@ -249,14 +260,17 @@ class Cell:
     async def _start_side(self, s: CellSide) -> None:
         assert self.net is not None
         iface = self.net.interface(s.side)
-        if s.iut in LOOPBACK_PRIMARY_ONLY:
-            raise Unsupported(LOOPBACK_PRIMARY_ONLY[s.iut])
+        if s.iut in NO_LOOPBACK_GATHERING and not self.options.netns:
+            raise Unsupported(NO_LOOPBACK_GATHERING[s.iut])
         if s.iut in GATHER_ON_INTERFACE_ADDRESSES and not self.options.netns:
             self.result.notes.append(
                 f"{s.iut} gathers only on the host's interface addresses and cannot bind {iface} outside the "
                 "run's own network namespace (needs root and unshare -n)"
             )
-        adapter = make_adapter(s.iut)
+        if s.side in self.plan.routable:
+            adapter = await self._adapter_in_host_namespace(s)
+        else:
+            adapter = make_adapter(s.iut)
         s.adapter = adapter
         info = await s.call("initialize", adapter.initialize, 60.0)
         s.caps = info.capabilities
@@ -268,6 +282,45 @@ class Cell:
             raise Unsupported(
                 f"{s.iut} declares no turn_client capability, and {self.spec.topology} connects only through a relay"
             )
+
+    async def _adapter_in_host_namespace(self, s: CellSide) -> Adapter:
+        """The stdio shim of ``s`` started in a host namespace of its own (RFC 8445 §2: a host, with one interface).
+
+        The namespace holds ``lo`` and ``eth0``, a veth into the run's namespace with the side's routable address
+        (``AddressPlan.routable``); 127.0.0.1 stays local (the shim's page server and the browser's own sockets),
+        the rest of 127.0.0.0/8, where the emulator lives, is routed out of ``eth0`` (``route_localnet`` on both
+        ends). So the stack sees one non-loopback interface, and nothing from the other side or another cell.
+        """
+        spec = get_iut(s.iut)
+        if spec.kind != "stdio" or spec.command is None:
+            raise AdapterError(f"{s.iut}: only a stdio shim can run in a host namespace")
+        side = s.side
+        iface = self.plan.interface(side)
+        name = f"icn{os.getpid()}-{self.plan.slot}{side}"
+        link = f"ich{self.plan.slot}{side}"
+        await ip(["netns", "add", name])
+        self.host_ns[side] = name
+        await ip(["link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", name])
+        for key, value in ((f"ipv4/conf/{link}/route_localnet", "1"), (f"ipv6/conf/{link}/disable_ipv6", "1")):
+            Path("/proc/sys/net", key).write_text(value, encoding="ascii")
+        await ip(["link", "set", link, "up"])
+        await ip(["route", "add", f"{iface}/32", "dev", link])
+        blackhole = self.plan.blackhole(side)  # the emulator binds it (docs/netem.md): local, as 127.0.0.0/8 is
+        await ip(["route", "add", "local", f"{blackhole}/32", "dev", "lo", "table", "local"])
+        self.local_routes.append(blackhole)
+        sysctls = ["net.ipv4.conf.eth0.route_localnet=1", "net.ipv6.conf.eth0.disable_ipv6=1"]
+        await ip(["netns", "exec", name, "sysctl", "-qw", *sysctls])
+        for argv in (
+            ["link", "set", "lo", "up"],
+            ["link", "set", "eth0", "up"],
+            ["addr", "add", f"{iface}/32", "dev", "eth0"],
+            ["route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local"],
+            ["route", "add", "127.0.0.0/8", "dev", "eth0", "src", iface],
+        ):
+            await ip(["-n", name, *argv])
+        cmd = spec.command()
+        argv = ["nsenter", f"--net=/run/netns/{name}", "--", *cmd.argv]
+        return StdioAdapter(argv, env=cmd.env, cwd=cmd.cwd, name=spec.name, **spec.stdio_options)
 
     async def _create_agent(self, s: CellSide) -> None:
         assert self.net is not None and s.adapter is not None
@@ -542,6 +595,12 @@ class Cell:
         for proxy_ip in self.routes:
             with contextlib.suppress(AdapterError, OSError):
                 await ip(["route", "del", "local", f"{proxy_ip}/32", "dev", "lo", "table", "local"])
+        for name in self.host_ns.values():  # its veth goes with it
+            with contextlib.suppress(AdapterError, OSError):
+                await ip(["netns", "del", name])
+        for address in self.local_routes:
+            with contextlib.suppress(AdapterError, OSError):
+                await ip(["route", "del", "local", f"{address}/32", "dev", "lo", "table", "local"])
 
     def servers(self) -> list[tuple[str, int]]:
         """The STUN and TURN servers of the cell (their traffic is not checked as ICE traffic)."""

@@ -154,10 +154,13 @@ class AddressPlan:
     """Every loopback address of one emulated network, in slot ``slot`` (one slot per parallel worker).
 
     Side a's private network is 127.10.<slot>.0/24, side b's 127.20.<slot>.0/24, the public one 127.100.<slot>.0/24.
+    A side in ``routable`` has 10.10.<slot>.0/24 (a) or 10.20.<slot>.0/24 (b) instead: for a stack that never
+    gathers on a loopback address (Chromium), and only inside a namespace the harness made (docs/interop.md).
     """
 
     slot: int = 0
     stun_port: int = 3478
+    routable: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not 0 <= self.slot <= 255:
@@ -172,7 +175,8 @@ class AddressPlan:
 
     def private_network(self, side: Side) -> ipaddress.IPv4Network:
         """The private /24 of ``side``; the other side can reach none of it."""
-        return ipaddress.IPv4Network(f"127.{10 if side == 'a' else 20}.{self.slot}.0/24")
+        first = 10 if side in self.routable else 127
+        return ipaddress.IPv4Network(f"{first}.{10 if side == 'a' else 20}.{self.slot}.0/24")
 
     def interface(self, side: Side, index: int = 1) -> str:
         """The private address the IUT of ``side`` binds on (``interfaces`` of create_agent)."""

@@ -33,13 +33,15 @@
     return /^127\./.test(addr) || addr === "::1";
   }
 
-  // Host candidates only on the requested interfaces; relayed/reflexive ones when their addresses are loopback.
+  // Host candidates only on the requested interfaces; relayed/reflexive ones when their addresses are loopback
+  // and their base is loopback or a requested interface.
   function reportable(value) {
     const f = candFields(value);
     if (f.type === "host") return a.interfaces.includes(f.address);
     const m = /\sraddr\s(\S+)/.exec(value);
     if (f.type === "relay") return isLoopback(f.address);
-    return isLoopback(f.address) && (!m || isLoopback(m[1]) || m[1] === "0.0.0.0" || m[1] === "::");
+    const base = m && m[1];
+    return isLoopback(f.address) && (!base || isLoopback(base) || a.interfaces.includes(base) || base === "0.0.0.0" || base === "::");
   }
 
   function statsCandidate(s, known) {

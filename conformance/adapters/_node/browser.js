@@ -36,6 +36,13 @@ const {
 } = require("./common.js");
 
 const CONTRACT = "1.2";
+// Inside the interop command's own network namespace (docs/interop.md) a Chromium side lives on a routable private
+// address (10.0.0.0/8, on a veth pair that exists only in that namespace), because Chromium never gathers on a
+// loopback address other than 127.0.0.1. Everywhere else the shim stays loopback-only.
+const IN_RUN_NETNS = process.env.ICE_CONFORMANCE_INTEROP_NETNS === "1";
+const RUN_NETNS_PRIVATE = new net.BlockList();
+RUN_NETNS_PRIVATE.addSubnet("10.0.0.0", 8, "ipv4");
+const inRunNetns = (addr) => IN_RUN_NETNS && net.isIPv4(addr) && RUN_NETNS_PRIVATE.check(addr, "ipv4");
 const CLOSE_GRACE_MS = 1200;
 const PAGE_JS = fs.readFileSync(path.join(__dirname, "browser-page.js"), "utf8");
 const INDEX = '<!doctype html><meta charset="utf-8"><title>ice-conformance</title><script src="/agent.js"></script>';
@@ -166,7 +173,7 @@ function main(kind, capabilitiesFile) {
       throw invalidParams(`${kind} does not accept chosen ICE credentials (no set_credentials capability)`);
     }
     const interfaces = (p.interfaces && p.interfaces.length ? p.interfaces : ["127.0.0.1"]).map((i) =>
-      requireLoopback(i, "interface"),
+      inRunNetns(i) ? i : requireLoopback(i, "interface"),
     );
     const iceServers = [];
     for (const s of p.stun_servers || []) {
@@ -216,7 +223,11 @@ function main(kind, capabilitiesFile) {
     return r;
   }
 
-  const acceptRemoteCandidate = (cand) => acceptLoopbackCandidate(cand, log);
+  const acceptRemoteCandidate = (cand) => {
+    const value = "candidate:" + stripCandidate(cand);
+    const f = value.split(/\s+/);
+    return f.length >= 8 && inRunNetns(f[4]) ? value : acceptLoopbackCandidate(cand, log);
+  };
 
   async function setRemote(p) {
     const a = getAgent(p);
