@@ -57,7 +57,7 @@ def test_run_default_iut_writes_every_output_and_exits_0_with_baseline(tmp_path:
 def test_run_without_baseline_exits_1_on_fail(tmp_path: Path) -> None:
     # aioice's FAIL in a fast case (no 420 for an unknown comprehension-required attribute, RFC 5389 §7.3.1).
     code, summary, output = run(
-        tmp_path, "-k", "test_unknown_comprehension_required_attribute", cases=["ice/test_stun_agent.py"]
+        tmp_path, "-k", "test_unknown_comprehension_required_attribute", cases=["stun/test_stun_agent.py"]
     )
     assert code == 1, output
     assert list(verdicts(summary).values()) == ["FAIL"]

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOMINATION = "ice/test_nomination.py::test_controlling_iut_nominates_one_valid_pair"
 # Cases named exactly, so that suites added later do not change what these runs hold.
 #: aioice FAILs ICE-NOM-06 in both variants (baselines/aioice.toml); ICE-NOM-02 is UNSUPPORTED (ice2 never reaches it).
-NOM06 = "ice/test_nomination_more.py::test_controlled_iut_uses_the_highest_priority_nominated_pair[low-then-high]"
+NOM06 = "ice/test_selected_pair.py::test_controlled_iut_uses_the_highest_priority_nominated_pair[low-then-high]"
 SHARD_NOMINATION = (
     "test_controlling_iut_nominates_one_valid_pair or test_controlled_iut_accepts_the_nomination"
     " or test_controlled_iut_uses_the_highest_priority_nominated_pair"
