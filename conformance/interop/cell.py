@@ -209,6 +209,14 @@ class Cell:
             await self._teardown()
         r.duration = loop.time() - t0
         judge(self)
+        if not r.connected and not r.error and self.turn_proxies:
+            r.notes.append(
+                "each TURN server (coturn) reports its own relayed address (127.55/56.<slot>.1) while the peer "
+                "reaches it through the emulator's proxy (127.100.<slot>.1x, same port), like a TURN server behind a "
+                "NAT: a check sent from a relayed candidate is answered with a mapped address unlike that candidate, "
+                "so its sender learns a local peer-reflexive candidate (RFC 8445 §7.2.5.3.1) and must nominate that "
+                "valid pair (§7.3.1.5); see the IUT logs for how it did"
+            )
         write_artifacts(self)
         return r
 

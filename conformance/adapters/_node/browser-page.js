@@ -84,6 +84,25 @@
     return { local: statsCandidate(l, a.localCandidates), remote: statsCandidate(r, a.remote ? a.remote.candidates : []) };
   }
 
+  // The browser says connected but no pair in getStats is selected, or its candidates are missing: log what is there.
+  async function logPairs() {
+    try {
+      const report = await a.pc.getStats();
+      const lines = [];
+      report.forEach((s) => {
+        if (s.type === "transport") lines.push(`transport selectedCandidatePairId=${s.selectedCandidatePairId}`);
+        if (s.type === "candidate-pair") {
+          const has = (id) => (report.has(id) ? "" : " (missing)");
+          lines.push(`pair ${s.id} state=${s.state} nominated=${s.nominated} selected=${s.selected} ` +
+            `local=${s.localCandidateId}${has(s.localCandidateId)} remote=${s.remoteCandidateId}${has(s.remoteCandidateId)}`);
+        }
+      });
+      log(`${a.pc.iceConnectionState} without a selected pair in getStats after ${POLL_LIMIT * POLL_MS} ms:`, lines.join("; "));
+    } catch (e) {
+      log("getStats failed", e);
+    }
+  }
+
   function pollSelectedPair() {
     const run = ++a.pollRun;
     let n = 0;
@@ -106,6 +125,7 @@
         return;
       }
       if (++n < POLL_LIMIT) a.pollTimer = setTimeout(tick, POLL_MS);
+      else if (["connected", "completed"].includes(a.pc.iceConnectionState)) logPairs();
     };
     clearTimeout(a.pollTimer);
     tick();
@@ -173,6 +193,7 @@
     pc.oniceconnectionstatechange = () => {
       if (a.closed) return;
       const s = pc.iceConnectionState;
+      log(`iceConnectionState ${s}`);
       if (s === "new") return;
       if (s === "connected" || s === "completed") {
         pollSelectedPair();
