@@ -332,7 +332,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         spec = get_iut(name)
         caps = spec.declared_capabilities()
         _out(f"  {name:<14} {spec.description}")
-        version = spec.version() if spec.version is not None else None
+        version = spec.installed_version()
         if version:
             _out(f"  {'':<14} version: {version}")
         _out(f"  {'':<14} capabilities: {', '.join(sorted(caps)) if caps else '(declared at initialize)'}")

@@ -24,23 +24,6 @@ __all__ = ["IutStatus", "add_command", "check_iut", "debian_missing"]
 EXIT_OK, EXIT_MISSING, EXIT_USAGE = 0, 1, 2
 
 
-def _libnice_packages() -> tuple[str, ...]:
-    from conformance.adapters import libnice
-
-    return libnice.DEBIAN_PACKAGES
-
-
-#: Debian packages each IUT needs at run time or to build its shim (the Node shims need node and npm, which
-#: are checked on PATH instead: Debian's nodejs package conflicts with other Node installs).
-DEBIAN: dict[str, Callable[[], tuple[str, ...]]] = {
-    "libnice": _libnice_packages,
-    "libre": lambda: ("libre-dev", "pkg-config", "gcc"),
-    "coturn": lambda: ("coturn",),
-    "chromium": lambda: ("chromium",),
-    "firefox": lambda: ("firefox-esr",),
-}
-
-
 @dataclass
 class IutStatus:
     """What ``install`` found for one IUT: ready when nothing is missing."""
@@ -77,36 +60,17 @@ def debian_missing(packages: tuple[str, ...]) -> list[str]:
     return missing
 
 
-def _node_install(name: str) -> str:
-    from conformance.adapters import node, nodeturn
-
-    if name == nodeturn.NAME:
-        node.SPECS.setdefault(name, nodeturn.SPEC)
-    target = node.ensure_installed(name)
-    return f"npm packages in {target}"
-
-
-def _libnice_build() -> str:
-    from conformance.adapters import libnice
-
-    return f"shim compiled: {libnice.ensure_built()}"
-
-
-def _libre_build() -> str:
-    from conformance.adapters import libre
-
-    return f"shim compiled: {libre.ensure_built()}"
-
-
 def _installer(name: str) -> Callable[[], str] | None:
-    from conformance.adapters import node, nodeturn
+    """What prepares the IUT before a run: its ``iut.toml``'s ``install`` hook, or ``npm ci`` for a Node shim."""
+    from conformance.adapters import node
+    from conformance.adapters.registry import get_iut
 
-    if name in node.SPECS or name == nodeturn.NAME:
-        return lambda: _node_install(name)
-    if name == "libnice":
-        return _libnice_build
-    if name == "libre":
-        return _libre_build
+    spec = get_iut(name)
+    if spec.node is not None:
+        return lambda: f"npm packages in {node.ensure_installed(name)}"
+    install = spec.install
+    if install is not None:
+        return lambda: f"shim compiled: {install()}"
     return None
 
 
@@ -117,7 +81,7 @@ def check_iut(name: str, *, netns_ok: bool) -> IutStatus:
 
     spec = get_iut(name)
     status = IutStatus(name)
-    packages = DEBIAN.get(name, tuple)()
+    packages = spec.debian_packages
     missing_pkgs = status.packages = debian_missing(packages) if packages else []
     if missing_pkgs:
         status.missing.append(f"Debian packages {' '.join(missing_pkgs)}")

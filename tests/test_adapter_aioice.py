@@ -22,6 +22,7 @@ from conformance.adapters import (
     make_adapter,
 )
 from conformance.adapters.aioice import AioiceAdapter, declared_capabilities
+from conformance.adapters.contract import complete
 
 T = TypeVar("T")
 PWD_A = "harnessChosenPassword0"
@@ -238,10 +239,12 @@ def test_aioice_errors_and_unsupported_operations() -> None:
             assert early.value.code == ErrorCode.INVALID_STATE and "gather first" in early.value.message
             with pytest.raises(Unsupported, match="no ICE restart"):
                 await a.restart(ia)
+            assert not hasattr(a, "start_server")  # an ICE agent only: the harness sees it through complete()
+            full = complete(a)
+            with pytest.raises(Unsupported, match="not a STUN or TURN server"):
+                await full.start_server("turn", "127.0.0.1:0")
             with pytest.raises(Unsupported):
-                await a.start_server("turn", "127.0.0.1:0")
-            with pytest.raises(Unsupported):
-                await a.stop_server("s1")
+                await full.stop_server("s1")
             with pytest.raises(RemoteError) as not_connected:
                 await a.send(ia, 1, b"x")
             assert not_connected.value.code == ErrorCode.INVALID_STATE

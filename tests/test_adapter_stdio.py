@@ -278,8 +278,8 @@ def test_stdio_shutdown_before_start_is_a_no_op() -> None:
 
 def test_registry_knows_aioice_and_names_the_known_on_error() -> None:
     assert {"aioice", "aioice-stdio"} <= set(known_iuts())
-    assert get_iut("aioice").kind == "inprocess"
-    assert get_iut("aioice-stdio").kind == "stdio"
+    assert get_iut("aioice").launcher == "inprocess" and get_iut("aioice").kind == "ice-agent"
+    assert get_iut("aioice-stdio").launcher == "stdio"
     caps = get_iut("aioice").declared_capabilities()
     assert caps is not None and {"controlling", "controlled", "set_credentials"} <= caps
     assert "restart" not in caps and "lite" not in caps

@@ -25,11 +25,12 @@ BROWSERS = ["chromium", "firefox"]
 
 
 def _browser_missing(name: str) -> str | None:
-    spec = node.SPECS[name]
+    spec = get_iut(name)
+    binary = spec.node.binary if spec.node else None
     if not node.node_available():
         return "node (Node.js) is not installed"
-    if spec.binary is None or shutil.which(spec.binary) is None:
-        return f"{spec.binary} is not installed (apt-get install {spec.apt_package})"
+    if binary is None or shutil.which(binary) is None:
+        return f"{binary} is not installed (apt-get install {' '.join(spec.debian_packages)})"
     if not node.netns_available():
         return "the browsers run only inside a loopback-only namespace (needs root and unshare -n)"
     return None
@@ -38,7 +39,7 @@ def _browser_missing(name: str) -> str | None:
 @pytest.mark.parametrize("name", BROWSERS)
 def test_missing_browser_is_an_error_naming_the_package(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(f"ICE_CONFORMANCE_{name.upper()}", "/nonexistent/browser")
-    with pytest.raises(node.NodeShimMissing, match=rf"apt-get install {node.SPECS[name].apt_package}\b"):
+    with pytest.raises(node.NodeShimMissing, match=rf"apt-get install {get_iut(name).debian_packages[0]}\b"):
         get_iut(name).make()
 
 
@@ -46,9 +47,7 @@ def test_missing_browser_is_an_error_naming_the_package(name: str, monkeypatch: 
 def test_list_reads_the_version_from_the_browser(name: str) -> None:
     if _browser_missing(name):
         pytest.skip(str(_browser_missing(name)))
-    version = get_iut(name).version
-    assert version is not None
-    text = version()
+    text = get_iut(name).installed_version()
     assert text and any(ch.isdigit() for ch in text), text
 
 
@@ -103,7 +102,7 @@ def test_chromium_interop_cells_run_on_a_routable_side_address(tmp_path: Path) -
 def test_libre_pair_connects_and_carries_data() -> None:
     """libre's icem on both sides: the pair is selected, and datagrams go both ways on it."""
     if libre.libre_version() is None or shutil.which("gcc") is None:
-        pytest.skip(f"libre-dev is not installed ({libre.INSTALL_HINT})")
+        pytest.skip(f"libre-dev is not installed ({libre.install_hint()})")
     argv = libre.argv()
 
     async def main() -> None:
@@ -123,7 +122,7 @@ def test_libre_pair_connects_and_carries_data() -> None:
 def test_libre_refuses_what_it_does_not_declare() -> None:
     """trickle and TURN are not wired: create_agent answers -32602 instead of silently ignoring them."""
     if libre.libre_version() is None:
-        pytest.skip(f"libre-dev is not installed ({libre.INSTALL_HINT})")
+        pytest.skip(f"libre-dev is not installed ({libre.install_hint()})")
     proc = subprocess.run(
         libre.argv(),
         input='{"jsonrpc":"2.0","id":1,"method":"create_agent","params":{"role":"controlling","trickle":true}}\n'

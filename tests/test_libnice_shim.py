@@ -19,6 +19,7 @@ import pytest
 
 from conformance.adapters import libnice
 from conformance.adapters.base import AgentConfig, Notification, RemoteError, TurnServer, Unsupported
+from conformance.adapters.registry import get_iut
 from conformance.adapters.stdio import StdioAdapter
 
 T = TypeVar("T")
@@ -128,9 +129,10 @@ def test_ensure_built_names_the_packages_when_prerequisites_are_missing(
 
 
 def test_spec_describes_the_iut() -> None:
-    assert libnice.SPEC.name == "libnice"
-    assert libnice.SPEC.pinned_version == "0.1.21"
-    assert "libnice-dev" in libnice.SPEC.install_hint
+    spec = get_iut("libnice")
+    assert spec.name == "libnice" and spec.kind == "ice-agent"
+    assert spec.pinned_version == libnice.pinned_version() == "0.1.21"
+    assert "libnice-dev" in spec.install_hint and "libnice-dev" in spec.debian_packages
     assert {"controlling", "controlled", "set_credentials", "trickle", "turn_client"} <= libnice.capabilities()
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from conformance.adapters import node
 from conformance.adapters.base import AgentConfig, Notification, RemoteError, Unsupported
+from conformance.adapters.registry import get_iut
 from conformance.adapters.stdio import StdioAdapter
 
 T = TypeVar("T")
@@ -32,7 +33,11 @@ pytestmark = [
 ]
 
 #: The npm-only shims; the browser shims (a Debian binary driven by puppeteer-core) are tests/test_browser_shims.py.
-SHIMS = sorted(name for name, spec in node.SPECS.items() if spec.binary is None)
+SHIMS = sorted(
+    name
+    for name, spec in node.node_shims().items()
+    if spec.kind == "ice-agent" and spec.node is not None and spec.node.binary is None
+)
 #: Stacks whose shim exposes ICE-level data (send / data notifications); the others answer -32601.
 SENDS_DATA = {"werift"}
 DEADLINE = 20.0  # seconds for any one expected event; loopback ICE completes in well under 1 s
@@ -158,9 +163,9 @@ def test_initialize_declares_capabilities(launched: dict[str, tuple[list[str], d
         async with adapter(launched, name, None) as a:
             info = await a.initialize()
             assert info.capabilities == node.capabilities(name)
-            declared = json.loads(node.SPECS[name].capabilities_file.read_text())
-            assert info.name == declared["name"]
-            assert info.version == declared["version"]
+            spec = get_iut(name)
+            assert info.name in (spec.name, spec.node.package if spec.node else None)
+            assert info.version == spec.pinned_version
             assert info.contract == "1.2"
             assert node.installed_version(name) is not None
 

@@ -1,10 +1,13 @@
 """The adapter contract: how the harness drives an implementation under test (IUT).
 
 Theory of operation: every IUT is reached through one set of asynchronous operations (the table in
-``docs/adapter-contract.md``). An in-process adapter implements :class:`Adapter` directly in Python; an
-out-of-process shim speaks the same operations as JSON-RPC 2.0 over its stdin and stdout and is wrapped by
-:class:`conformance.adapters.stdio.StdioAdapter`, which implements :class:`Adapter` too. Everything above this
-layer (fixtures, suites) sees only :class:`Adapter`, so both routes give the same verdicts.
+``docs/adapter-contract.md``): the lifecycle every IUT has (:class:`Adapter`), plus those of its kind, an ICE
+agent's (:class:`IceAgentAdapter`) or a STUN/TURN server's (:class:`TurnServerAdapter`). An in-process adapter
+implements its kind's protocol directly in Python; an out-of-process shim speaks the same operations as JSON-RPC
+2.0 over its stdin and stdout and is wrapped by :class:`conformance.adapters.stdio.StdioAdapter`, which implements
+both (the shim answers -32601 for the other kind's). Everything above this layer (fixtures, suites) sees only
+:class:`Adapter`, every operation, the other kind's answering :class:`Unsupported` on both routes
+(:func:`conformance.adapters.contract.complete`), so both routes give the same verdicts.
 """
 
 from __future__ import annotations
@@ -28,12 +31,15 @@ __all__ = [
     "AgentConfig",
     "Credentials",
     "ErrorCode",
+    "IceAgentAdapter",
+    "IutAdapter",
     "IutCrashed",
     "IutInfo",
     "LocalDescription",
     "Notification",
     "RemoteError",
     "TurnServer",
+    "TurnServerAdapter",
     "Unsupported",
     "accepts_remote_options",
     "applied_options",
@@ -293,17 +299,30 @@ class Notification:
 
 
 @runtime_checkable
-class Adapter(Protocol):
-    """One IUT, in process or behind a stdio shim (docs/adapter-contract.md).
+class IutAdapter(Protocol):
+    """What every IUT's adapter offers, in process or behind a stdio shim: its lifecycle (docs/adapter-contract.md).
 
-    Every method raises :class:`AdapterError` (or a subclass) when the adapter itself fails, and
-    :class:`Unsupported` for an operation the IUT does not implement.
+    An ICE agent adds :class:`IceAgentAdapter`'s methods, a TURN server :class:`TurnServerAdapter`'s; an adapter
+    implements only those of its kind (a stdio shim answers the others -32601). Every method raises
+    :class:`AdapterError` (or a subclass) when the adapter itself fails, and :class:`Unsupported` for an operation
+    the IUT does not implement.
     """
 
     #: Notifications from the IUT, in arrival order.
     notifications: asyncio.Queue[Notification]
 
     async def initialize(self) -> IutInfo: ...
+
+    async def shutdown(self) -> None: ...
+
+    def diagnostics(self) -> str:
+        """Free text to attach to a case: the shim's stderr, the server's log."""
+        ...
+
+
+@runtime_checkable
+class IceAgentAdapter(IutAdapter, Protocol):
+    """An ICE agent IUT (RFC 8445): agents, their candidates, checks and data (docs/adapter-contract.md §3)."""
 
     async def create_agent(self, config: AgentConfig) -> str: ...
 
@@ -328,6 +347,11 @@ class Adapter(Protocol):
 
     async def close(self, agent: str) -> None: ...
 
+
+@runtime_checkable
+class TurnServerAdapter(IutAdapter, Protocol):
+    """A STUN or TURN server IUT (RFC 8489, RFC 8656) started and stopped by the harness."""
+
     async def start_server(
         self,
         kind: str,
@@ -341,11 +365,12 @@ class Adapter(Protocol):
 
     async def stop_server(self, server: str) -> None: ...
 
-    async def shutdown(self) -> None: ...
 
-    def diagnostics(self) -> str:
-        """Free text to attach to a case: the shim's stderr, the server's log."""
-        ...
+@runtime_checkable
+class Adapter(IceAgentAdapter, TurnServerAdapter, Protocol):
+    """What the harness drives: every operation of the contract. :class:`~conformance.adapters.stdio.StdioAdapter`
+    is one; an in-process adapter of one kind becomes one through :func:`conformance.adapters.contract.complete`,
+    which answers the other kind's operations with :class:`Unsupported` (a case's UNSUPPORTED)."""
 
 
 def accepts_remote_options(set_remote: Callable[..., Any]) -> bool:

@@ -1,6 +1,11 @@
-"""The adapter contract's rules that the harness enforces on a stdio shim (docs/adapter-contract.md).
+"""The adapter contract as data, and the rules that the harness enforces on a stdio shim (docs/adapter-contract.md).
 
-Theory of operation: :class:`ContractChecker` sits in :class:`conformance.adapters.stdio.StdioAdapter` and sees
+Theory of operation: :data:`METHODS` is the one list of the contract's methods: each one's kind (every IUT's
+lifecycle, an ICE agent's, or a STUN/TURN server's), its params and the fields its result must carry. The stdio
+shim side (:mod:`conformance.adapters.server`) validates requests and dispatches with it, the harness side
+(:mod:`conformance.adapters.stdio`) checks results with it, and :func:`complete` uses it to give an in-process
+adapter of one kind the other kind's operations, each answering :class:`Unsupported`. :class:`ContractChecker`
+sits in :class:`conformance.adapters.stdio.StdioAdapter` and sees
 what the shim returns and notifies. A result that breaks a rule raises :class:`ContractViolation` at once (the
 case's ERROR); a notification that breaks one is recorded in :attr:`ContractChecker.violations`, and the plugin
 grades the case during which it arrived ERROR, naming the rule, instead of blaming the IUT for what the shim
@@ -13,13 +18,142 @@ import asyncio
 import contextlib
 import re
 import shlex
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
-from .base import AdapterError
+from .base import Adapter, AdapterError, IutAdapter, Unsupported
 
-__all__ = ["RULE_CANDIDATE", "RULE_SELECTED_PAIR", "ContractChecker", "ContractViolation", "program_name"]
+__all__ = [
+    "METHODS",
+    "RULE_CANDIDATE",
+    "RULE_SELECTED_PAIR",
+    "ContractChecker",
+    "ContractViolation",
+    "Method",
+    "Param",
+    "complete",
+    "program_name",
+]
+
+_REQUIRED: Any = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One request param or result field: its name, JSON type, default (required when absent) and nullability."""
+
+    name: str
+    kind: type | tuple[type, ...]
+    default: Any = _REQUIRED
+    nullable: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+MethodKind = Literal["lifecycle", "ice-agent", "turn-server"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of the contract (docs/adapter-contract.md §3): what it takes and what its result must carry."""
+
+    name: str
+    kind: MethodKind
+    params: tuple[Param, ...] = ()
+    result: tuple[Param, ...] = ()
+
+
+_AGENT = Param("agent", str)
+_CREDENTIALS = (Param("ufrag", str), Param("pwd", str))
+
+#: Every method of the contract, in the order of docs/adapter-contract.md §3. ``create_agent``'s params are
+#: :class:`~conformance.adapters.base.AgentConfig`'s JSON form, parsed by ``AgentConfig.from_json``.
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "initialize",
+            "lifecycle",
+            (Param("contract", object, None),),
+            (Param("name", str), Param("version", str), Param("capabilities", list)),
+        ),
+        Method("create_agent", "ice-agent", (), (Param("agent", (str, int)),)),
+        Method("gather", "ice-agent", (_AGENT,), (*_CREDENTIALS, Param("candidates", list))),
+        Method(
+            "set_remote",
+            "ice-agent",
+            (
+                _AGENT,
+                *_CREDENTIALS,
+                Param("candidates", list, []),
+                Param("lite", bool, False),
+                Param("options", dict, {}),
+            ),
+        ),
+        Method("add_remote_candidate", "ice-agent", (_AGENT, Param("candidate", str, nullable=True))),
+        Method("connect", "ice-agent", (_AGENT,)),
+        Method("send", "ice-agent", (_AGENT, Param("component", int, 1), Param("data", str))),
+        Method("restart", "ice-agent", (_AGENT,), _CREDENTIALS),
+        Method("close", "ice-agent", (_AGENT,)),
+        Method(
+            "start_server",
+            "turn-server",
+            (
+                Param("kind", str),
+                Param("listen", str),
+                Param("realm", str, None, nullable=True),
+                Param("users", dict, None, nullable=True),
+                Param("options", dict, None, nullable=True),
+            ),
+            (Param("address", str),),
+        ),
+        Method("stop_server", "turn-server", (Param("server", str),)),
+        Method("shutdown", "lifecycle"),
+    )
+}
+
+
+def _unsupported(name: str, method: Method) -> Callable[..., Coroutine[Any, Any, Any]]:
+    what = "an ICE agent" if method.kind == "ice-agent" else "a STUN or TURN server"
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        raise Unsupported(f"{method.name}: {name} is not {what}")
+
+    return call
+
+
+class _Completed:
+    """An in-process adapter of one kind, with the other kind's operations answering :class:`Unsupported`."""
+
+    def __init__(self, adapter: IutAdapter) -> None:
+        self._adapter = adapter
+        name = str(getattr(adapter, "name", None) or type(adapter).__name__)
+        for method in METHODS.values():
+            if not hasattr(adapter, method.name):
+                setattr(self, method.name, _unsupported(name, method))
+
+    @property
+    def adapter(self) -> IutAdapter:
+        """The adapter completed."""
+        return self._adapter
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_adapter":
+            raise AttributeError(name)
+        return getattr(self._adapter, name)
+
+
+def complete(adapter: IutAdapter) -> Adapter:
+    """``adapter`` with every operation of the contract: itself when it has them all (a stdio adapter), else a view
+    whose missing operations (the other kind's) raise :class:`Unsupported`, as a stdio shim's -32601 does."""
+    if all(hasattr(adapter, m) for m in METHODS):
+        return cast(Adapter, adapter)
+    return cast(Adapter, _Completed(adapter))
+
 
 #: docs/adapter-contract.md §3: candidates are attribute values with the ``candidate:`` prefix.
 RULE_CANDIDATE = "§3: a candidate is an RFC 8839 attribute value with the `candidate:` prefix"

@@ -1,11 +1,12 @@
-"""Node.js stdio shims: werift-ice, libjuice (node-datachannel) and libwebrtc (@roamhq/wrtc).
+"""Node.js stdio shims: every IUT whose ``iut.toml`` says ``[launcher] type = "node"`` (werift, libjuice, ...).
 
-Theory of operation: each shim is a folder next to this module (``werift/``, ``libjuice/``, ``libwebrtc/``)
-holding ``shim.js`` (the adapter contract over JSON-RPC lines), an exactly pinned ``package.json`` with its
-``package-lock.json``, and ``capabilities.json``. The npm dependencies never go into the source tree: they are
-installed with ``npm ci`` into a per-user cache folder keyed by the sha256 of the lock file, so a changed lock
-gets a fresh install and two pytest-xdist workers racing on the same install are safe (each installs into a
-private temporary folder and renames it into place; the loser discards its copy). ``shim.js`` runs from the
+Theory of operation: each shim is a folder next to this module (``werift/``, ``libjuice/``, ``nodeturn/``, ...)
+holding ``shim.js`` (the adapter contract over JSON-RPC lines, on ``_node/common.js`` and ``_node/serve.js``), an
+exactly pinned ``package.json`` with its ``package-lock.json``, and ``iut.toml`` (what it declares). The npm
+dependencies never go into the source tree: they are installed with ``npm ci`` into a per-user cache folder keyed
+by the sha256 of the lock file, so a changed lock gets a fresh install and two pytest-xdist workers racing on the
+same install are safe (each installs into a private temporary folder and renames it into place; the loser discards
+its copy). ``shim.js`` runs from the
 repository and finds its packages through ``NODE_PATH``.
 
 Typical use::
@@ -30,16 +31,17 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conformance.adapters.base import AdapterError
 
+if TYPE_CHECKING:
+    from conformance.adapters.registry import IutSpec, NodeLauncher
+
 __all__ = [
     "HERE",
-    "SPECS",
     "NodeShimMissing",
-    "NodeShimSpec",
     "binary_version",
     "cache_root",
     "capabilities",
@@ -51,6 +53,7 @@ __all__ = [
     "netns_available",
     "netns_wrap",
     "node_available",
+    "node_shims",
     "shim_dir",
 ]
 
@@ -67,112 +70,38 @@ class NodeShimMissing(AdapterError):
     """Node.js or npm is missing, or installing a shim's packages failed."""
 
 
-@dataclass(frozen=True)
-class NodeShimSpec:
-    """One Node shim, as the IUT registry needs it."""
+def node_shims() -> dict[str, IutSpec]:
+    """Every registered IUT launched as a Node shim (``[launcher] type = "node"`` in its ``iut.toml``), by name."""
+    from .registry import REGISTRY
 
-    name: str  #: IUT name (``--iut NAME``) and the shim's folder name
-    package: str  #: the npm package the shim drives
-    description: str
-    install_hint: str
-    capabilities_file: Path
-    #: The program the shim drives, when it is not an npm package (a browser), and its Debian package.
-    binary: str | None = None
-    apt_package: str | None = None
-
-    @property
-    def folder(self) -> Path:
-        return self.capabilities_file.parent
+    return {name: spec for name, spec in REGISTRY.items() if spec.node is not None}
 
 
-_NODE_HINT = (
-    "needs Node.js >= 18 and npm on PATH (Debian: apt-get install nodejs npm); the npm registry must be "
-    "reachable the first time, then the packages are cached under $XDG_CACHE_HOME/ice-conformance/node"
-)
-
-SPECS: dict[str, NodeShimSpec] = {
-    "werift": NodeShimSpec(
-        name="werift",
-        package="werift-ice",
-        description="werift-ice 0.2.3 (TypeScript ICE agent), driven through its bare Connection API",
-        install_hint=f"werift shim {_NODE_HINT}; it installs werift-ice@0.2.3 with npm ci",
-        capabilities_file=HERE / "werift" / "capabilities.json",
-    ),
-    "libjuice": NodeShimSpec(
-        name="libjuice",
-        package="node-datachannel",
-        description=(
-            "libjuice inside libdatachannel, through node-datachannel 0.33.4 (SDP-driven: the harness side "
-            "becomes a hand-written remote description)"
-        ),
-        install_hint=(
-            f"libjuice shim {_NODE_HINT}; it installs node-datachannel@0.33.4, whose prebuilt binary comes "
-            "from the npm package @node-datachannel/linux-x64-gnu"
-        ),
-        capabilities_file=HERE / "libjuice" / "capabilities.json",
-    ),
-    "libwebrtc": NodeShimSpec(
-        name="libwebrtc",
-        package="@roamhq/wrtc",
-        description=(
-            "libwebrtc's ICE (cricket::P2PTransportChannel) through @roamhq/wrtc 0.10.0 (SDP-driven; DTLS "
-            "never completes against the harness, by design)"
-        ),
-        install_hint=(
-            f"libwebrtc shim {_NODE_HINT}; it installs @roamhq/wrtc@0.10.0, whose prebuilt libwebrtc comes "
-            "from the npm package @roamhq/wrtc-linux-x64 (about 26 MB)"
-        ),
-        capabilities_file=HERE / "libwebrtc" / "capabilities.json",
-    ),
-    "chromium": NodeShimSpec(
-        name="chromium",
-        package="puppeteer-core",
-        description=(
-            "Chromium's WebRTC (libwebrtc, Debian package chromium), headless through puppeteer-core 24.43.1: one "
-            "page per agent, RTCPeerConnection with a data channel, SDP-driven; DTLS never completes, by design"
-        ),
-        install_hint=(
-            "chromium shim needs the Debian package chromium (apt-get install chromium) and "
-            f"{_NODE_HINT}; it installs puppeteer-core@24.43.1 with npm ci"
-        ),
-        capabilities_file=HERE / "chromium" / "capabilities.json",
-        binary="/usr/bin/chromium",
-        apt_package="chromium",
-    ),
-    "firefox": NodeShimSpec(
-        name="firefox",
-        package="puppeteer-core",
-        description=(
-            "Firefox ESR's WebRTC (nICEr, Debian package firefox-esr), headless through puppeteer-core 24.43.1 "
-            "over WebDriver BiDi: one page per agent, RTCPeerConnection with a data channel, SDP-driven"
-        ),
-        install_hint=(
-            "firefox shim needs the Debian package firefox-esr (apt-get install firefox-esr) and "
-            f"{_NODE_HINT}; it installs puppeteer-core@24.43.1 with npm ci"
-        ),
-        capabilities_file=HERE / "firefox" / "capabilities.json",
-        binary="/usr/bin/firefox-esr",
-        apt_package="firefox-esr",
-    ),
-}
+def _spec(name: str) -> IutSpec:
+    spec = node_shims().get(name)
+    if spec is None:
+        raise NodeShimMissing(f"unknown Node shim {name!r}; known: {', '.join(sorted(node_shims()))}")
+    return spec
 
 
-def _spec(name: str) -> NodeShimSpec:
-    try:
-        return SPECS[name]
-    except KeyError:
-        raise NodeShimMissing(f"unknown Node shim {name!r}; known: {', '.join(sorted(SPECS))}") from None
+def _node(spec: IutSpec) -> NodeLauncher:
+    assert spec.node is not None
+    return spec.node
+
+
+def _folder(spec: IutSpec) -> Path:
+    assert spec.folder is not None
+    return spec.folder
 
 
 def shim_dir(name: str) -> Path:
-    """The shim's source folder in the repository."""
-    return _spec(name).folder
+    """The shim's source folder (the folder of its ``iut.toml``)."""
+    return _folder(_spec(name))
 
 
 def capabilities(name: str) -> frozenset[str]:
-    """The capabilities the shim declares (read from its ``capabilities.json``)."""
-    data = json.loads(_spec(name).capabilities_file.read_text(encoding="utf-8"))
-    return frozenset(str(c) for c in data["capabilities"])
+    """The capabilities the shim declares (its ``iut.toml``; ``_node/common.js`` reads the same list)."""
+    return _spec(name).capabilities or frozenset()
 
 
 def lock_hash(name: str) -> str:
@@ -218,7 +147,7 @@ def ensure_installed(name: str) -> Path:
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         for f in ("package.json", "package-lock.json"):
-            shutil.copyfile(spec.folder / f, work / f)
+            shutil.copyfile(_folder(spec) / f, work / f)
         cmd = [npm, "ci", "--omit=dev", "--no-audit", "--no-fund", "--ignore-scripts"]
         logger.info("installing Node shim %s: %s (in %s)", name, " ".join(cmd), work)
         try:
@@ -263,10 +192,10 @@ def launch(name: str) -> tuple[list[str], dict[str, str]]:
     Installs the packages first when needed (see :func:`ensure_installed`).
     """
     spec = _spec(name)
-    if spec.binary is not None and not os.access(_binary(spec), os.X_OK):
+    if _node(spec).binary is not None and not os.access(_binary(spec), os.X_OK):
+        apt = " ".join(spec.debian_packages)
         raise NodeShimMissing(
-            f"{name}: {_binary(spec)} not found: install the Debian package {spec.apt_package} "
-            f"(apt-get install {spec.apt_package})"
+            f"{name}: {_binary(spec)} not found: install the Debian package {apt} (apt-get install {apt})"
         )
     install = ensure_installed(name)
     node = shutil.which("node")
@@ -280,16 +209,16 @@ def launch(name: str) -> tuple[list[str], dict[str, str]]:
     return [node, str(shim_dir(name) / "shim.js")], env
 
 
-def _binary(spec: NodeShimSpec) -> str:
+def _binary(spec: IutSpec) -> str:
     """The browser binary: ``$ICE_CONFORMANCE_<NAME>`` when set, else the Debian path."""
-    return os.environ.get(f"ICE_CONFORMANCE_{spec.name.upper()}") or str(spec.binary)
+    return os.environ.get(f"ICE_CONFORMANCE_{spec.name.upper()}") or str(_node(spec).binary)
 
 
 @functools.cache
 def binary_version(name: str) -> str | None:
     """``<binary> --version`` of a browser shim's program (first line), or None when it does not run."""
     spec = _spec(name)
-    if spec.binary is None:
+    if _node(spec).binary is None:
         return None
     try:
         proc = subprocess.run([_binary(spec), "--version"], capture_output=True, text=True, timeout=20, check=False)
@@ -303,7 +232,7 @@ def binary_version(name: str) -> str | None:
 def installed_version(name: str) -> str | None:
     """The version of the shim's npm package in the cache, or None when it is not installed."""
     spec = _spec(name)
-    pkg = _install_dir(name) / "node_modules" / spec.package / "package.json"
+    pkg = _install_dir(name) / "node_modules" / _node(spec).package / "package.json"
     try:
         return str(json.loads(pkg.read_text(encoding="utf-8"))["version"])
     except (OSError, ValueError, KeyError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -23,14 +24,17 @@ from typing import Any, Protocol
 
 from .base import (
     CONTRACT_VERSION,
-    Adapter,
     AdapterError,
     AgentConfig,
     ErrorCode,
+    IutAdapter,
+    IutInfo,
+    LocalDescription,
     RemoteError,
     Unsupported,
     accepts_remote_options,
 )
+from .contract import METHODS, Method
 
 __all__ = ["LineReader", "LineWriter", "main_for", "serve"]
 
@@ -116,6 +120,15 @@ def _obj(params: dict[str, Any], key: str, kind: type, *, default: Any = ..., nu
     return value
 
 
+def _args(method: Method, params: dict[str, Any]) -> list[Any]:
+    """The method's params in table order, type-checked (``contract.METHODS``)."""
+    out = []
+    for p in method.params:
+        kind = p.kind if isinstance(p.kind, type) else object
+        out.append(_obj(params, p.name, kind, default=... if p.required else p.default, nullable=p.nullable))
+    return out
+
+
 def _b64(params: dict[str, Any], key: str) -> bytes:
     try:
         return base64.b64decode(_obj(params, key, str), validate=True)
@@ -134,136 +147,71 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _bind(adapter: Adapter, method: str, params: dict[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:
-    """Validate params and return the call to make (docs/adapter-contract.md, "Methods")."""
-    a = adapter
+def _initialize_result(info: IutInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "version": info.version,
+        "capabilities": sorted(info.capabilities),
+        "contract": CONTRACT_VERSION,
+    }
+
+
+def _gather_result(desc: LocalDescription) -> dict[str, Any]:
+    out: dict[str, Any] = {"ufrag": desc.ufrag, "pwd": desc.pwd, "candidates": list(desc.candidates)}
+    if desc.ice_options is not None:  # contract 1.1
+        out["ice_options"] = list(desc.ice_options)
+    if desc.remote_candidates is not None:
+        out["remote_candidates"] = list(desc.remote_candidates)
+    return out
+
+
+#: How each method's return value becomes its JSON result (the others answer ``{}``).
+_RESULTS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "initialize": _initialize_result,
+    "create_agent": lambda agent: {"agent": agent},
+    "gather": _gather_result,
+    # Contract 1.2: what the adapter handed to its IUT; left out when it does not say.
+    "set_remote": lambda applied: {} if applied is None else {"applied_options": list(applied)},
+    "restart": lambda creds: {"ufrag": creds.ufrag, "pwd": creds.pwd},
+    "start_server": lambda started: {"server": started[0], "address": started[1]},
+}
+
+
+def _bind(adapter: IutAdapter, method: str, params: dict[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """Validate params against ``contract.METHODS`` and return the call to make (docs/adapter-contract.md §3).
+
+    A method outside the table, or one of the other kind than the adapter's, is -32601 (unsupported)."""
+    spec = METHODS.get(method)
+    if spec is None:
+        raise Unsupported(f"unknown method {method!r}")
+    fn = getattr(adapter, method, None)
+    if fn is None:
+        kind = "an ICE agent" if spec.kind == "ice-agent" else "a STUN or TURN server"
+        raise Unsupported(f"{method}: this IUT is not {kind}")
+    args = _args(spec, params)
     if method == "initialize":
-
-        async def initialize() -> dict[str, Any]:
-            info = await a.initialize()
-            return {
-                "name": info.name,
-                "version": info.version,
-                "capabilities": sorted(info.capabilities),
-                "contract": CONTRACT_VERSION,
-            }
-
-        theirs = params.get("contract")
+        theirs = args.pop()
         if isinstance(theirs, str) and theirs.split(".")[0] != CONTRACT_VERSION.split(".")[0]:
             logger.warning("the harness speaks contract %s, this shim %s", theirs, CONTRACT_VERSION)
-        return initialize
-    if method == "create_agent":
+    elif method == "create_agent":
         try:
-            config = AgentConfig.from_json(params)
+            args = [AgentConfig.from_json(params)]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _BadParams(f"create_agent: {type(exc).__name__}: {exc}") from None
-
-        async def create_agent() -> dict[str, Any]:
-            return {"agent": await a.create_agent(config)}
-
-        return create_agent
-    if method == "shutdown":
-
-        async def shutdown() -> dict[str, Any]:
-            await a.shutdown()
-            return {}
-
-        return shutdown
-    if method in ("start_server", "stop_server"):
-        if method == "stop_server":
-            server = _obj(params, "server", str)
-
-            async def stop_server() -> dict[str, Any]:
-                await a.stop_server(server)
-                return {}
-
-            return stop_server
-        kind = _obj(params, "kind", str)
-        listen = _obj(params, "listen", str)
-        realm = _obj(params, "realm", str, default=None, nullable=True)
-        users = _obj(params, "users", dict, default=None, nullable=True)
-        options = _obj(params, "options", dict, default=None, nullable=True)
-
-        async def start_server() -> dict[str, Any]:
-            server_id, address = await a.start_server(kind, listen, realm, users, options)
-            return {"server": server_id, "address": address}
-
-        return start_server
-    agent_methods = {
-        "gather",
-        "set_remote",
-        "add_remote_candidate",
-        "connect",
-        "send",
-        "restart",
-        "close",
-    }
-    if method not in agent_methods:
-        raise Unsupported(f"unknown method {method!r}")
-    agent = _obj(params, "agent", str)
-    if method == "gather":
-
-        async def gather() -> dict[str, Any]:
-            desc = await a.gather(agent)
-            out: dict[str, Any] = {"ufrag": desc.ufrag, "pwd": desc.pwd, "candidates": list(desc.candidates)}
-            if desc.ice_options is not None:  # contract 1.1
-                out["ice_options"] = list(desc.ice_options)
-            if desc.remote_candidates is not None:
-                out["remote_candidates"] = list(desc.remote_candidates)
-            return out
-
-        return gather
-    if method == "set_remote":
-        ufrag = _obj(params, "ufrag", str)
-        pwd = _obj(params, "pwd", str)
-        cands = _obj(params, "candidates", list, default=[])
-        if not all(isinstance(c, str) for c in cands):
+    elif method == "set_remote":
+        if not all(isinstance(c, str) for c in args[3]):
             raise _BadParams("param 'candidates' must be a list of strings")
-        lite = _obj(params, "lite", bool, default=False)
-        remote_options = _obj(params, "options", dict, default={})
+        remote_options = args.pop()
+        if remote_options and accepts_remote_options(fn):  # contract 1.1; older adapters get the 1.0 call
+            fn = functools.partial(fn, options=remote_options)
+    elif method == "send":
+        args[2] = _b64(params, "data")
+    encode = _RESULTS.get(method, lambda _: {})
 
-        async def set_remote() -> dict[str, Any]:
-            if remote_options and accepts_remote_options(a.set_remote):  # contract 1.1; older adapters get the 1.0 call
-                extra: dict[str, Any] = {"options": remote_options}
-                applied = await a.set_remote(agent, ufrag, pwd, cands, lite, **extra)
-            else:
-                applied = await a.set_remote(agent, ufrag, pwd, cands, lite)
-            # Contract 1.2: what the adapter handed to its IUT; left out when it does not say.
-            return {} if applied is None else {"applied_options": list(applied)}
+    async def call() -> dict[str, Any]:
+        return encode(await fn(*args))
 
-        return set_remote
-    if method == "add_remote_candidate":
-        cand = _obj(params, "candidate", str, nullable=True)
-
-        async def add_remote_candidate() -> dict[str, Any]:
-            await a.add_remote_candidate(agent, cand)
-            return {}
-
-        return add_remote_candidate
-    if method == "send":
-        component = _obj(params, "component", int, default=1)
-        data = _b64(params, "data")
-
-        async def send() -> dict[str, Any]:
-            await a.send(agent, component, data)
-            return {}
-
-        return send
-    if method == "restart":
-
-        async def restart() -> dict[str, Any]:
-            creds = await a.restart(agent)
-            return {"ufrag": creds.ufrag, "pwd": creds.pwd}
-
-        return restart
-
-    call = {"connect": a.connect, "close": a.close}[method]
-
-    async def simple() -> dict[str, Any]:
-        await call(agent)
-        return {}
-
-    return simple
+    return call
 
 
 def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
@@ -274,7 +222,7 @@ def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any
 
 
 async def serve(
-    adapter: Adapter,
+    adapter: IutAdapter,
     reader: LineReader | None = None,
     writer: LineWriter | None = None,
 ) -> None:
@@ -386,7 +334,7 @@ async def serve(
                     await emit({"jsonrpc": "2.0", "method": note.method, "params": _jsonable(note.params)})
 
 
-def main_for(factory: Callable[[], Adapter], *, log_level: int | None = None) -> None:
+def main_for(factory: Callable[[], IutAdapter], *, log_level: int | None = None) -> None:
     """Run ``factory()``'s adapter as a stdio shim: ``python -m ...`` entry points call this."""
     level = log_level
     if level is None:

@@ -43,7 +43,7 @@ from .base import (
     applied_options,
     describe_exit,
 )
-from .contract import ContractChecker, program_name
+from .contract import METHODS, ContractChecker, program_name
 
 __all__ = ["DEFAULT_METHOD_TIMEOUTS", "StdioAdapter"]
 
@@ -243,9 +243,7 @@ class StdioAdapter:
         """``initialize``: start the shim, announce the contract version, read its declaration."""
         await self.start()
         result = await self._request("initialize", {"contract": CONTRACT_VERSION}, timeout=self.start_timeout)
-        name = self._field(result, "initialize", "name", str)
-        version = self._field(result, "initialize", "version", str)
-        caps = self._field(result, "initialize", "capabilities", list)
+        name, version, caps = result["name"], result["version"], result["capabilities"]
         if not all(isinstance(c, str) for c in caps):
             raise AdapterError(f"{self.name}: initialize: capabilities must be strings, got {caps!r}")
         unknown = sorted(set(caps) - CAPABILITIES)
@@ -266,14 +264,14 @@ class StdioAdapter:
     async def create_agent(self, config: AgentConfig) -> str:
         """``create_agent``: returns the shim's agent id."""
         result = await self._request("create_agent", config.to_json())
-        agent = str(self._field(result, "create_agent", "agent", (str, int)))
+        agent = str(result["agent"])
         self.contract.agent_created(agent, config.components)
         return agent
 
     async def gather(self, agent: str) -> LocalDescription:
         """``gather``: local credentials and candidate attribute values (RFC 8839 §5.1)."""
         result = await self._request("gather", {"agent": agent})
-        cands = self._field(result, "gather", "candidates", list)
+        cands = result["candidates"]
         if not all(isinstance(c, str) for c in cands):
             raise AdapterError(f"{self.name}: gather: candidates must be strings, got {cands!r}")
         self.contract.check_candidates(self.name, "gather", cands)
@@ -285,8 +283,8 @@ class StdioAdapter:
                     raise AdapterError(f"{self.name}: gather: {name} must be a list of strings, got {value!r}")
                 optional[name] = list(value)
         return LocalDescription(
-            ufrag=self._field(result, "gather", "ufrag", str),
-            pwd=self._field(result, "gather", "pwd", str),
+            ufrag=result["ufrag"],
+            pwd=result["pwd"],
             candidates=list(cands),
             **optional,
         )
@@ -329,9 +327,7 @@ class StdioAdapter:
     async def restart(self, agent: str) -> Credentials:
         """``restart``: ICE restart with new local credentials (RFC 8445 §9)."""
         result = await self._request("restart", {"agent": agent})
-        return Credentials(
-            ufrag=self._field(result, "restart", "ufrag", str), pwd=self._field(result, "restart", "pwd", str)
-        )
+        return Credentials(ufrag=result["ufrag"], pwd=result["pwd"])
 
     async def close(self, agent: str) -> None:
         """``close``: close an agent and release its sockets."""
@@ -354,7 +350,7 @@ class StdioAdapter:
         if options is not None:
             params["options"] = dict(options)
         result = await self._request("start_server", params)
-        address = self._field(result, "start_server", "address", str)
+        address = result["address"]
         server = result.get("server", address)
         return str(server), address
 
@@ -370,16 +366,19 @@ class StdioAdapter:
 
     # -- internals -----------------------------------------------------------------------------------------
 
-    def _field(self, result: dict[str, Any], method: str, key: str, kind: type | tuple[type, ...]) -> Any:
-        """A required field of a result object, type-checked (docs/adapter-contract.md, "Methods")."""
-        if key not in result:
-            raise AdapterError(f"{self.name}: {method}: result lacks {key!r}: {_quote(json.dumps(result))}")
-        value = result[key]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise AdapterError(
-                f"{self.name}: {method}: result field {key!r} has the wrong type: {_quote(json.dumps(result))}"
-            )
-        return value
+    def _check_result(self, method: str, result: dict[str, Any]) -> dict[str, Any]:
+        """The result, once every field ``contract.METHODS`` requires of it is there with its type (§3)."""
+        spec = METHODS.get(method)
+        for field in spec.result if spec is not None else ():
+            if field.name not in result:
+                raise AdapterError(f"{self.name}: {method}: result lacks {field.name!r}: {_quote(json.dumps(result))}")
+            value = result[field.name]
+            if not isinstance(value, field.kind) or isinstance(value, bool):
+                raise AdapterError(
+                    f"{self.name}: {method}: result field {field.name!r} has the wrong type: "
+                    f"{_quote(json.dumps(result))}"
+                )
+        return result
 
     def _check_usable(self) -> None:
         if self._broken is not None:
@@ -427,7 +426,7 @@ class StdioAdapter:
                 except (ConnectionError, RuntimeError) as exc:
                     logger.debug("%s: write failed: %s", self.name, exc)
                     # The process is gone: the reader reports its exit code to the future.
-                return await future
+                return self._check_result(method, await future)
         except TimeoutError:
             reason = f"no answer to {method!r} within {deadline:g} s; the shim was killed"
             self._break(reason)

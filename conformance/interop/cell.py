@@ -29,7 +29,7 @@ from typing import Any
 
 from conformance.adapters.base import Adapter, AdapterError, AgentConfig, Notification, TurnServer, Unsupported
 from conformance.adapters.coturn import CoturnAdapter
-from conformance.adapters.registry import get_iut, make_adapter
+from conformance.adapters.registry import get_iut, known_iuts, make_adapter
 from conformance.adapters.stdio import StdioAdapter
 from conformance.interop.artifacts import write_artifacts
 from conformance.interop.diagnosis import judge
@@ -55,9 +55,10 @@ logger = logging.getLogger(__name__)
 
 #: Set in the environment of a run the interop command started inside its own loopback-only namespace.
 NETNS_ENV = "ICE_CONFORMANCE_INTEROP_NETNS"
-#: IUTs that cannot bind a given address and gather on the host's interface addresses instead: inside the
-#: run's own namespace, the side's emulator address is added to ``lo`` for them while their cell runs.
-GATHER_ON_INTERFACE_ADDRESSES = frozenset({"libwebrtc", "firefox"})
+#: IUTs that cannot bind a given address and gather on the host's interface addresses instead (``iut.toml``'s
+#: ``gathers_on_interfaces``): inside the run's own namespace, the side's emulator address is added to ``lo`` for
+#: them while their cell runs.
+GATHER_ON_INTERFACE_ADDRESSES = frozenset(n for n in known_iuts() if get_iut(n).gathers_on_interfaces)
 #: IUTs that never gather on a loopback address: Chromium's network list skips loopback interfaces and addresses,
 #: and --allow-loopback-in-peer-connection adds 127.0.0.1 alone. Inside the run's own namespace such a side runs
 #: in a host namespace of its own, on a routable private address (``AddressPlan.routable``) of a veth pair into
@@ -300,7 +301,7 @@ class Cell:
         ends). So the stack sees one non-loopback interface, and nothing from the other side or another cell.
         """
         spec = get_iut(s.iut)
-        if spec.kind != "stdio" or spec.command is None:
+        if spec.launcher == "inprocess":
             raise AdapterError(f"{s.iut}: only a stdio shim can run in a host namespace")
         side = s.side
         iface = self.plan.interface(side)
@@ -326,7 +327,7 @@ class Cell:
             ["route", "add", "127.0.0.0/8", "dev", "eth0", "src", iface],
         ):
             await ip(["-n", name, *argv])
-        cmd = spec.command()
+        cmd = spec.stdio_command()
         argv = ["nsenter", f"--net=/run/netns/{name}", "--", *cmd.argv]
         return StdioAdapter(argv, env=cmd.env, cwd=cmd.cwd, name=spec.name, **spec.stdio_options)
 

@@ -104,7 +104,7 @@ def _reexec_in_netns(args: argparse.Namespace) -> int | None:
         )
         return None
     for name in args.iut:  # npm installs need the network: do them before leaving it
-        if name in node.SPECS:
+        if name in node.node_shims():
             try:
                 node.ensure_installed(name)
             except Exception as exc:

@@ -313,21 +313,6 @@ class ReferenceAdapter:
         del self._agents[agent_id]
         await agent.close()
 
-    async def start_server(
-        self,
-        kind: str,
-        listen: str,
-        realm: str | None = None,
-        users: dict[str, str] | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> tuple[str, str]:
-        """``start_server``: the reference peer is not a server."""
-        raise Unsupported("start_server: the reference peer is an ICE agent, not a STUN or TURN server")
-
-    async def stop_server(self, server: str) -> None:
-        """``stop_server``: the reference peer is not a server."""
-        raise Unsupported("stop_server: the reference peer is an ICE agent, not a STUN or TURN server")
-
     async def shutdown(self) -> None:
         """``shutdown``: close every agent; idempotent."""
         for agent_id in list(self._agents):

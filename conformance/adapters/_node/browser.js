@@ -88,10 +88,10 @@ const KINDS = {
   },
 };
 
-function main(kind, capabilitiesFile) {
+function main(kind, folder) {
   const cfg = KINDS[kind];
   const NAME = kind;
-  const CAPABILITIES = JSON.parse(fs.readFileSync(capabilitiesFile, "utf8")).capabilities;
+  const CAPABILITIES = require("./common.js").declaredCapabilities(folder);
   const log = (...args) => console.error(`[${NAME}-shim]`, ...args);
   const puppeteer = require("puppeteer-core");
 

@@ -2,7 +2,9 @@
 // Helpers the Node shims share: JSON-RPC errors and output (docs/adapter-contract.md), and the loopback guard
 // every shim applies to interfaces, servers and remote candidates (traffic stays on 127.0.0.0/8 and ::1).
 
+const fs = require("fs");
 const net = require("net");
+const path = require("path");
 
 class RpcError extends Error {
   constructor(code, message, data) {
@@ -90,8 +92,18 @@ function appliedOptions(options) {
   return out;
 }
 
+// The capabilities a shim declares: `declared` of the [capabilities] table of the iut.toml in its folder (the file
+// the harness's registry reads, conformance/adapters/registry.py). Only that array of strings is read.
+function declaredCapabilities(folder) {
+  const text = fs.readFileSync(path.join(folder, "iut.toml"), "utf8");
+  const table = /^\[capabilities\][^]*?^declared\s*=\s*\[([^\]]*)\]/m.exec(text);
+  if (!table) throw new Error(`${folder}/iut.toml declares no [capabilities] declared = [...]`);
+  return [...table[1].matchAll(/"([^"\\]*)"/g)].map((m) => m[1]);
+}
+
 module.exports = {
   acceptLoopbackCandidate,
+  declaredCapabilities,
   appliedOptions,
   iceOptionsLine,
   RpcError,

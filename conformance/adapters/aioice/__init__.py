@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .adapter import CAPABILITIES_FILE, AioiceAdapter, declared_capabilities
+from .adapter import AioiceAdapter, declared_capabilities
 
-__all__ = ["CAPABILITIES_FILE", "AioiceAdapter", "declared_capabilities"]
+__all__ = ["AioiceAdapter", "declared_capabilities"]

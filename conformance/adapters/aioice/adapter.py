@@ -33,13 +33,11 @@ import contextlib
 import contextvars
 import ipaddress
 import itertools
-import json
 import logging
 import re
 from collections import deque
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -47,8 +45,6 @@ import aioice
 import aioice.ice
 
 from ..base import (
-    CAPABILITIES,
-    AdapterError,
     AgentConfig,
     Credentials,
     ErrorCode,
@@ -59,12 +55,9 @@ from ..base import (
     Unsupported,
 )
 
-__all__ = ["CAPABILITIES_FILE", "AioiceAdapter", "declared_capabilities"]
+__all__ = ["AioiceAdapter", "declared_capabilities"]
 
 logger = logging.getLogger(__name__)
-
-#: What aioice implements, as data (docs/adapter-contract.md, "Capabilities").
-CAPABILITIES_FILE = Path(__file__).resolve().parent / "capabilities.json"
 
 _INTERFACES: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
     "conformance_aioice_interfaces", default=None
@@ -96,13 +89,10 @@ def _install_interfaces_patch() -> None:
 
 
 def declared_capabilities() -> frozenset[str]:
-    """The capabilities of ``capabilities.json``, checked against the contract's list."""
-    data = json.loads(CAPABILITIES_FILE.read_text(encoding="utf-8"))
-    caps = frozenset(str(c) for c in data["capabilities"])
-    unknown = caps - CAPABILITIES
-    if unknown:
-        raise AdapterError(f"{CAPABILITIES_FILE}: unknown capabilities {sorted(unknown)}")
-    return caps
+    """The capabilities of aioice's ``iut.toml`` (checked against the contract's list when it is loaded)."""
+    from conformance.adapters.registry import iut_file
+
+    return iut_file("aioice").capabilities or frozenset()
 
 
 def _split_hostport(value: str, default_port: int) -> tuple[str, int]:
@@ -242,7 +232,7 @@ class AioiceAdapter:
     # -- the contract ------------------------------------------------------------------------------------
 
     async def initialize(self) -> IutInfo:
-        """``initialize``: name, aioice's installed version, and ``capabilities.json``."""
+        """``initialize``: name, aioice's installed version, and the capabilities of ``iut.toml``."""
         self._start_capture()
         return IutInfo(name="aioice", version=metadata.version("aioice"), capabilities=declared_capabilities())
 
@@ -494,21 +484,6 @@ class AioiceAdapter:
             await asyncio.gather(*agent.tasks, return_exceptions=True)
         self._conns.discard(id(agent.conn))
         self._set_state(agent, "closed")
-
-    async def start_server(
-        self,
-        kind: str,
-        listen: str,
-        realm: str | None = None,
-        users: dict[str, str] | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> tuple[str, str]:
-        """``start_server``: aioice is not a server."""
-        raise Unsupported("start_server: aioice is an ICE agent, not a STUN or TURN server")
-
-    async def stop_server(self, server: str) -> None:
-        """``stop_server``: aioice is not a server."""
-        raise Unsupported("stop_server: aioice is an ICE agent, not a STUN or TURN server")
 
     async def shutdown(self) -> None:
         """``shutdown``: close every agent; idempotent."""

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .adapter import CAPABILITIES_FILE, INSTALL_HINT, CoturnAdapter, turnserver_argv
+from .adapter import CoturnAdapter, install_hint, turnserver_argv
 
-__all__ = ["CAPABILITIES_FILE", "INSTALL_HINT", "CoturnAdapter", "turnserver_argv"]
+__all__ = ["CoturnAdapter", "install_hint", "turnserver_argv"]

@@ -23,26 +23,24 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conformance.adapters.base import (
     AdapterError,
-    AgentConfig,
-    Credentials,
     IutCrashed,
     IutInfo,
-    LocalDescription,
     Notification,
 )
 from conformance.adapters.base import Unsupported as _Unsupported
 from conformance.packets import STUN, message_type
 
-__all__ = ["CAPABILITIES_FILE", "INSTALL_HINT", "OPTION_FLAGS", "CoturnAdapter", "turnserver_argv"]
+if TYPE_CHECKING:
+    from conformance.adapters.registry import IutSpec
+
+__all__ = ["OPTION_FLAGS", "CoturnAdapter", "install_hint", "turnserver_argv"]
 
 logger = logging.getLogger(__name__)
 
-CAPABILITIES_FILE = Path(__file__).resolve().parent / "capabilities.json"
-INSTALL_HINT = "coturn is not installed: apt-get install -y coturn (Debian/Ubuntu; provides /usr/bin/turnserver)"
 READY_TIMEOUT = 10.0
 #: Adapter options and the turnserver flag each maps to (values in seconds or counts).
 OPTION_FLAGS = {
@@ -52,6 +50,17 @@ OPTION_FLAGS = {
     "stale_nonce": "--stale-nonce",
     "user_quota": "--user-quota",
 }
+
+
+def _declaration() -> IutSpec:
+    from conformance.adapters.registry import iut_file
+
+    return iut_file("coturn")
+
+
+def install_hint() -> str:
+    """What to install when ``turnserver`` is missing (``iut.toml``)."""
+    return _declaration().install_hint
 
 
 def turnserver_argv(
@@ -128,7 +137,7 @@ class _Probe(asyncio.DatagramProtocol):
 
 
 class CoturnAdapter:
-    """coturn behind the :class:`~conformance.adapters.base.Adapter` Protocol (servers only)."""
+    """coturn behind the :class:`~conformance.adapters.base.TurnServerAdapter` Protocol (no ICE-agent methods)."""
 
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary
@@ -140,7 +149,7 @@ class CoturnAdapter:
     def _binary(self) -> str:
         found = self.binary or shutil.which("turnserver")
         if found is None or not os.access(found, os.X_OK):
-            raise AdapterError(INSTALL_HINT)
+            raise AdapterError(install_hint())
         return found
 
     async def initialize(self) -> IutInfo:
@@ -155,7 +164,7 @@ class CoturnAdapter:
             proc.kill()
             raise AdapterError(f"{binary} --version did not finish") from None
         self._version = out.decode(errors="replace").strip().splitlines()[-1] if out.strip() else "unknown"
-        return IutInfo(name="coturn", version=self._version, capabilities=frozenset({"turn_server", "stun_server"}))
+        return IutInfo(name="coturn", version=self._version, capabilities=_declaration().capabilities or frozenset())
 
     async def start_server(
         self,
@@ -262,27 +271,3 @@ class CoturnAdapter:
         return "\n".join("\n".join(text.splitlines()[-200:]) for text in logs)
 
     # -- not an ICE agent ------------------------------------------------------------------------------------
-
-    async def create_agent(self, config: AgentConfig) -> str:
-        raise _Unsupported("coturn is a TURN server, not an ICE agent")
-
-    async def gather(self, agent: str) -> LocalDescription:
-        raise _Unsupported("coturn is a TURN server, not an ICE agent")
-
-    async def set_remote(self, agent: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False) -> None:
-        raise _Unsupported("coturn is a TURN server, not an ICE agent")
-
-    async def add_remote_candidate(self, agent: str, candidate: str | None) -> None:
-        raise _Unsupported("coturn is a TURN server, not an ICE agent")
-
-    async def connect(self, agent: str) -> None:
-        raise _Unsupported("coturn is a TURN server, not an ICE agent")
-
-    async def send(self, agent: str, component: int, data: bytes) -> None:
-        raise _Unsupported("coturn is a TURN server, not an ICE agent")
-
-    async def restart(self, agent: str) -> Credentials:
-        raise _Unsupported("coturn is a TURN server, not an ICE agent")
-
-    async def close(self, agent: str) -> None:
-        raise _Unsupported("coturn is a TURN server, not an ICE agent")

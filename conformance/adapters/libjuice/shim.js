@@ -42,7 +42,7 @@ function packageVersion(name) {
 const NAME = "libjuice";
 const VERSION = `node-datachannel ${packageVersion("node-datachannel")}`;
 const CONTRACT = "1.2";
-const CAPABILITIES = require("./capabilities.json").capabilities;
+const CAPABILITIES = require("../_node/common.js").declaredCapabilities(__dirname);
 
 ndc.initLogger(process.env.ICE_SHIM_LOG_LEVEL || "Warning", (level, message) =>
   console.error(`[libdatachannel ${level}] ${message}`),

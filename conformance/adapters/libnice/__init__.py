@@ -2,11 +2,11 @@
 
 Theory of operation: ``shim.c`` is compiled on first use with gcc against ``pkg-config nice json-glib-1.0``
 into ``$XDG_CACHE_HOME/ice-conformance/libnice/<key>/shim`` (``~/.cache`` when the variable is unset). The key
-is the sha256 of everything that goes into the binary (the C source, ``capabilities.json``, the libnice
-version and the compiler flags), so an edited source or an upgraded libnice gets a fresh build and an old one
+is the sha256 of everything that goes into the binary (the C source, ``iut.toml``, the libnice version and the
+compiler flags), so an edited source or an upgraded libnice gets a fresh build and an old one
 is never reused. The build writes to a private temporary file and renames it into place, so two pytest-xdist
 workers building at once both end up with a complete binary. The libnice version reported by ``initialize``
-is ``pkg-config --modversion nice`` at build time; the capabilities are those of ``capabilities.json``.
+is ``pkg-config --modversion nice`` at build time; the capabilities are those of ``iut.toml``.
 
 How the shim maps the adapter contract onto libnice (all verified by ``tests/test_libnice_shim.py``):
 
@@ -42,21 +42,15 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from conformance.adapters.base import AdapterError
 
 __all__ = [
     "ASAN_ENV",
-    "CAPABILITIES_FILE",
-    "DEBIAN_PACKAGES",
-    "INSTALL_HINT",
-    "PINNED_VERSION",
+    "IUT_FILE",
     "SOURCE",
-    "SPEC",
     "LibniceMissing",
-    "LibniceSpec",
     "argv",
     "build_key",
     "cache_root",
@@ -74,14 +68,15 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 #: The shim's C source.
 SOURCE = HERE / "shim.c"
-#: The declaration of what the shim implements, and the pinned libnice version.
-CAPABILITIES_FILE = HERE / "capabilities.json"
-#: What to install when the build prerequisites are missing (Debian package names).
-#: The Debian packages the shim compiles against (checked by ``ice-conformance install``).
-DEBIAN_PACKAGES = ("libnice-dev", "libjson-glib-dev", "pkg-config", "gcc")
-INSTALL_HINT = "apt-get install -y " + " ".join(DEBIAN_PACKAGES)
-#: The libnice version the capabilities were verified against.
-PINNED_VERSION = str(json.loads(CAPABILITIES_FILE.read_text(encoding="utf-8"))["version"])
+#: The IUT's description: what the shim implements, the pinned libnice version, what to install.
+IUT_FILE = HERE / "iut.toml"
+
+
+def _install_hint() -> str:
+    from conformance.adapters.registry import iut_file
+
+    return iut_file("libnice").install_hint
+
 
 _PKGS = ("nice", "json-glib-1.0")
 _CFLAGS = ("-O1", "-Wall", "-Wextra")
@@ -108,33 +103,18 @@ class LibniceMissing(AdapterError):
     """libnice, json-glib, pkg-config or gcc is missing, or the shim failed to compile."""
 
 
-@dataclass(frozen=True)
-class LibniceSpec:
-    """The libnice IUT, as the IUT registry needs it."""
-
-    name: str
-    description: str
-    install_hint: str
-    capabilities_file: Path
-    pinned_version: str
-
-
-SPEC = LibniceSpec(
-    name="libnice",
-    description=(
-        f"libnice {PINNED_VERSION} (GLib ICE library, RFC 5245/8445 with trickle and RFC 7675 consent), "
-        "driven through a C stdio shim compiled against the system library"
-    ),
-    install_hint=INSTALL_HINT,
-    capabilities_file=CAPABILITIES_FILE,
-    pinned_version=PINNED_VERSION,
-)
-
-
 def capabilities() -> frozenset[str]:
-    """The capabilities the shim declares (from ``capabilities.json``)."""
-    data = json.loads(CAPABILITIES_FILE.read_text(encoding="utf-8"))
-    return frozenset(str(c) for c in data["capabilities"])
+    """The capabilities the shim declares (from ``iut.toml``)."""
+    from conformance.adapters.registry import iut_file
+
+    return iut_file("libnice").capabilities or frozenset()
+
+
+def pinned_version() -> str | None:
+    """The libnice version the capabilities were verified against (``iut.toml``)."""
+    from conformance.adapters.registry import iut_file
+
+    return iut_file("libnice").pinned_version
 
 
 def cache_root() -> Path:
@@ -143,8 +123,9 @@ def cache_root() -> Path:
     return Path(base) / "ice-conformance" / "libnice"
 
 
-def pkg_config(*args: str, hint: str = INSTALL_HINT) -> str:
+def pkg_config(*args: str, hint: str | None = None) -> str:
     """Run pkg-config; raises :class:`LibniceMissing` (naming ``hint``) when it is absent or fails."""
+    hint = hint or _install_hint()
     exe = shutil.which("pkg-config")
     if exe is None:
         raise LibniceMissing(f"pkg-config not found on PATH; install the build prerequisites: {hint}")
@@ -160,11 +141,11 @@ def pkg_config(*args: str, hint: str = INSTALL_HINT) -> str:
 _pkg_config = pkg_config
 
 
-def compiler(hint: str = INSTALL_HINT) -> str:
+def compiler(hint: str | None = None) -> str:
     """The path of gcc; :class:`LibniceMissing` naming ``hint`` when it is not on PATH."""
     gcc = shutil.which("gcc")
     if gcc is None:
-        raise LibniceMissing(f"gcc not found on PATH; install the build prerequisites: {hint}")
+        raise LibniceMissing(f"gcc not found on PATH; install the build prerequisites: {hint or _install_hint()}")
     return gcc
 
 
@@ -190,10 +171,10 @@ def _compile_command(version: str, out: Path) -> list[str]:
     ]
 
 
-def source_key(source: Path, capabilities_file: Path, version: str, cflags: tuple[str, ...]) -> str:
-    """sha256 (hex) of what goes into a shim binary: source, capabilities, library version, compiler flags."""
+def source_key(source: Path, iut_file: Path, version: str, cflags: tuple[str, ...]) -> str:
+    """sha256 (hex) of what goes into a shim binary: source, ``iut.toml``, library version, compiler flags."""
     h = hashlib.sha256()
-    for part in (source.read_bytes(), capabilities_file.read_bytes(), version.encode(), " ".join(cflags).encode()):
+    for part in (source.read_bytes(), iut_file.read_bytes(), version.encode(), " ".join(cflags).encode()):
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     return h.hexdigest()
@@ -201,10 +182,10 @@ def source_key(source: Path, capabilities_file: Path, version: str, cflags: tupl
 
 def build_key(version: str) -> str:
     """sha256 (hex) of what goes into the binary: source, capabilities, libnice version, compiler flags."""
-    return source_key(SOURCE, CAPABILITIES_FILE, version, _cflags())
+    return source_key(SOURCE, IUT_FILE, version, _cflags())
 
 
-def compile_shim(cmd: list[str], name: str = "libnice", hint: str = INSTALL_HINT) -> None:
+def compile_shim(cmd: list[str], name: str = "libnice", hint: str | None = None) -> None:
     """Run the compiler; raises :class:`LibniceMissing` with gcc's output when it fails."""
     logger.info("building the %s shim: %s", name, " ".join(cmd))
     try:
@@ -213,7 +194,8 @@ def compile_shim(cmd: list[str], name: str = "libnice", hint: str = INSTALL_HINT
         raise LibniceMissing(f"compiling the {name} shim took longer than {_BUILD_TIMEOUT:.0f} s") from exc
     if proc.returncode != 0:
         raise LibniceMissing(
-            f"compiling the {name} shim failed (exit {proc.returncode}); prerequisites: {hint}\n{proc.stderr.strip()}"
+            f"compiling the {name} shim failed (exit {proc.returncode}); prerequisites: {hint or _install_hint()}\n"
+            f"{proc.stderr.strip()}"
         )
     if proc.stderr.strip():
         logger.warning("compiler warnings for the %s shim:\n%s", name, proc.stderr.strip())
@@ -228,8 +210,9 @@ def ensure_built() -> Path:
     Raises :class:`LibniceMissing` when libnice, json-glib, pkg-config or gcc is missing or the build fails.
     """
     version = libnice_version()
-    if version != PINNED_VERSION:
-        logger.warning("libnice %s is installed; capabilities.json was verified against %s", version, PINNED_VERSION)
+    pinned = pinned_version()
+    if version != pinned:
+        logger.warning("libnice %s is installed; iut.toml's capabilities were verified against %s", version, pinned)
     return build_once(cache_root() / build_key(version), lambda tmp: _compile(_compile_command(version, tmp)))
 
 

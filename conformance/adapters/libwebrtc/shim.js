@@ -43,7 +43,7 @@ function packageVersion(name) {
 const NAME = "libwebrtc";
 const VERSION = `@roamhq/wrtc ${packageVersion("@roamhq/wrtc")}`;
 const CONTRACT = "1.2";
-const CAPABILITIES = require("./capabilities.json").capabilities;
+const CAPABILITIES = require("../_node/common.js").declaredCapabilities(__dirname);
 
 const {
   RpcError,

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // ice-conformance stdio shim for node-turn 0.0.6 (adapter contract 1.0): a TURN-server IUT (RFC 8656).
 //
-// Theory of operation: JSON-RPC 2.0, one object per line, requests on stdin, responses on stdout; node-turn's
-// own log goes to stderr. start_server creates one node-turn Server with long-term credentials on a loopback
+// Theory of operation: the JSON-RPC loop and helpers are the Node shims' own (../_node/serve.js, ../_node/common.js);
+// node-turn's log goes to stderr. start_server creates one node-turn Server with long-term credentials on a loopback
 // address (port 0 = a free port picked here, since node-turn treats 0 as "default 3478"), then sends STUN Binding
 // requests to it until it answers (deadline 5 s) before answering. stop_server stops it. Options map onto
 // node-turn's config: max_allocation_lifetime -> maxAllocateLifetime, default_allocation_lifetime ->
-// defaultAllocatetLifetime (sic); other options are logged and ignored.
+// defaultAllocatetLifetime (sic); any other option is -32601. The ICE-agent methods are absent (-32601).
 "use strict";
 
 for (const m of ["log", "info", "debug", "trace", "dir"]) {
@@ -15,30 +15,16 @@ for (const m of ["log", "info", "debug", "trace", "dir"]) {
 
 const dgram = require("dgram");
 const crypto = require("crypto");
-const readline = require("readline");
 const Turn = require("node-turn");
+const { RpcError, invalidParams, write, isLoopback, declaredCapabilities } = require("../_node/common.js");
 
 const NAME = "node-turn";
 const VERSION = require("node-turn/package.json").version;
 const CONTRACT = "1.0";
-const CAPABILITIES = require("./capabilities.json").capabilities;
+const CAPABILITIES = declaredCapabilities(__dirname);
 
-class RpcError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.code = code;
-  }
-}
-
-function write(obj) {
-  process.stdout.write(JSON.stringify(obj) + "\n");
-}
 function log(...args) {
   console.error(`[${NAME}-shim]`, ...args);
-}
-
-function isLoopback(ip) {
-  return /^127\./.test(ip) || ip === "::1";
 }
 
 function freePort(host) {
@@ -83,11 +69,11 @@ function probe(host, port, deadlineMs) {
 const servers = new Map();
 
 async function startServer(p) {
-  if (p.kind !== "turn" && p.kind !== "stun") throw new RpcError(-32602, `unknown server kind ${p.kind}`);
+  if (p.kind !== "turn" && p.kind !== "stun") throw invalidParams(`unknown server kind ${p.kind}`);
   const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(String(p.listen || ""));
-  if (!m) throw new RpcError(-32602, `listen ${JSON.stringify(p.listen)} is not host:port`);
+  if (!m) throw invalidParams(`listen ${JSON.stringify(p.listen)} is not host:port`);
   const host = m[1] || "127.0.0.1";
-  if (!isLoopback(host)) throw new RpcError(-32602, `listen address ${host} is not loopback`);
+  if (!isLoopback(host)) throw invalidParams(`listen address ${host} is not loopback`);
   const port = Number(m[2]) || (await freePort(host));
   const options = p.options || {};
   const base = 49152 + 64 * Math.floor(Math.random() * 240);
@@ -130,48 +116,19 @@ async function stopServer(p) {
   return {};
 }
 
-async function handle(method, params) {
-  switch (method) {
-    case "initialize":
-      return { name: NAME, version: VERSION, capabilities: CAPABILITIES, contract: CONTRACT };
-    case "start_server":
-      return startServer(params);
-    case "stop_server":
-      return stopServer(params);
-    case "shutdown":
-      for (const s of servers.values()) s.stop();
-      servers.clear();
-      setTimeout(() => process.exit(0), 50);
-      return {};
-    default:
-      throw new RpcError(-32601, `method ${method} not supported by the node-turn shim (a TURN server)`);
-  }
+function closeAll() {
+  for (const s of servers.values()) s.stop();
+  servers.clear();
 }
 
-process.on("uncaughtException", (e) => log("uncaught exception:", e && e.stack ? e.stack : e));
+const METHODS = {
+  initialize: async () => ({ name: NAME, version: VERSION, capabilities: CAPABILITIES, contract: CONTRACT }),
+  start_server: startServer,
+  stop_server: stopServer,
+  shutdown: async () => {
+    closeAll();
+    return {};
+  },
+};
 
-const rl = readline.createInterface({ input: process.stdin });
-let queue = Promise.resolve();
-rl.on("line", (line) => {
-  if (!line.trim()) return;
-  let req;
-  try {
-    req = JSON.parse(line);
-  } catch (e) {
-    return write({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "parse error" } });
-  }
-  queue = queue.then(async () => {
-    try {
-      const result = await handle(req.method, req.params || {});
-      if (req.id !== undefined) write({ jsonrpc: "2.0", id: req.id, result });
-    } catch (e) {
-      if (req.id !== undefined) {
-        write({ jsonrpc: "2.0", id: req.id, error: { code: e.code || -32603, message: String(e.message || e) } });
-      }
-    }
-  });
-});
-rl.on("close", () => {
-  for (const s of servers.values()) s.stop();
-  process.exit(0);
-});
+require("../_node/serve.js").serve({ methods: METHODS, closeAll, write, log, RpcError });

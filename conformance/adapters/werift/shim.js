@@ -24,7 +24,7 @@ utils.getHostAddresses = () => []; // never enumerate the machine's NICs
 const NAME = "werift-ice";
 const VERSION = require("werift-ice/package.json").version;
 const CONTRACT = "1.2";
-const CAPABILITIES = require("./capabilities.json").capabilities;
+const CAPABILITIES = require("../_node/common.js").declaredCapabilities(__dirname);
 
 const {
   RpcError,

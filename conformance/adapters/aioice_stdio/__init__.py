@@ -1,0 +1,1 @@
+"""The aioice-stdio IUT: only its iut.toml lives here (conformance/adapters/registry.py reads it)."""

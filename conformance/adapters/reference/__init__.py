@@ -1,0 +1,1 @@
+"""The reference IUT: only its iut.toml lives here (conformance/adapters/registry.py reads it)."""
