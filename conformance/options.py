@@ -126,7 +126,7 @@ def add_options(parser: pytest.Parser) -> None:
 def value(config: pytest.Config, dest: str) -> Any:
     """The option's value: the command line's, else the ini setting's (``ice_<dest>``), else its default."""
     given = config.getoption(dest)
-    if given not in (None, [], False):
+    if not (given is None or given is False or given == []):  # a given 0 is a value (and an error for budgets)
         return given
     _, convert = _INI[dest]
     raw = config.getini(f"ice_{dest}")
