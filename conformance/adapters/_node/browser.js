@@ -164,20 +164,17 @@ function main(kind, folder) {
   }
 
   // A new tab for an agent. Firefox's WebDriver BiDi browsingContext.create sometimes finds no browser window as its
-  // top window ("lazy.TabManager.getTabBrowser(...) is undefined"), seen under load after many agents (about 2 in
-  // 100). Bringing the first tab to the front makes its window the top one again; then the create is retried.
+  // top window ("lazy.TabManager.getTabBrowser(...) is undefined"; seen on a loaded machine, and once it starts every
+  // later tab is refused). A new top-level window does not need one: the agent gets a window instead of a tab.
   const NO_TOP_WINDOW = /getTabBrowser\(\.\.\.\) is undefined/;
   async function newPage() {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await browser.newPage();
-      } catch (e) {
-        const msg = String((e && e.message) || e);
-        if (!NO_TOP_WINDOW.test(msg) || attempt >= 3) throw e;
-        log(`new tab refused (attempt ${attempt}): ${msg.split("\n")[0]}; bringing the first tab to the front`);
-        const [first] = await browser.pages();
-        if (first) await first.bringToFront();
-      }
+    try {
+      return await browser.newPage();
+    } catch (e) {
+      const msg = String((e && e.message) || e);
+      if (!NO_TOP_WINDOW.test(msg)) throw e;
+      log(`new tab refused: ${msg.split("\n")[0]}; opening a new window instead`);
+      return browser.newPage({ type: "window" });
     }
   }
 
