@@ -28,7 +28,8 @@ from conformance.netem import (
 from conformance.packets import STUN, attr, parse
 from conformance.tester.capture import Capture, write_pcap
 from conformance.tester.endpoint import Endpoint
-from conformance.tester.turn import TurnClient, TurnServer
+from conformance.tester.turn_client import TurnClient
+from conformance.tester.turn_server import TurnServer
 
 T = TypeVar("T")
 Address = tuple[str, int]

@@ -1,12 +1,12 @@
 """The reference TURN IUT for self-tests: a correct TURN server and TURN client with switchable faults (RFC 8656).
 
-Theory of operation: the server side is the harness's own :class:`~conformance.tester.turn.TurnServer` on a private
-capture, started by ``start_server`` with the faults of the adapter (and of ``options["faults"]``). The client side
-is a small relay-only ICE agent (``create_agent`` with ``turn_servers``): ``gather`` allocates on the first TURN server
-and offers the relayed candidate; ``connect`` binds a channel (or creates a permission) towards each remote candidate
-and sends one nominating connectivity check through the relay (RFC 8445 §7.2.2); it refreshes the allocation before
-expiry (RFC 8656 §8) and deletes it on ``close``. Each fault breaks exactly one requirement, so a self-test can show
-that the matching case fails. Never an IUT claim: it exists to test the harness.
+Theory of operation: the server side is the harness's own :class:`~conformance.tester.turn_server.TurnServer` on a
+private capture, started by ``start_server`` with the faults of the adapter (and of ``options["faults"]``). The client
+side is a small relay-only ICE agent (``create_agent`` with ``turn_servers``): ``gather`` allocates on the first TURN
+server and offers the relayed candidate; ``connect`` binds a channel (or creates a permission) towards each remote
+candidate and sends one nominating connectivity check through the relay (RFC 8445 §7.2.2); it refreshes the allocation
+before expiry (RFC 8656 §8) and deletes it on ``close``. Each fault breaks exactly one requirement, so a self-test can
+show that the matching case fails. Never an IUT claim: it exists to test the harness.
 """
 
 from __future__ import annotations
@@ -32,7 +32,22 @@ from conformance.adapters.base import (
     Notification,
     Unsupported,
 )
-from conformance.packets import STUN, ChannelData, attr, check_integrity, message_type
+from conformance.packets import (
+    ALLOCATE,
+    BINDING,
+    CHANNEL_BIND,
+    CREATE_PERMISSION,
+    INDICATION,
+    REFRESH,
+    REQUEST,
+    SEND,
+    STUN,
+    SUCCESS,
+    ChannelData,
+    attr,
+    check_integrity,
+    message_type,
+)
 from conformance.protocol.keys import (
     PasswordAlgorithm,
     SecurityFeature,
@@ -44,21 +59,8 @@ from conformance.protocol.keys import (
 from conformance.reference.faults import TURN_CLIENT_FAULTS, TURN_SERVER_FAULTS
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
-from conformance.tester.turn import (
-    ALLOCATE,
-    BINDING,
-    CHANNEL_BIND,
-    CREATE_PERMISSION,
-    INDICATION,
-    REFRESH,
-    REQUEST,
-    SEND,
-    SUCCESS,
-    TurnServer,
-    error_code,
-    split_address,
-    xor_address,
-)
+from conformance.tester.turn_client import error_code, split_address, xor_address
+from conformance.tester.turn_server import TurnServer
 
 __all__ = ["CLIENT_FAULTS", "NAME", "SERVER_FAULTS", "ReferenceTurnAdapter", "check_turn_faults"]
 

@@ -34,12 +34,13 @@ from scapy.packet import fuzz as scapy_fuzz
 
 from conformance import __version__
 from conformance.adapters.base import Adapter, IutCrashed, describe_exit, iut_death
-from conformance.packets import STUN, attr
+from conformance.packets import ALLOCATE, CHANNEL_BIND, REQUEST, STUN, attr
 from conformance.packets.attributes import StunAttribute
 from conformance.tester.capture import Capture, Datagram, write_pcap
 from conformance.tester.endpoint import Address, Endpoint, Received
 from conformance.tester.harness import Harness
-from conformance.tester.turn import ALLOCATE, CHANNEL_BIND, REQUEST, TurnClient, start_turn_server
+from conformance.tester.turn_client import TurnClient
+from conformance.tester.turn_steps import start_turn_server
 from conformance.verdict import Findings, HarnessError, UnsupportedFeature
 
 __all__ = ["Campaign", "FuzzResult", "Mutator", "exit_code", "run_campaign"]

@@ -7,10 +7,10 @@ import itertools
 
 import pytest
 
-from conformance.exchange import is_check, is_data, restart_iut, run_exchange, send_data
 from conformance.tester.endpoint import Endpoint, Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import IcePeer, IceSession
+from conformance.tester.ice_steps import is_check, is_data, restart_iut, run_exchange, send_data
 from conformance.verdict import HarnessError, UnsupportedFeature
 
 PAYLOAD = b"\x80conformance consent probe"

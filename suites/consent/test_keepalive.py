@@ -7,10 +7,10 @@ import itertools
 import pytest
 
 from conformance.adapters.base import Unsupported
-from conformance.exchange import is_check, run_exchange, send_data
 from conformance.packets import STUN, attr
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, INDICATION, SUCCESS
+from conformance.tester.ice_steps import is_check, run_exchange, send_data
 from conformance.verdict import HarnessError
 
 AUTH = (0x0006, 0x0008, 0x001C)  # USERNAME, MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256

@@ -9,11 +9,11 @@ import re
 import pytest
 
 from conformance.adapters.base import RemoteError
-from conformance.exchange import host_line, is_check, run_exchange
 from conformance.protocol.candidate import grammar_problems
 from conformance.protocol.priority import candidate_priority
 from conformance.tester.harness import Harness
 from conformance.tester.ice import IceSession, random_credentials
+from conformance.tester.ice_steps import host_line, is_check, run_exchange
 from conformance.verdict import UnsupportedFeature
 
 ICE_CHARS = re.compile(r"[A-Za-z0-9+/]+")

@@ -13,12 +13,12 @@ import struct
 
 import pytest
 
-from conformance.exchange import host_line, open_endpoints, requests_from_iut, run_exchange, sanity_probe
 from conformance.protocol.candidate import parse_candidate
 from conformance.protocol.priority import pair_priority
 from conformance.tester.endpoint import Address, Endpoint, Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, REQUEST, SUCCESS
+from conformance.tester.ice_steps import host_line, open_endpoints, requests_from_iut, run_exchange, sanity_probe
 from conformance.tester.transactions import model_of
 from conformance.verdict import HarnessError
 

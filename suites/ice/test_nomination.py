@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.exchange import run_exchange
 from conformance.tester.harness import Harness
+from conformance.tester.ice_steps import run_exchange
 
 
 @pytest.mark.requirement("ICE-NOM-02")

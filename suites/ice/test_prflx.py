@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.exchange import first_since, host_line, run_exchange
 from conformance.protocol.candidate import parse_candidate
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, REQUEST, SUCCESS
+from conformance.tester.ice_steps import first_since, host_line, run_exchange
 
 ROLES = ["controlling", "controlled"]
 USE_CANDIDATE = 0x0025

@@ -6,10 +6,10 @@ from collections import defaultdict
 
 import pytest
 
-from conformance.exchange import run_exchange
 from conformance.protocol.candidate import Candidate
 from conformance.protocol.priority import TYPE_PREFERENCE, decompose_priority
 from conformance.tester.harness import Harness
+from conformance.tester.ice_steps import run_exchange
 
 MAX_PRIORITY = 2**31 - 1
 

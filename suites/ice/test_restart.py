@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.exchange import host_line, is_check, is_data, restart_iut, role_of, run_exchange, send_data
 from conformance.packets import check_integrity
 from conformance.protocol.keys import short_term_key
 from conformance.protocol.priority import candidate_priority
@@ -13,6 +12,7 @@ from conformance.protocol.roles import TIEBREAKER_MAX
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, SUCCESS, IcePeer
+from conformance.tester.ice_steps import host_line, is_check, is_data, restart_iut, role_of, run_exchange, send_data
 from conformance.verdict import HarnessError
 
 BOTH = ["controlling", "controlled"]

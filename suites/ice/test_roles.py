@@ -7,11 +7,11 @@ from typing import Literal
 
 import pytest
 
-from conformance.exchange import error_code, is_check, role_of
 from conformance.protocol.roles import TIEBREAKER_MAX, Role, RoleAction, decide_role_conflict
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, SUCCESS, IcePeer, IceSession
+from conformance.tester.ice_steps import error_code, is_check, role_of
 from conformance.verdict import HarnessError, UnsupportedFeature
 
 BOTH = ["controlling", "controlled"]

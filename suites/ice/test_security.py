@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.exchange import host_line, open_endpoints, requests_from_iut
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, REQUEST
+from conformance.tester.ice_steps import host_line, open_endpoints, requests_from_iut
 from conformance.tester.stun_server import StunServer
 
 ROLES = ["controlling", "controlled"]

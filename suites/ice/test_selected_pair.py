@@ -9,11 +9,11 @@ from collections.abc import Callable
 import pytest
 
 from conformance.adapters.base import Notification, Unsupported
-from conformance.exchange import host_line, is_check, is_data, send_data
 from conformance.protocol.priority import candidate_priority
 from conformance.tester.endpoint import Endpoint, Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, SUCCESS, IcePeer, IceSession
+from conformance.tester.ice_steps import host_line, is_check, is_data, send_data
 from conformance.verdict import HarnessError, UnsupportedFeature
 
 USE_CANDIDATE = 0x0025

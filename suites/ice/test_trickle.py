@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from conformance.adapters.base import AgentConfig
-from conformance.exchange import host_line, is_check, run_exchange
 from conformance.protocol.candidate import parse_candidate
 from conformance.protocol.priority import candidate_priority
 from conformance.tester.harness import Harness
+from conformance.tester.ice_steps import host_line, is_check, run_exchange
 from conformance.tester.options import case_options
 from conformance.verdict import HarnessError
 

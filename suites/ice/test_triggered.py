@@ -6,11 +6,11 @@ import itertools
 
 import pytest
 
-from conformance.exchange import check_iut_alive, first_since, host_line, open_endpoints, run_exchange
 from conformance.protocol.transactions import Request
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, REQUEST, SUCCESS
+from conformance.tester.ice_steps import check_iut_alive, first_since, host_line, open_endpoints, run_exchange
 from conformance.tester.transactions import model_of
 
 ROLES = ["controlling", "controlled"]

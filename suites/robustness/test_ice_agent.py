@@ -11,11 +11,11 @@ import asyncio
 
 import pytest
 
-from conformance.exchange import sanity_probe
 from conformance.robustness.inputs import ICE_FAMILIES, RESPONSE_VARIANTS, family_inputs
 from conformance.robustness.probe import check_survived, run_family
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
+from conformance.tester.ice_steps import sanity_probe
 
 PROBE_TIMEOUT = 3.0  # the usual time: 0.5 s RTO doubling, three transmissions (RFC 8489 §6.2.1)
 TRIGGERED_WAIT = 1.0  # a triggered check follows the peer's check at once (RFC 8445 §7.3.1.4); paced by Ta at most

@@ -11,21 +11,13 @@ from typing import Any
 
 import pytest
 
-from conformance.packets import attr
+from conformance.packets import ALLOCATE, CHANNEL_BIND, REQUEST, SUCCESS, attr
 from conformance.robustness.inputs import ICE_FAMILIES, TURN_FAMILIES, family_inputs, turn_family_inputs
 from conformance.robustness.probe import check_survived, run_family
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
-from conformance.tester.turn import (
-    ALLOCATE,
-    CHANNEL_BIND,
-    REQUEST,
-    SUCCESS,
-    TurnClient,
-    allocated,
-    relay_peers,
-    start_turn_server,
-)
+from conformance.tester.turn_client import TurnClient
+from conformance.tester.turn_steps import allocated, relay_peers, start_turn_server
 
 PROBE_TIMEOUT = 3.0  # the usual time: 0.5 s RTO doubling, three transmissions (RFC 8489 §6.2.1)
 #: Inputs between two probes: the storms are judged as a whole, the rest one input at a time.

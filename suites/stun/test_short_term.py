@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.exchange import run_exchange
 from conformance.packets import STUN, attr, check_fingerprint, check_header, check_integrity
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, ERROR, REQUEST, SUCCESS
+from conformance.tester.ice_steps import run_exchange
 from conformance.vectors import load_vectors
 from conformance.verdict import HarnessError
 

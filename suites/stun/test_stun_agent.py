@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from conformance.exchange import (
+from conformance.packets import STUN, attr
+from conformance.packets.fast import index
+from conformance.protocol.transactions import txid_randomness_problems
+from conformance.tester.endpoint import Address, Received
+from conformance.tester.harness import Harness
+from conformance.tester.ice import BINDING, ERROR, REQUEST, SUCCESS, IceSession
+from conformance.tester.ice_steps import (
     check_iut_alive,
     first_since,
     host_line,
@@ -21,12 +27,6 @@ from conformance.exchange import (
     run_exchange,
     sanity_probe,
 )
-from conformance.packets import STUN, attr
-from conformance.packets.fast import index
-from conformance.protocol.transactions import txid_randomness_problems
-from conformance.tester.endpoint import Address, Received
-from conformance.tester.harness import Harness
-from conformance.tester.ice import BINDING, ERROR, REQUEST, SUCCESS, IceSession
 from conformance.tester.transactions import model_of
 from conformance.verdict import HarnessError, UnsupportedFeature
 

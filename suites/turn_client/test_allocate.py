@@ -6,25 +6,14 @@ from collections.abc import Callable
 
 import pytest
 
-from conformance.packets import attr
+from conformance.packets import ALLOCATE, REFRESH, REQUEST, SUCCESS, attr
 from conformance.protocol.keys import long_term_key
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
-from conformance.tester.turn import (
-    ALLOCATE,
-    CLIENT_REALM,
-    REFRESH,
-    REQUEST,
-    SUCCESS,
-    USERS,
-    RelayAgent,
-    TurnServer,
-    payload,
-    relay_session,
-    scripted_turn_server,
-    start_relay_agent,
-    wait_selected,
-)
+from conformance.tester.relay_agent import RelayAgent, relay_session, start_relay_agent, wait_selected
+from conformance.tester.turn_client import CLIENT_REALM, USERS
+from conformance.tester.turn_server import TurnServer
+from conformance.tester.turn_steps import payload, scripted_turn_server
 from conformance.verdict import HarnessError, UnsupportedFeature
 
 PROMPT = 3.0

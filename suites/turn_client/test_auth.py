@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.packets import attr, check_integrity
+from conformance.packets import ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH, REQUEST, attr, check_integrity
 from conformance.protocol.keys import PasswordAlgorithm, SecurityFeature, long_term_key, userhash
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
-from conformance.tester.turn import (
-    ALLOCATE,
-    CHANNEL_BIND,
-    CLIENT_REALM,
-    CREATE_PERMISSION,
-    REFRESH,
-    REQUEST,
-    USERS,
-    TurnServer,
-    relay_session,
-    scripted_turn_server,
-    start_relay_agent,
-)
+from conformance.tester.relay_agent import relay_session, start_relay_agent
+from conformance.tester.turn_client import CLIENT_REALM, USERS
+from conformance.tester.turn_server import TurnServer
+from conformance.tester.turn_steps import scripted_turn_server
 from conformance.verdict import HarnessError
 
 #: Seconds a prompt reaction (a retry after a 401 or 438, a retransmission) may take.

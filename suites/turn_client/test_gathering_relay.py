@@ -12,22 +12,16 @@ import pytest
 
 from conformance.adapters.base import AdapterError
 from conformance.adapters.base import TurnServer as TurnServerConfig
+from conformance.packets import ALLOCATE, BINDING, REFRESH, REQUEST
 from conformance.protocol.candidate import Candidate, format_candidate
 from conformance.protocol.keys import long_term_key
 from conformance.tester.endpoint import Address, Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import IceSession
 from conformance.tester.stun_server import StunServer, nat_mapping
-from conformance.tester.turn import (
-    ALLOCATE,
-    BINDING,
-    CLIENT_REALM,
-    REFRESH,
-    REQUEST,
-    USERS,
-    TurnServer,
-    scripted_turn_server,
-)
+from conformance.tester.turn_client import CLIENT_REALM, USERS
+from conformance.tester.turn_server import TurnServer
+from conformance.tester.turn_steps import scripted_turn_server
 from conformance.verdict import UnsupportedFeature
 
 PRIVACY = {("0.0.0.0", 9), ("::", 9)}

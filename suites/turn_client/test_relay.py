@@ -8,25 +8,15 @@ import struct
 import pytest
 
 from conformance.adapters.base import Notification, Unsupported
+from conformance.packets import CHANNEL_BIND, INDICATION, REFRESH, REQUEST, SEND
 from conformance.protocol.keys import long_term_key
 from conformance.tester.endpoint import Address, Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import IcePeer, IceSession
-from conformance.tester.turn import (
-    CHANNEL_BIND,
-    CLIENT_REALM,
-    INDICATION,
-    REFRESH,
-    REQUEST,
-    SEND,
-    USERS,
-    TurnServer,
-    payload,
-    relay_session,
-    scripted_turn_server,
-    wait_selected,
-    xor_address,
-)
+from conformance.tester.relay_agent import relay_session, wait_selected
+from conformance.tester.turn_client import CLIENT_REALM, USERS, xor_address
+from conformance.tester.turn_server import TurnServer
+from conformance.tester.turn_steps import payload, scripted_turn_server
 from conformance.verdict import HarnessError, UnsupportedFeature
 
 PROMPT = 3.0

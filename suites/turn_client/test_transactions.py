@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.packets import CHANNEL_BIND, CREATE_PERMISSION, REQUEST
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
-from conformance.tester.turn import CHANNEL_BIND, CREATE_PERMISSION, REQUEST, relay_session, scripted_turn_server
+from conformance.tester.relay_agent import relay_session
+from conformance.tester.turn_steps import scripted_turn_server
 
 LIMIT = 10  # RFC 8489 §6.2
 PEERS = 15  # remote candidates on distinct IPs, so the IUT has more than LIMIT permissions to ask for

@@ -6,23 +6,10 @@ from typing import Any
 
 import pytest
 
-from conformance.packets import STUN, attr, message_type
+from conformance.packets import ALLOCATE, BINDING, ERROR, REFRESH, STUN, SUCCESS, attr, message_type
 from conformance.tester.harness import Harness
-from conformance.tester.turn import (
-    ALLOCATE,
-    BINDING,
-    ERROR,
-    REFRESH,
-    SUCCESS,
-    TurnClient,
-    allocated,
-    error_code,
-    payload,
-    peer_receives,
-    relay_peers,
-    start_turn_server,
-    xor_address,
-)
+from conformance.tester.turn_client import TurnClient, error_code, xor_address
+from conformance.tester.turn_steps import allocated, payload, peer_receives, relay_peers, start_turn_server
 
 SILENCE = 3.0
 

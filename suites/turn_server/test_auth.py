@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.packets import attr, check_integrity
+from conformance.packets import ALLOCATE, SUCCESS, attr, check_integrity
 from conformance.protocol.keys import SecurityFeature, read_nonce_cookie
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
-from conformance.tester.turn import (
-    ALLOCATE,
-    SUCCESS,
-    TurnClient,
-    allocated,
-    error_code,
-    relay_peers,
-    start_turn_server,
-)
+from conformance.tester.turn_client import TurnClient, error_code
+from conformance.tester.turn_steps import allocated, relay_peers, start_turn_server
 
 
 def _d(rec: Received | None) -> str:

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.packets import CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SUCCESS
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
-from conformance.tester.turn import (
-    CHANNEL_BIND,
-    CREATE_PERMISSION,
-    REFRESH,
-    SUCCESS,
-    TurnClient,
+from conformance.tester.turn_client import TurnClient, error_code, relayed_payload
+from conformance.tester.turn_steps import (
     allocated,
     bound,
-    error_code,
     payload,
     peer_receives,
     permitted,
     relay_peers,
-    relayed_payload,
     start_turn_server,
 )
 
