@@ -56,8 +56,8 @@ def _safe(nodeid: str) -> str:
 
 
 def archive(nodeid: str, out: str | None, h: Harness, mark: Any) -> dict[str, str]:
-    """Write the case's pcap, ladder diagram and IUT diagnostics (since the stderr ``mark``) under ``out``; attach
-    them to allure; return the files by kind, relative to ``out``."""
+    """Write the case's capture (pcapng: direction and notes per datagram), ladder diagram and IUT diagnostics (since
+    the stderr ``mark``) under ``out``; attach them to allure; return the files by kind, relative to ``out``."""
     root = Path(out) if out else None
     base = root / "artifacts" / _safe(nodeid) if root is not None else None
     files: dict[str, str] = {}
@@ -71,9 +71,9 @@ def archive(nodeid: str, out: str | None, h: Harness, mark: Any) -> dict[str, st
     if root is not None and base is not None:
         base.mkdir(parents=True, exist_ok=True)
         if len(h.capture):
-            write_pcap(h.capture, base / "capture.pcap")
+            write_pcap(h.capture, base / "capture.pcapng")
             (base / "ladder.svg").write_text(svg)
-            files["pcap"] = str((base / "capture.pcap").relative_to(root))
+            files["pcap"] = str((base / "capture.pcapng").relative_to(root))
             files["ladder"] = str((base / "ladder.svg").relative_to(root))
         (base / "iut.log").write_text(diagnostics)
         files["stderr"] = str((base / "iut.log").relative_to(root))
@@ -84,7 +84,7 @@ def archive(nodeid: str, out: str | None, h: Harness, mark: Any) -> dict[str, st
         if svg:
             attach(svg, name="ladder diagram", attachment_type=allure.attachment_type.SVG)
         if base is not None and "pcap" in files:
-            attach.file(str(base / "capture.pcap"), name="capture.pcap", extension="pcap")
+            attach.file(str(base / "capture.pcapng"), name="capture.pcapng", extension="pcapng")
         if diagnostics:
             attach(diagnostics, name="IUT stderr", attachment_type=allure.attachment_type.TEXT)
     except Exception as exc:

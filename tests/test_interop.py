@@ -217,7 +217,7 @@ def test_interop_report_grid_renders_one_table_per_topology(aioice_run: tuple[in
     assert "Interoperability per topology" in html
     for topology in _records(out):
         assert f'id="topo-{topology}"' in html
-    assert "capture.pcap" in html and "ladder.svg" in html
+    assert "capture.pcapng" in html and "ladder.svg" in html
     page = next((index.parent / "cases" / "aioice").glob("interop_direct_aioice-vs-aioice*.html"))
     text = page.read_text()
     assert "Interop cell" in text and "from connect to a selected pair" in text

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scapy.utils import rdpcap
 
 from conformance.baseline import BaselineError, compare, load_baseline
 from conformance.report import add_commands, rewrite_junit, write_report, write_summary_md
@@ -128,9 +129,9 @@ def test_report_pages_of_a_real_run(runs: dict[str, Path], tmp_path: Path) -> No
     assert "badge big v-UNSUPPORTED" in html and "USE-CANDIDATE" in html
     assert "options delivery" in html and "ice2: not supported by this adapter" in html
     assert "<svg" in html and "Decoded messages" in html and "Binding request" in html
-    assert "→ IUT" in html and "← IUT" in html  # directions recovered from the pcap and the ladder
-    pcap = page.parent / case_slug(NOMINATION) / "capture.pcap"
-    assert pcap.is_file() and 'href="' + f"{case_slug(NOMINATION)}/capture.pcap" + '"' in html
+    assert "→ IUT" in html and "← IUT" in html  # directions read from the pcapng's packet flags
+    pcap = page.parent / case_slug(NOMINATION) / "capture.pcapng"
+    assert pcap.is_file() and 'href="' + f"{case_slug(NOMINATION)}/capture.pcapng" + '"' in html
     matrix = (rep / "matrix.html").read_text()
     assert f'href="cases/aioice/{case_slug(NOMINATION)}.html"' in matrix
 
@@ -154,7 +155,7 @@ def test_report_merge_of_shards_equals_the_report_of_one_run(runs: dict[str, Pat
     one = normalised(write_report([single], tmp_path / "one").parent)
     assert merged.keys() == one.keys()
     assert merged == one
-    assert any(k.endswith("capture.pcap") for k in merged)
+    assert any(k.endswith("capture.pcapng") for k in merged)
 
 
 def test_report_merge_of_shards_matches_a_real_single_run(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -247,9 +248,10 @@ def test_report_decoded_messages_have_directions_and_names(runs: dict[str, Path]
     ladder = (folder / "ladder.svg").read_text()
     info = parse_ladder(ladder)
     assert set(info.sides.values()) == {"harness", "iut"}
-    rows, hidden = decode_capture(folder / "capture.pcap", ladder)
+    rows, hidden = decode_capture(folder / "capture.pcapng", ladder)
     assert hidden == 0 and rows
-    assert [r["direction"] for r in rows] == [a[0] for a in info.arrows]
+    flags = [p.direction for p in sorted(rdpcap(str(folder / "capture.pcapng")), key=lambda p: float(p.time))]
+    assert [r["direction"] for r in rows] == ["in" if f == 1 else "out" for f in flags]
     assert rows[0]["label"].startswith("Binding request") and "USE-CANDIDATE" in rows[0]["label"]
     assert any(r["src_label"] == "harness peer" for r in rows)
 

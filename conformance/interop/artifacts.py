@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def write_artifacts(cell: Cell) -> None:
-    """The cell's folder: capture.pcap, ladder.svg, per-side logs, coturn.log, iut.log and netem.json."""
+    """The cell's folder: capture.pcapng, ladder.svg, per-side logs, coturn.log, iut.log and netem.json."""
     r = cell.result
     folder = cell.folder
     if folder.exists():
@@ -37,7 +37,7 @@ def write_artifacts(cell: Cell) -> None:
         r.artifacts[kind] = str(path.relative_to(rel))
 
     try:
-        put("pcap", write_pcap(cell.capture, folder / "capture.pcap"))
+        put("pcap", write_pcap(cell.capture, folder / "capture.pcapng"))
         title = f"{cell.spec.controlling} (A, controlling) vs {cell.spec.controlled} (B) on {cell.spec.topology}"
         (folder / "ladder.svg").write_text(render_ladder(cell.capture, title=title), encoding="utf-8")
         put("ladder", folder / "ladder.svg")

@@ -1,10 +1,10 @@
-"""A case's exchange for its report page: datagrams rebuilt from the pcap, and the ladder SVG made safe to inline.
+"""A case's exchange for its report page: datagrams read back from the capture, and the ladder SVG made safe to inline.
 
-A classic pcap keeps addresses, times and bytes but not which side sent a datagram, the lanes' names or the
-harness's notes on crafted datagrams. The ladder SVG the plugin writes next to it does: its lane boxes are coloured
-by side and named, and each crafted arrow carries its note. :func:`load_datagrams` joins the two (a pcapng file's
-own direction flags and comments are used when present), and :func:`decode_capture` hands the result to
-:func:`conformance.tester.ladder.render_messages`.
+The plugin writes the capture as pcapng, which carries each datagram's direction (the packet flags), the harness's note
+on a crafted datagram (the packet comment) and the harness endpoint (the interface name): :func:`load_datagrams` reads
+them from there. The lane names of the IUT's addresses are taken from the ladder's lanes when there is one. A classic
+pcap (runs before pcapng) has no direction: the first sender is then taken for the harness. :func:`decode_capture`
+hands the result to :func:`conformance.tester.ladder.render_messages`.
 
 The SVG comes from a run folder, i.e. from outside the report: :func:`sanitize_svg` keeps only the drawing
 elements the ladder uses and drops scripts, event handlers and external references before it is inlined.
@@ -76,16 +76,15 @@ def sanitize_svg(text: str) -> str | None:
 
 
 class LadderInfo:
-    """What the ladder SVG tells about a capture: each address's side and name, and the notes in arrow order."""
+    """What the ladder SVG tells about a capture: each lane address's side and name."""
 
     def __init__(self) -> None:
         self.sides: dict[str, Literal["harness", "iut"]] = {}
         self.names: dict[str, str] = {}
-        self.arrows: list[tuple[str, str]] = []  # (direction, note) per drawn datagram, top to bottom
 
 
 def parse_ladder(text: str) -> LadderInfo:
-    """Lanes and arrows of a ladder SVG written by :func:`conformance.tester.ladder.render_ladder`."""
+    """The lanes of a ladder SVG written by :func:`conformance.tester.ladder.render_ladder`."""
     info = LadderInfo()
     try:
         root = ET.fromstring(text)
@@ -108,10 +107,6 @@ def parse_ladder(text: str) -> LadderInfo:
             names = [t for t in texts if t != address]
             if names:
                 info.names[address] = names[0]
-        elif "datagram" in classes:
-            direction = "out" if "out" in classes else "in"
-            notes = ["".join(t.itertext()) for t in g.findall(f"{{{SVG_NS}}}text") if t.get("font-style") == "italic"]
-            info.arrows.append((direction, notes[0] if notes else ""))
     return info
 
 
@@ -121,7 +116,8 @@ def _parse_address(text: str) -> Address | None:
 
 
 def load_datagrams(pcap: Path, ladder_svg: str | None = None) -> tuple[list[Datagram], dict[Address, str]]:
-    """The capture's datagrams in time order, with direction, endpoint and note recovered; and the lane names."""
+    """The capture's datagrams in time order, with direction, endpoint and note as the pcapng carries them; and the
+    lane names (from the ladder, when given)."""
     from scapy.layers.inet import UDP
     from scapy.utils import rdpcap
 
@@ -134,7 +130,7 @@ def load_datagrams(pcap: Path, ladder_svg: str | None = None) -> tuple[list[Data
             labels[addr] = name
     datagrams: list[Datagram] = []
     first_src: str | None = None
-    for i, pkt in enumerate(packets):
+    for pkt in packets:
         if UDP not in pkt:
             continue
         ip = pkt[UDP].underlayer
@@ -148,23 +144,14 @@ def load_datagrams(pcap: Path, ladder_svg: str | None = None) -> tuple[list[Data
         dst: Address = (dst_host, int(pkt[UDP].dport))
         direction: Literal["in", "out"]
         flag = getattr(pkt, "direction", None)
-        side = info.sides.get(format_address(src))
         if flag in (1, 2):
             direction = "in" if flag == 1 else "out"
-        elif side is not None:
-            direction = "out" if side == "harness" else "in"
-        elif info.sides.get(format_address(dst)) is not None:
-            direction = "in" if info.sides[format_address(dst)] == "harness" else "out"
         else:
-            # No ladder and no flags: the harness speaks first in most cases; mark it so the reader can tell.
+            # A classic pcap has no flags: the harness speaks first in most cases.
             first_src = first_src or format_address(src)
             direction = "out" if format_address(src) == first_src else "in"
-        note = ""
         comments = getattr(pkt, "comments", None)
-        if comments:
-            note = b" ".join(comments).decode("utf-8", "replace")
-        elif i < len(info.arrows) and info.arrows[i][0] == direction:
-            note = info.arrows[i][1]
+        note = b" ".join(comments).decode("utf-8", "replace") if comments else ""
         mine = src if direction == "out" else dst
         endpoint = labels.get(mine, "")
         sniffed = getattr(pkt, "sniffed_on", None)

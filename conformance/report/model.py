@@ -48,8 +48,13 @@ VERDICTS: tuple[str, ...] = ("PASS", "NON-STRICT", "FAIL", "INFO", "UNSUPPORTED"
 #: Worst first, to pick the colour of a cell that holds several cases.
 _SEVERITY = ("ERROR", "FAIL", "NON-STRICT", "UNSUPPORTED", "INFO", "PASS")
 
-#: The artifact kinds and the file names the plugin writes under ``artifacts/<case>/``.
-ARTIFACT_FILES: dict[str, str] = {"pcap": "capture.pcap", "ladder": "ladder.svg", "stderr": "iut.log"}
+#: The artifact kinds and the file names the plugin writes under ``artifacts/<case>/`` (the first that exists; runs
+#: before pcapng wrote ``capture.pcap``).
+ARTIFACT_FILES: dict[str, tuple[str, ...]] = {
+    "pcap": ("capture.pcapng", "capture.pcap"),
+    "ladder": ("ladder.svg",),
+    "stderr": ("iut.log",),
+}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -337,9 +342,10 @@ def _artifacts(folder: Path, record: dict[str, Any]) -> dict[str, Path]:
         if path.is_file() and path.is_relative_to(root):
             found[str(kind)] = path
     fallback = folder / "artifacts" / case_slug(record["nodeid"])
-    for kind, name in ARTIFACT_FILES.items():
-        if kind not in found and (fallback / name).is_file():
-            found[kind] = (fallback / name).resolve()
+    for kind, names in ARTIFACT_FILES.items():
+        for name in names:
+            if kind not in found and (fallback / name).is_file():
+                found[kind] = (fallback / name).resolve()
     return found
 
 
