@@ -7,7 +7,8 @@ fault catalogue.
 from __future__ import annotations
 
 from .adapter import CAPABILITIES, NAME, ReferenceAdapter
-from .agent import AgentSettings, CandidatePair, IceAgent, LocalCandidate, NoPairError, PairState, RemoteCandidate
+from .agent import AgentSettings, IceAgent
+from .checklist import CandidatePair, LocalCandidate, NoPairError, PairState, RemoteCandidate
 from .faults import FAULTS, Fault, UnknownFault, check_faults
 
 __all__ = [

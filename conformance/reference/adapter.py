@@ -35,7 +35,8 @@ from ..adapters.base import (
 )
 from ..protocol.candidate import format_candidate, parse_candidate
 from ..protocol.roles import Role
-from .agent import AgentSettings, IceAgent, NoPairError
+from .agent import AgentSettings, IceAgent
+from .checklist import NoPairError
 from .faults import UnknownFault, check_faults
 
 __all__ = ["CAPABILITIES", "NAME", "ReferenceAdapter"]

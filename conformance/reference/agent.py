@@ -12,26 +12,21 @@ pairs have all failed and end-of-candidates was received (RFC 8838 §8). Pairs c
 ICE generation, so after a restart (RFC 8445 §9) the old selected pair keeps carrying data and consent checks
 until a new pair is selected.
 
-The STUN codec here is deliberately independent of :mod:`conformance.packets` (plain ``struct``): the reference
-peer is an oracle for the harness's own codec, and every fault (:mod:`conformance.reference.faults`) is one
-``if`` at the place it changes.
+The STUN codec (conformance/reference/codec.py) is deliberately independent of :mod:`conformance.packets`: the reference
+peer is an oracle for the harness's own codec. The checklist's types are in conformance/reference/checklist.py. Every
+fault (:mod:`conformance.reference.faults`) is one ``if`` at the place it changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import collections
-import enum
-import hashlib
-import hmac
 import ipaddress
 import logging
 import os
 import random
 import secrets
 import signal
-import string
 import struct
 import time
 from collections.abc import Callable, Iterable
@@ -50,292 +45,64 @@ from conformance.protocol.transactions import (
     retransmission_schedule,
 )
 
+from .checklist import (
+    CandidatePair,
+    Credentials,
+    LocalCandidate,
+    NoPairError,
+    PairState,
+    RemoteCandidate,
+    Transaction,
+    norm_address,
+    random_text,
+)
+from .codec import (
+    ALTERNATE_SERVER,
+    BINDING_ERROR,
+    BINDING_INDICATION,
+    BINDING_REQUEST,
+    BINDING_SUCCESS,
+    COOKIE_BYTES,
+    ERROR_CODE,
+    ICE_CONTROLLED_ATTR,
+    ICE_CONTROLLING_ATTR,
+    KNOWN_OPTIONAL,
+    KNOWN_REQUIRED,
+    MAPPED_ADDRESS,
+    MESSAGE_INTEGRITY,
+    PRIORITY,
+    SOFTWARE,
+    UNEXPECTED_IN_CHECK,
+    UNKNOWN_ATTRIBUTES,
+    USE_CANDIDATE,
+    USERNAME,
+    XOR_MAPPED_ADDRESS,
+    Address,
+    StunMessage,
+    address_family,
+    declared_lengths,
+    decode,
+    encode,
+    error_value,
+    fingerprint_ok,
+    plain_address,
+    repair_header,
+    tlv,
+    unxor_address,
+    verify_integrity,
+    xor_address,
+)
 from .faults import check_faults
 
-__all__ = [
-    "AgentSettings",
-    "CandidatePair",
-    "IceAgent",
-    "LocalCandidate",
-    "NoPairError",
-    "PairState",
-    "RemoteCandidate",
-    "StunMessage",
-    "decode",
-    "encode",
-    "verify_integrity",
-]
+__all__ = ["AgentSettings", "IceAgent"]
 
 logger = logging.getLogger(__name__)
 
-# --- STUN codec (RFC 8489 §5, §14) ---------------------------------------------------------------------------
-
-MAGIC_COOKIE = 0x2112A442
-_COOKIE = struct.pack("!I", MAGIC_COOKIE)
-_FP_XOR = 0x5354554E
-
-BINDING_REQUEST = 0x0001
-BINDING_INDICATION = 0x0011
-BINDING_SUCCESS = 0x0101
-BINDING_ERROR = 0x0111
-
-MAPPED_ADDRESS = 0x0001
-USERNAME = 0x0006
-MESSAGE_INTEGRITY = 0x0008
-ERROR_CODE = 0x0009
-UNKNOWN_ATTRIBUTES = 0x000A
-XOR_MAPPED_ADDRESS = 0x0020
-PRIORITY = 0x0024
-USE_CANDIDATE = 0x0025
-SOFTWARE = 0x8022
-FINGERPRINT = 0x8028
-ICE_CONTROLLED_ATTR = 0x8029
-ICE_CONTROLLING_ATTR = 0x802A
-
-#: Comprehension-required attributes this agent understands (RFC 8489 §14, RFC 8445 §16.1).
-KNOWN_REQUIRED = frozenset(
-    {
-        MAPPED_ADDRESS,
-        USERNAME,
-        MESSAGE_INTEGRITY,
-        ERROR_CODE,
-        UNKNOWN_ATTRIBUTES,
-        0x0014,  # REALM
-        0x0015,  # NONCE
-        0x001C,  # MESSAGE-INTEGRITY-SHA256
-        0x001D,  # PASSWORD-ALGORITHM
-        0x001E,  # USERHASH
-        XOR_MAPPED_ADDRESS,
-        PRIORITY,
-        USE_CANDIDATE,
-    }
-)
-
-#: Comprehension-optional attributes this agent understands (RFC 8489 §14, RFC 8445 §16.1).
-KNOWN_OPTIONAL = frozenset({SOFTWARE, FINGERPRINT, ICE_CONTROLLED_ATTR, ICE_CONTROLLING_ATTR, 0x8023, 0x8027})
-#: Known attributes that have no business in a Binding request of ICE (the strict-attributes fault refuses them).
-UNEXPECTED_IN_CHECK = frozenset({0x0014, 0x0015, 0x001D, 0x001E})
-ALTERNATE_SERVER = 0x8023
 #: The pinging variant stops pinging a pair (and fails it, if it never succeeded) after this long unanswered.
 PING_GIVE_UP = 5.0
 
 #: Default limit on candidate pairs (RFC 8445 §6.1.2.5).
 MAX_PAIRS_DEFAULT = 100
-
-_REASONS = {
-    300: "Try Alternate",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    420: "Unknown Attribute",
-    487: "Role Conflict",
-}
-
-
-@dataclass(frozen=True)
-class StunMessage:
-    """One received STUN message: header fields and (code, value offset, value length) of each attribute."""
-
-    data: bytes
-    type: int
-    txid: bytes
-    attributes: tuple[tuple[int, int, int], ...]
-    padding_zero: bool
-
-    @property
-    def msg_class(self) -> int:
-        """0 request, 1 indication, 2 success, 3 error (RFC 8489 §5)."""
-        return ((self.type & 0x0010) >> 4) | ((self.type & 0x0100) >> 7)
-
-    @property
-    def method(self) -> int:
-        """The 12-bit method (RFC 8489 §5)."""
-        t = self.type
-        return (t & 0x000F) | ((t & 0x00E0) >> 1) | ((t & 0x3E00) >> 2)
-
-    def visible(self) -> list[tuple[int, int, int]]:
-        """Attributes up to MESSAGE-INTEGRITY, plus FINGERPRINT; later ones are ignored (RFC 8489 §14.5)."""
-        out = []
-        seen_mi = False
-        for item in self.attributes:
-            if seen_mi and item[0] != FINGERPRINT:
-                continue
-            out.append(item)
-            seen_mi = seen_mi or item[0] == MESSAGE_INTEGRITY
-        return out
-
-    def get(self, code: int) -> bytes | None:
-        """The value of the first visible attribute with that code, or None."""
-        for c, off, length in self.visible():
-            if c == code:
-                return self.data[off : off + length]
-        return None
-
-    def has(self, code: int) -> bool:
-        """Whether a visible attribute with that code is present."""
-        return any(c == code for c, _, _ in self.visible())
-
-    def error_code(self) -> int | None:
-        """The ERROR-CODE value (class * 100 + number), or None (RFC 8489 §14.8)."""
-        value = self.get(ERROR_CODE)
-        if value is None or len(value) < 4:
-            return None
-        return (value[2] & 0x07) * 100 + value[3]
-
-
-def decode(data: bytes) -> StunMessage | None:
-    """Header and TLV walk (RFC 8489 §5, §6.3); None when the bytes fail the basic checks."""
-    n = len(data)
-    if n < 20 or data[0] & 0xC0 or data[4:8] != _COOKIE:
-        return None
-    mtype, length = struct.unpack_from("!HH", data)
-    if length != n - 20 or length & 3:
-        return None
-    attrs: list[tuple[int, int, int]] = []
-    padding_zero = True
-    offset = 20
-    while offset < n:
-        if offset + 4 > n:
-            return None
-        code, alen = struct.unpack_from("!HH", data, offset)
-        value = offset + 4
-        end = value + alen + (-alen & 3)
-        if end > n:
-            return None
-        if any(data[value + alen : end]):
-            padding_zero = False
-        attrs.append((code, value, alen))
-        offset = end
-    return StunMessage(data, mtype, data[8:20], tuple(attrs), padding_zero)
-
-
-def _tlv(code: int, value: bytes, pad: int = 0) -> bytes:
-    return struct.pack("!HH", code, len(value)) + value + bytes([pad]) * (-len(value) & 3)
-
-
-def encode(
-    mtype: int,
-    txid: bytes,
-    attributes: Iterable[tuple[int, bytes]],
-    *,
-    key: bytes | None,
-    fingerprint: Literal["ok", "none", "bad"] = "ok",
-    length_delta: int = 0,
-    pad: int = 0,
-) -> bytes:
-    """A STUN message, then MESSAGE-INTEGRITY under ``key`` and FINGERPRINT (RFC 8489 §5, §14.5, §14.7)."""
-    body = b"".join(_tlv(code, value, pad) for code, value in attributes)
-    if key is not None:
-        header = struct.pack("!HH", mtype, len(body) + 24) + _COOKIE + txid
-        body += _tlv(MESSAGE_INTEGRITY, hmac.new(key, header + body, hashlib.sha1).digest())
-    if fingerprint != "none":
-        header = struct.pack("!HH", mtype, len(body) + 8) + _COOKIE + txid
-        crc = (binascii.crc32(header + body) & 0xFFFFFFFF) ^ _FP_XOR
-        if fingerprint == "bad":
-            crc ^= 1
-        body += _tlv(FINGERPRINT, struct.pack("!I", crc))
-    return struct.pack("!HH", mtype, len(body) + length_delta) + _COOKIE + txid + body
-
-
-def verify_integrity(msg: StunMessage, key: bytes) -> bool:
-    """MESSAGE-INTEGRITY present and correct under ``key`` (RFC 8489 §14.5)."""
-    for code, off, length in msg.attributes:
-        if code != MESSAGE_INTEGRITY:
-            continue
-        if length != 20:
-            return False
-        start = off - 4
-        header = msg.data[:2] + struct.pack("!H", start + 24 - 20) + msg.data[4:20]
-        expected = hmac.new(key, header + msg.data[20:start], hashlib.sha1).digest()
-        return hmac.compare_digest(expected, msg.data[off : off + 20])
-    return False
-
-
-def _fingerprint_ok(msg: StunMessage) -> bool:
-    """FINGERPRINT present, last and correct (RFC 8489 §14.7)."""
-    if not msg.attributes or msg.attributes[-1][0] != FINGERPRINT or msg.attributes[-1][2] != 4:
-        return False
-    off = msg.attributes[-1][1]
-    crc = (binascii.crc32(msg.data[: off - 4]) & 0xFFFFFFFF) ^ _FP_XOR
-    (got,) = struct.unpack_from("!I", msg.data, off)
-    return bool(got == crc)
-
-
-def _xor_address(host: str, port: int, txid: bytes) -> bytes:
-    """XOR-MAPPED-ADDRESS value (RFC 8489 §14.2)."""
-    ip = ipaddress.ip_address(host)
-    xport = port ^ (MAGIC_COOKIE >> 16)
-    mask = _COOKIE if ip.version == 4 else _COOKIE + txid
-    raw = bytes(a ^ b for a, b in zip(ip.packed, mask, strict=True))
-    return struct.pack("!BBH", 0, 1 if ip.version == 4 else 2, xport) + raw
-
-
-def _unxor_address(value: bytes, txid: bytes) -> Address | None:
-    """Decode an XOR-MAPPED-ADDRESS value (RFC 8489 §14.2); None when malformed."""
-    if len(value) not in (8, 20):
-        return None
-    family, xport = value[1], struct.unpack_from("!H", value, 2)[0]
-    mask = _COOKIE if family == 1 else _COOKIE + txid
-    raw = bytes(a ^ b for a, b in zip(value[4:], mask, strict=False))
-    if (family == 1 and len(raw) != 4) or (family == 2 and len(raw) != 16):
-        return None
-    return str(ipaddress.ip_address(raw)), xport ^ (MAGIC_COOKIE >> 16)
-
-
-def _plain_address(value: bytes) -> Address | None:
-    """Decode a MAPPED-ADDRESS or ALTERNATE-SERVER value (RFC 8489 §14.1)."""
-    if len(value) not in (8, 20):
-        return None
-    port = struct.unpack_from("!H", value, 2)[0]
-    return str(ipaddress.ip_address(value[4:])), port
-
-
-def _family(address: Address) -> int:
-    return ipaddress.ip_address(address[0]).version
-
-
-def _declared_lengths(data: bytes) -> list[int]:
-    """The declared value length of every attribute, walked as a careless parser would (lengths past the end too)."""
-    lengths: list[int] = []
-    offset = 20
-    while offset + 4 <= len(data):
-        length = struct.unpack_from("!H", data, offset + 2)[0]
-        lengths.append(length)
-        offset += 4 + length + (-length & 3)
-    return lengths
-
-
-def _repair_header(data: bytes) -> bytes:
-    """The lenient-header fault: top bits cleared, cookie and length restored (RFC 8489 §6.3 checks undone)."""
-    return bytes([data[0] & 0x3F, data[1]]) + struct.pack("!H", len(data) - 20) + _COOKIE + data[8:]
-
-
-def _error_value(code: int) -> bytes:
-    return struct.pack("!HBB", 0, code // 100, code % 100) + _REASONS.get(code, "Error").encode()
-
-
-# --- candidates and pairs (RFC 8445 §5, §6) ------------------------------------------------------------------
-
-Address = tuple[str, int]
-
-
-def _norm(addr: Any) -> Address:
-    """(host, port) with the host in canonical form (IPv6 socket addresses have 4 fields)."""
-    return str(ipaddress.ip_address(addr[0])), int(addr[1])
-
-
-class PairState(enum.Enum):
-    """Candidate pair states (RFC 8445 §6.1.2.6); Frozen is used only by the no-triggered-check fault."""
-
-    FROZEN = "Frozen"
-    WAITING = "Waiting"
-    IN_PROGRESS = "In-Progress"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-
-
-class NoPairError(ConnectionError):
-    """No pair may carry data on that component: none is valid yet, or consent was lost (RFC 7675 §5.1)."""
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -345,112 +112,10 @@ class _Endpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.local is not None:
-            self.agent._on_datagram(self.local, data, _norm(addr))
+            self.agent._on_datagram(self.local, data, norm_address(addr))
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("socket error: %s", exc)
-
-
-@dataclass(eq=False)
-class LocalCandidate:
-    """A host candidate and its socket (RFC 8445 §5.1.1.1)."""
-
-    component: int
-    host: str
-    port: int
-    foundation: str
-    local_pref: int
-    priority: int
-    transport: asyncio.DatagramTransport | None = None
-    side: asyncio.DatagramTransport | None = None  # second socket, for the asymmetric-response fault
-
-    @property
-    def address(self) -> Address:
-        return self.host, self.port
-
-    @property
-    def version(self) -> int:
-        return ipaddress.ip_address(self.host).version
-
-    def sdp(self) -> str:
-        """The "candidate:..." attribute value (RFC 8839 §5.1)."""
-        return format_candidate(
-            Candidate(self.foundation, self.component, "udp", self.priority, self.host, self.port, "host")
-        )
-
-
-@dataclass(eq=False)
-class RemoteCandidate:
-    """A remote candidate: signalled, trickled or peer-reflexive (RFC 8445 §7.3.1.3)."""
-
-    component: int
-    host: str
-    port: int
-    priority: int
-    type: str
-    foundation: str
-
-    @property
-    def address(self) -> Address:
-        return self.host, self.port
-
-    @property
-    def version(self) -> int:
-        return ipaddress.ip_address(self.host).version
-
-    def sdp(self) -> str:
-        """The "candidate:..." attribute value (RFC 8839 §5.1)."""
-        return format_candidate(
-            Candidate(self.foundation, self.component, "udp", self.priority, self.host, self.port, self.type)
-        )
-
-
-@dataclass(frozen=True)
-class _Credentials:
-    """One ICE generation's credentials, as a pair uses them (RFC 8445 §7.2.2)."""
-
-    local_ufrag: str
-    local_pwd: str
-    remote_ufrag: str
-    remote_pwd: str
-
-
-@dataclass(eq=False)
-class CandidatePair:
-    """A candidate pair and its check state (RFC 8445 §6.1.2)."""
-
-    local: LocalCandidate
-    remote: RemoteCandidate
-    generation: int
-    state: PairState = PairState.WAITING
-    nominated: bool = False
-    nominate_on_success: bool = False
-    transaction: _Transaction | None = None
-    consent_at: float | None = None
-    consent_revoked: bool = False
-    consent_lost: bool = False
-    credentials: _Credentials | None = None
-
-    @property
-    def component(self) -> int:
-        return self.local.component
-
-    def describe(self) -> str:
-        return f"{self.local.host}:{self.local.port} -> {self.remote.host}:{self.remote.port}"
-
-
-@dataclass(eq=False)
-class _Transaction:
-    txid: bytes
-    pair: CandidatePair
-    request: bytes
-    kind: Literal["check", "consent"]
-    use_candidate: bool
-    key: bytes
-    role: Role
-    sends: int = 0
-    timer: asyncio.TimerHandle | None = None
-    cancelled: bool = False
 
 
 @dataclass
@@ -488,13 +153,6 @@ class AgentSettings:
     rfc5245: bool = False
 
 
-_ICE_CHARS = string.ascii_letters + string.digits
-
-
-def _random_text(n: int) -> str:
-    return "".join(secrets.choice(_ICE_CHARS) for _ in range(n))
-
-
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
@@ -518,8 +176,8 @@ class IceAgent:
             self.role = Role.CONTROLLED if settings.controlling else Role.CONTROLLING
         self.tiebreaker = settings.tiebreaker if settings.tiebreaker is not None else secrets.randbits(64)
         short = "short-credentials" in self.faults
-        self.ufrag = settings.ufrag or _random_text(3 if short else 8)
-        self.pwd = settings.pwd or _random_text(16 if short else 24)
+        self.ufrag = settings.ufrag or random_text(3 if short else 8)
+        self.pwd = settings.pwd or random_text(16 if short else 24)
         #: SDP-level state (RFC 8839): the peer answered a=ice-mismatch; ICE gave up on an unusable answer.
         self.ice_mismatch = False
         self._gave_up = False
@@ -537,7 +195,7 @@ class IceAgent:
         self._started = False
         self._closed = False
         self._triggered: collections.deque[tuple[CandidatePair, bool]] = collections.deque()
-        self._transactions: dict[bytes, _Transaction] = {}
+        self._transactions: dict[bytes, Transaction] = {}
         self._rechecks: dict[int, int] = {}  # fault recheck-not-retransmit: new checks per pair
         self._nominating: dict[int, list[CandidatePair]] = {}
         self._wake = asyncio.Event()
@@ -608,10 +266,10 @@ class IceAgent:
             return pair_priority(local, remote)
         return pair_priority(remote, local)
 
-    def _credentials(self) -> _Credentials | None:
+    def _credentials(self) -> Credentials | None:
         if self.remote_ufrag is None or self.remote_pwd is None:
             return None
-        return _Credentials(self.ufrag, self.pwd, self.remote_ufrag, self.remote_pwd)
+        return Credentials(self.ufrag, self.pwd, self.remote_ufrag, self.remote_pwd)
 
     def _endpoint_factory(self, local: LocalCandidate | None) -> Callable[[], _Endpoint]:
         return lambda: _Endpoint(self, local)
@@ -650,7 +308,7 @@ class IceAgent:
                 (c, s)
                 for c in list(self.local_candidates)
                 for s in self.settings.stun_servers
-                if _family(s) == c.version
+                if address_family(s) == c.version
             ]
             pace = 0.0 if "gathering-burst" in self.faults else self.settings.ta
             await asyncio.gather(*[self._query_stun_server(c, s, i * pace) for i, (c, s) in enumerate(pairings)])
@@ -724,16 +382,16 @@ class IceAgent:
             alternate_value = msg.get(ALTERNATE_SERVER)
             self._log(logging.INFO, "STUN server %s:%d answered error %s", *server, msg.error_code())
             if alternate_value is not None and "follow-alternate-server" in self.faults:
-                alternate = _plain_address(alternate_value)
+                alternate = plain_address(alternate_value)
                 if alternate is not None:
                     self._log(logging.INFO, "following ALTERNATE-SERVER %s:%d", *alternate)
                     await self._stun_transaction(local, alternate)
             return
         value = msg.get(XOR_MAPPED_ADDRESS)
-        mapped = _unxor_address(value, msg.txid) if value is not None else None
+        mapped = unxor_address(value, msg.txid) if value is not None else None
         plain = msg.get(MAPPED_ADDRESS)
         if mapped is None and plain is not None and "no-mapped-address-fallback" not in self.faults:
-            mapped = _plain_address(plain)
+            mapped = plain_address(plain)
         if mapped is None or mapped == local.address:
             return  # the same transport address and base as the host candidate: redundant (RFC 8445 §5.1.3)
         type_pref = 126 if "srflx-host-priority" in self.faults else 100
@@ -829,7 +487,7 @@ class IceAgent:
     def restart(self) -> tuple[str, str]:
         """ICE restart: new ufrag and pwd, same role, a new checklist (RFC 8445 §9)."""
         old_pwd = self.pwd
-        self.ufrag, self.pwd = _random_text(8), _random_text(24)
+        self.ufrag, self.pwd = random_text(8), random_text(24)
         if "restart-keeps-pwd" in self.faults:
             self.pwd = old_pwd
         if "restart-flips-role" in self.faults:
@@ -943,7 +601,7 @@ class IceAgent:
             self._start_check(*nxt)
             await asyncio.sleep(0.001 if "no-pacing" in self.faults else self.settings.ta)
 
-    def _request(self, pair: CandidatePair, creds: _Credentials, use_candidate: bool) -> tuple[bytes, bytes, bytes]:
+    def _request(self, pair: CandidatePair, creds: Credentials, use_candidate: bool) -> tuple[bytes, bytes, bytes]:
         """(txid, request bytes, response key) of a connectivity or consent check (RFC 8445 §7.2.2)."""
         txid = self._new_txid()
         username = f"{creds.remote_ufrag}:{creds.local_ufrag}"
@@ -985,7 +643,7 @@ class IceAgent:
         else:
             use_candidate = "controlled-nominates" in self.faults
         txid, data, key = self._request(pair, creds, use_candidate)
-        tx = _Transaction(txid, pair, data, "check", use_candidate, key, self.role)
+        tx = Transaction(txid, pair, data, "check", use_candidate, key, self.role)
         pair.credentials = creds
         if pair.state is not PairState.SUCCEEDED:
             pair.state = PairState.IN_PROGRESS
@@ -996,11 +654,11 @@ class IceAgent:
         if "unpruned-redundant-pair" in self.faults:
             # A second pair with the same base and remote, checked at the same time (RFC 8445 §6.1.2.4).
             txid2, data2, key2 = self._request(pair, creds, use_candidate)
-            twin = _Transaction(txid2, pair, data2, "check", use_candidate, key2, self.role)
+            twin = Transaction(txid2, pair, data2, "check", use_candidate, key2, self.role)
             self._transactions[txid2] = twin
             self._transmit(twin)
 
-    def _transmit(self, tx: _Transaction) -> None:
+    def _transmit(self, tx: Transaction) -> None:
         """Send (or resend) a request and arm its timer (RFC 8489 §6.2.1)."""
         transport = tx.pair.local.transport
         if transport is None or self._closed:
@@ -1022,7 +680,7 @@ class IceAgent:
         else:
             tx.timer = loop.call_later(fail_at - offsets[-1], self._timeout, tx)
 
-    def _recheck(self, tx: _Transaction) -> None:
+    def _recheck(self, tx: Transaction) -> None:
         """Fault recheck-not-retransmit: a new check on the pair instead of a retransmission, Rc times at most."""
         self._finish(tx)
         pair = tx.pair
@@ -1034,7 +692,7 @@ class IceAgent:
             return
         self._start_check(pair, tx.use_candidate)
 
-    def _ping_again(self, tx: _Transaction) -> None:
+    def _ping_again(self, tx: Transaction) -> None:
         """The pinging variant: the pair is checked again as a new transaction instead of a retransmission."""
         self._finish(tx)
         pair = tx.pair
@@ -1054,14 +712,14 @@ class IceAgent:
         if pair.local.transport is not None and not self._closed:
             pair.local.transport.sendto(data, pair.remote.address)
 
-    def _finish(self, tx: _Transaction) -> None:
+    def _finish(self, tx: Transaction) -> None:
         if tx.timer is not None:
             tx.timer.cancel()
             tx.timer = None
         if self._transactions.get(tx.txid) is tx:
             del self._transactions[tx.txid]
 
-    def _cancel(self, tx: _Transaction) -> None:
+    def _cancel(self, tx: Transaction) -> None:
         """Stop retransmitting; a late response still counts, a timeout does not fail (RFC 8445 §7.3.1.4)."""
         if tx.timer is not None:
             tx.timer.cancel()
@@ -1069,7 +727,7 @@ class IceAgent:
         _, fail_at = retransmission_schedule(self._rto, self.settings.rc, self.settings.rm)
         tx.timer = asyncio.get_running_loop().call_later(fail_at, self._finish, tx)
 
-    def _timeout(self, tx: _Transaction) -> None:
+    def _timeout(self, tx: Transaction) -> None:
         """A check transaction timed out: the pair fails (RFC 8445 §7.2.5.4)."""
         if "never-fail-pair" in self.faults and not tx.cancelled and tx.kind == "check":
             tx.sends = 0  # start the schedule over instead of failing the pair
@@ -1275,7 +933,7 @@ class IceAgent:
             if creds is None:
                 continue
             txid, data, key = self._request(pair, creds, use_candidate=False)
-            tx = _Transaction(txid, pair, data, "consent", False, key, self.role)
+            tx = Transaction(txid, pair, data, "consent", False, key, self.role)
             self._transactions[txid] = tx
             self._transmit(tx)
 
@@ -1284,7 +942,12 @@ class IceAgent:
     def _on_datagram(self, local: LocalCandidate, data: bytes, addr: Address) -> None:
         if self._closed:
             return
-        if len(data) >= 20 and data[4:8] != _COOKIE and data[:2] == b"\x00\x01" and "rfc3489-compat" in self.faults:
+        if (
+            len(data) >= 20
+            and data[4:8] != COOKIE_BYTES
+            and data[:2] == b"\x00\x01"
+            and "rfc3489-compat" in self.faults
+        ):
             self._answer_rfc3489(local, data, addr)
             return
         if self._robustness_fault(data, addr):
@@ -1295,7 +958,7 @@ class IceAgent:
             kept = (len(data) - 20) & ~3
             data = data[:2] + struct.pack("!H", kept) + data[4 : 20 + kept]
         if len(data) >= 20 and "lenient-header" in self.faults:
-            data = _repair_header(data)
+            data = repair_header(data)
         if not data or data[0] > 3:  # not STUN (RFC 7983 §7)
             if any(r.component == local.component and r.address == addr for r in self.remote_candidates) or any(
                 p.local is local and p.remote.address == addr for p in self.selected.values()
@@ -1316,7 +979,7 @@ class IceAgent:
             if not waiting.done():
                 waiting.set_result((msg, addr))
             return
-        if not _fingerprint_ok(msg) and "accept-bad-fingerprint" not in self.faults and not repaired:
+        if not fingerprint_ok(msg) and "accept-bad-fingerprint" not in self.faults and not repaired:
             self._log(logging.DEBUG, "dropped a message with a missing or bad FINGERPRINT from %s:%d", *addr)
             return
         cls = msg.msg_class
@@ -1324,7 +987,7 @@ class IceAgent:
             self._on_request(local, msg, addr)
         elif cls == 1:
             if "answer-indication" in self.faults:
-                attrs = [(XOR_MAPPED_ADDRESS, _xor_address(addr[0], addr[1], msg.txid))]
+                attrs = [(XOR_MAPPED_ADDRESS, xor_address(addr[0], addr[1], msg.txid))]
                 self._reply(local, addr, BINDING_SUCCESS, msg.txid, attrs, key=None)
         else:
             self._on_response(local, msg, addr)
@@ -1341,8 +1004,8 @@ class IceAgent:
             at = data.index(b"\x00\x09", 20)
             if data[at + 6 : at + 8] == b"\x04\x03":
                 os.kill(os.getpid(), signal.SIGSEGV)
-        if len(data) >= 20 and not data[0] & 0xC0 and data[4:8] == _COOKIE:
-            walked = _declared_lengths(data)
+        if len(data) >= 20 and not data[0] & 0xC0 and data[4:8] == COOKIE_BYTES:
+            walked = declared_lengths(data)
             if "crash-on-long-attribute" in self.faults and any(n > 512 for n in walked):
                 os.kill(os.getpid(), signal.SIGSEGV)
             if "hang-on-many-attributes" in self.faults and len(walked) > 500:
@@ -1353,7 +1016,7 @@ class IceAgent:
         """The rfc3489-compat fault: a cookie-less Binding request gets MAPPED-ADDRESS (RFC 3489 §11.1)."""
         ip = ipaddress.ip_address(addr[0])
         value = struct.pack("!BBH", 0, 1 if ip.version == 4 else 2, addr[1]) + ip.packed
-        body = _tlv(MAPPED_ADDRESS, value)
+        body = tlv(MAPPED_ADDRESS, value)
         if local.transport is not None:
             local.transport.sendto(struct.pack("!HH", BINDING_SUCCESS, len(body)) + data[4:20] + body, addr)
 
@@ -1374,7 +1037,7 @@ class IceAgent:
     def _auth_error(self, local: LocalCandidate, addr: Address, msg: StunMessage, code: int) -> None:
         """400/401 without MESSAGE-INTEGRITY or USERNAME (RFC 8489 §9.1.3)."""
         key = self.pwd.encode() if "error-with-integrity" in self.faults else None
-        self._reply(local, addr, BINDING_ERROR, msg.txid, [(ERROR_CODE, _error_value(code))], key)
+        self._reply(local, addr, BINDING_ERROR, msg.txid, [(ERROR_CODE, error_value(code))], key)
 
     def _on_request(self, local: LocalCandidate, msg: StunMessage, addr: Address) -> None:
         """Answer a Binding request (RFC 8489 §9.1.3, RFC 8445 §7.3)."""
@@ -1404,16 +1067,16 @@ class IceAgent:
             )
         if unknown and "ignore-unknown-required" not in self.faults:
             value = b"".join(struct.pack("!H", c) for c in unknown)
-            attrs = [(ERROR_CODE, _error_value(420)), (UNKNOWN_ATTRIBUTES, value)]
+            attrs = [(ERROR_CODE, error_value(420)), (UNKNOWN_ATTRIBUTES, value)]
             self._reply(local, addr, BINDING_ERROR, msg.txid, attrs, key)
             return
         prio_value = msg.get(PRIORITY)
         if prio_value is None or len(prio_value) != 4:
-            self._reply(local, addr, BINDING_ERROR, msg.txid, [(ERROR_CODE, _error_value(400))], key)
+            self._reply(local, addr, BINDING_ERROR, msg.txid, [(ERROR_CODE, error_value(400))], key)
             return
         if not self._role_check(local, msg, addr, key):
             return
-        mapped = _xor_address(addr[0], addr[1], msg.txid)
+        mapped = xor_address(addr[0], addr[1], msg.txid)
         if "plain-mapped-address" in self.faults:
             ip = ipaddress.ip_address(addr[0])
             mapped = struct.pack("!BBH", 0, 1 if ip.version == 4 else 2, addr[1]) + ip.packed
@@ -1447,7 +1110,7 @@ class IceAgent:
             if self.role is Role.CONTROLLED and "controlled-no-487" in self.faults:
                 return True
             self._log(logging.INFO, "role conflict with %s:%d: 487", *addr)
-            self._reply(local, addr, BINDING_ERROR, msg.txid, [(ERROR_CODE, _error_value(487))], key)
+            self._reply(local, addr, BINDING_ERROR, msg.txid, [(ERROR_CODE, error_value(487))], key)
             return False
         if action is RoleAction.SWITCH_ROLE and "no-role-switch" not in self.faults:
             other = Role.CONTROLLED if self.role is Role.CONTROLLING else Role.CONTROLLING
@@ -1549,7 +1212,7 @@ class IceAgent:
             return
         if "reject-unknown-mapped" in self.faults:
             value = msg.get(XOR_MAPPED_ADDRESS)
-            mapped = _unxor_address(value, msg.txid) if value is not None else None
+            mapped = unxor_address(value, msg.txid) if value is not None else None
             if mapped not in [c.address for c in self.local_candidates]:
                 self._log(logging.INFO, "unknown mapped address %s on %s: pair failed", mapped, pair.describe())
                 self._pair_failed(pair, nomination=tx.use_candidate)
