@@ -60,6 +60,7 @@ MARKER = "selftest"
 KEYWORDS = {"fault", "variant", "verdict", "requirement", "message", "params", "require", "revision_gap", "record"}
 VERDICTS = {"PASS", "NON-STRICT", "FAIL", "INFO", "UNSUPPORTED", "ERROR"}
 DUMP_ENV = "SELFTEST_DUMP"
+POSITIONAL = "(positional)"  # where the dump keeps a mark's positional arguments, which the marker does not take
 #: How to run each reference IUT.
 IUTS = {
     "ice": ["--iut", "reference"],
@@ -187,7 +188,9 @@ def _expectation(case: Case, mark: dict[str, Any]) -> Expectation:
 
 def mark_problems(case: Case, mark: dict[str, Any]) -> list[str]:
     """What is wrong with one mark of a case: unknown keywords, fault, variant or verdict."""
-    found = [f"unknown keyword {k!r}" for k in sorted(mark.keys() - KEYWORDS)]
+    found = [f"unknown keyword {k!r}" for k in sorted(mark.keys() - KEYWORDS - {POSITIONAL})]
+    if POSITIONAL in mark:
+        found.append(f"positional arguments {mark[POSITIONAL]}: the marker takes keywords only")
     if mark.get("fault") is not None and mark["fault"] not in catalogue(case.side):
         found.append(f"fault {mark['fault']!r} is not in the reference's {case.side} faults")
     if mark.get("variant") is not None and mark["variant"] not in VARIANTS:
@@ -353,7 +356,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 "requirements": [r for m in item.iter_markers("requirement") for r in m.args],
                 "slow": item.get_closest_marker("slow") is not None,
                 "param": callspec.id if callspec is not None else None,
-                "marks": [dict(m.kwargs) for m in reversed(list(item.iter_markers(MARKER)))],
+                "marks": [
+                    {**m.kwargs, **({POSITIONAL: list(m.args)} if m.args else {})}
+                    for m in reversed(list(item.iter_markers(MARKER)))
+                ],
             }
         )
     Path(dump).write_text(json.dumps(rows))
