@@ -126,9 +126,10 @@ class Expectation:
         return f"variant:{self.variant}" if self.variant is not None else "clean"
 
     @property
-    def group(self) -> tuple[str, tuple[int, ...], bool]:
-        """Expectations of one group can share a run: same IUT, same claimed revisions, same tier."""
-        return (self.case.iut, self.require, self.case.slow)
+    def group(self) -> tuple[str, tuple[int, ...], bool, bool]:
+        """Expectations of one group can share a run: same IUT, same claimed revisions, same tier; robustness cases
+        apart, since their faults crash or hang the reference process that the run's other cases would share."""
+        return (self.case.iut, self.require, self.case.slow, self.case.id.startswith("robustness/"))
 
     def __str__(self) -> str:
         return f"{self.case.id} with {self.condition}"
@@ -234,7 +235,7 @@ def expectations(cases: Iterable[Case]) -> list[Expectation]:
 def batches(rows: list[Expectation], size: int = 10, slow_size: int = 3) -> dict[str, list[Expectation]]:
     """Expectations grouped into runs, by name: one IUT, revision claim and tier per run, a case at most once per
     run (one fault each), at most ``size`` cases per run (``slow_size`` in the slow tier)."""
-    runs: dict[tuple[str, tuple[int, ...], bool], list[list[Expectation]]] = {}
+    runs: dict[tuple[str, tuple[int, ...], bool, bool], list[list[Expectation]]] = {}
     for row in rows:
         limit = slow_size if row.case.slow else size
         rounds = runs.setdefault(row.group, [])
@@ -245,8 +246,9 @@ def batches(rows: list[Expectation], size: int = 10, slow_size: int = 3) -> dict
         else:
             rounds.append([row])
     named = {}
-    for (iut, require, slow), rounds in sorted(runs.items()):
-        prefix = iut + ("" if require == REQUIRE_ALL else "-no-require") + ("-slow" if slow else "")
+    for (iut, require, slow, robustness), rounds in sorted(runs.items()):
+        prefix = iut + ("-robustness" if robustness else "") + ("" if require == REQUIRE_ALL else "-no-require")
+        prefix += "-slow" if slow else ""
         for i, r in enumerate(rounds, 1):
             named[f"{prefix}-{i}"] = r
     return named
