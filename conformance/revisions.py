@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from conformance.packets import attribute_code
 from conformance.packets.fast import index
 from conformance.protocol.keys import NONCE_COOKIE
 from conformance.tester.capture import Datagram
@@ -38,6 +39,8 @@ OLDER: dict[int, int] = {8489: 5389, 8656: 5766, 8445: 5245}
 #: under test (every IUT is an RFC 8445 agent by declaration), so its rows are always graded as written.
 GRADED_ON_EVIDENCE = frozenset({8489, 8656})
 
+_XOR_RELAYED = attribute_code("XOR-RELAYED-ADDRESS")
+
 
 @dataclass(frozen=True)
 class Mechanism:
@@ -45,7 +48,7 @@ class Mechanism:
 
     revision: int
     name: str
-    attributes: dict[int, str]
+    attributes: tuple[str, ...]
     #: Also a sign: the IUT, as a server, issues a NONCE starting with the RFC 8489 §9.2 cookie.
     nonce_cookie: bool = False
 
@@ -54,19 +57,14 @@ MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism(
         8489,
         "password algorithms, username anonymity and the nonce cookie (RFC 8489 §9.2, §14.4-14.6, §14.11-14.12)",
-        {
-            0x001C: "MESSAGE-INTEGRITY-SHA256",
-            0x001D: "PASSWORD-ALGORITHM",
-            0x001E: "USERHASH",
-            0x8002: "PASSWORD-ALGORITHMS",
-        },
+        ("MESSAGE-INTEGRITY-SHA256", "PASSWORD-ALGORITHM", "USERHASH", "PASSWORD-ALGORITHMS"),
         nonce_cookie=True,
     ),
     Mechanism(
         8656,
         "dual-stack allocations and ICMP relaying (RFC 8656 §7, §11.5, §18.11-18.13); a success response with two "
         "XOR-RELAYED-ADDRESS (a dual allocation) is also a sign",
-        {0x8000: "ADDITIONAL-ADDRESS-FAMILY", 0x8001: "ADDRESS-ERROR-CODE", 0x8004: "ICMP"},
+        ("ADDITIONAL-ADDRESS-FAMILY", "ADDRESS-ERROR-CODE", "ICMP"),
     ),
 )
 
@@ -98,14 +96,14 @@ def signs_of(revision: int, datagrams: Iterable[Datagram]) -> list[str]:
         if i is None:
             continue
         for m in mechanisms:
-            for code, name in m.attributes.items():
-                if name not in found and i.has(code):
+            for name in m.attributes:
+                if name not in found and i.has(name):
                     found[name] = f"{name} in a message from {d.src[0]}:{d.src[1]}"
             # Only a NONCE the IUT issues (in a response) counts: a client copies the server's NONCE back.
-            nonce = i.value(0x0015) if i.msg_class in (2, 3) else None
+            nonce = i.value("NONCE") if i.msg_class in (2, 3) else None
             if m.nonce_cookie and nonce is not None and nonce.startswith(cookie) and "cookie" not in found:
                 found["cookie"] = f"a NONCE with the '{NONCE_COOKIE}' cookie from {d.src[0]}:{d.src[1]}"
-            relayed = [c for c, _, _ in i.attributes if c == 0x0016]
+            relayed = [c for c, _, _ in i.attributes if c == _XOR_RELAYED]
             if m.revision == 8656 and len(relayed) > 1 and "dual" not in found:
                 found["dual"] = f"two XOR-RELAYED-ADDRESS (a dual allocation) from {d.src[0]}:{d.src[1]}"
     return list(found.values())
@@ -129,7 +127,7 @@ class RevisionPolicy:
             return None
         if signs_of(revision, self._datagrams()):
             return None
-        names = ", ".join(name for m in MECHANISMS if m.revision == revision for name in m.attributes.values())
+        names = ", ".join(name for m in MECHANISMS if m.revision == revision for name in m.attributes)
         cookie = " nor a nonce cookie" if any(m.nonce_cookie for m in MECHANISMS if m.revision == revision) else ""
         return (
             f"{gap_reason(revision)} (the rule is new in RFC {revision}; RFC {OLDER[revision]} does not impose it; "

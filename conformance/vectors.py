@@ -77,7 +77,7 @@ def verify_vector(vector: Vector) -> VectorResult:
     integrity = check_integrity(vector.data, vector.key())
     if integrity is not None:
         problems.append(integrity)
-    has_fp = any(a.type == 0x8028 for a in msg.attributes)
+    has_fp = any(a.attribute_name == "FINGERPRINT" for a in msg.attributes)
     if has_fp and (reason := check_fingerprint(vector.data)) is not None:
         problems.append(reason)
     detail = "; ".join(problems) or (

@@ -29,7 +29,7 @@ from conformance.netem.fabric import Deliver, Drop, Fabric, StunRequest
 from conformance.netem.impair import DelayLine
 from conformance.netem.topology import SIDES, AddressPlan, Side, Topology
 from conformance.netem.topology import topology as _topology
-from conformance.packets import STUN, attr
+from conformance.packets import BINDING, REQUEST, STUN, SUCCESS, attr, message_type
 from conformance.packets.fast import index
 from conformance.protocol.candidate import CandidateError, format_candidate, parse_candidate
 from conformance.tester.capture import Capture
@@ -408,10 +408,10 @@ class Network:
         """Answer a Binding request with XOR-MAPPED-ADDRESS = the source seen on the public network (RFC 8489 §6.3)."""
         idx = index(data)
         host, port = request.seen
-        if idx is not None and idx.type == 0x0001:
+        if idx is not None and idx.type == message_type(BINDING, REQUEST):
             answer = bytes(
                 STUN(
-                    type=0x0101,
+                    type=message_type(BINDING, SUCCESS),
                     transaction_id=idx.transaction_id,
                     attributes=[
                         attr.XorMappedAddress(family=1, address=host, port=port),
@@ -425,7 +425,7 @@ class Network:
             # MAPPED-ADDRESS for backwards compatibility (RFC 5389 §12.2), as real STUN servers such as coturn do.
             answer = bytes(
                 STUN(
-                    type=0x0101,
+                    type=message_type(BINDING, SUCCESS),
                     magic_cookie=int.from_bytes(data[4:8], "big"),
                     transaction_id=data[8:20],
                     attributes=[attr.MappedAddress(family=1, address=host, port=port)],

@@ -21,6 +21,7 @@ from conformance.packets.stun import FINGERPRINT_XOR, STUN
 __all__ = ["StunIndex", "Template", "index"]
 
 _COOKIE = struct.pack("!I", MAGIC_COOKIE)
+_ERROR_CODE = attribute_code("ERROR-CODE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,14 @@ class StunIndex:
             if t == code:
                 return self.data[off : off + length]
         return None
+
+    @property
+    def error_code(self) -> int | None:
+        """The ERROR-CODE as class × 100 + number (RFC 8489 §14.8), e.g. 487; None without a well-formed one."""
+        raw = self.value(_ERROR_CODE)
+        if raw is None or len(raw) < 4:
+            return None
+        return (raw[2] & 0x07) * 100 + raw[3]
 
     def has(self, attribute: str | int) -> bool:
         """Whether an attribute of that RFC name (``"USE-CANDIDATE"``) or code is present."""

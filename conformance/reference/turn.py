@@ -264,7 +264,11 @@ class ReferenceTurnAdapter:
                 continue
             if plain:
                 return rec
-            unauthenticated = rec.index is not None and not rec.index.has(0x0008) and not rec.index.has(0x001C)
+            unauthenticated = (
+                rec.index is not None
+                and not rec.index.has("MESSAGE-INTEGRITY")
+                and not rec.index.has("MESSAGE-INTEGRITY-SHA256")
+            )
             code = error_code(rec)
             lenient = (code == 400 and "accept-unauthenticated-400" in a.faults) or (
                 code == 300 and ("follow-unauthenticated-alternate" in a.faults or "rfc5389-client" in a.faults)
@@ -303,8 +307,8 @@ class ReferenceTurnAdapter:
     def _learn(self, a: _Agent, rec: Received) -> bool:
         """Take REALM/NONCE (and the algorithms) from a 401/438; False when RFC 8489 §9.2.5 forbids a retry."""
         assert rec.index is not None
-        nonce = rec.index.value(0x0015)
-        realm = rec.index.value(0x0014) or a.realm
+        nonce = rec.index.value("NONCE")
+        realm = rec.index.value("REALM") or a.realm
         if nonce is None or realm is None:
             return False
         features = SecurityFeature.NONE
@@ -316,7 +320,7 @@ class ReferenceTurnAdapter:
             if offered is None:
                 return False
             algs = [int(e.algorithm) for e in offered.algorithms]
-            chosen = next((x for x in algs if x in (0x0002, 0x0001)), None)
+            chosen = next((x for x in algs if x in (PasswordAlgorithm.SHA256, PasswordAlgorithm.MD5)), None)
             if chosen is None:
                 return False
             a.algorithm = PasswordAlgorithm(chosen)
@@ -396,7 +400,7 @@ class ReferenceTurnAdapter:
                 await self._request(a, REFRESH, [attr.Lifetime(lifetime=0)])
             a.dead = True
             raise AdapterError(f"TURN relayed address {a.relayed} is IPv6, which this client cannot use")
-        raw = rec.index.value(0x000D) if rec.index is not None else None
+        raw = rec.index.value("LIFETIME") if rec.index is not None else None
         lifetime = struct.unpack("!I", raw)[0] if raw is not None and len(raw) == 4 else 600
         if "no-refresh" not in a.faults:
             a.tasks.append(asyncio.get_running_loop().create_task(self._refresher(a, lifetime)))
@@ -414,7 +418,7 @@ class ReferenceTurnAdapter:
                     a.dead = True
                     await self._notify_state(a, "failed")
                 return
-            raw = rec.index.value(0x000D) if rec.index is not None else None
+            raw = rec.index.value("LIFETIME") if rec.index is not None else None
             lifetime = struct.unpack("!I", raw)[0] if raw is not None and len(raw) == 4 else 600
 
     async def set_remote(self, agent: str, ufrag: str, pwd: str, candidates: list[str], lite: bool = False) -> None:
@@ -443,7 +447,7 @@ class ReferenceTurnAdapter:
                 if "check-before-permission" not in a.faults:
                     await self._prepare_peer(a, peer)
                 check = STUN(
-                    type=0x0001,
+                    type=message_type(BINDING, REQUEST),
                     key=short_term_key(a.remote_pwd),
                     attributes=[
                         attr.Username(username=f"{a.remote_ufrag}:{a.ufrag}".encode()),
@@ -556,7 +560,7 @@ class ReferenceTurnAdapter:
             payload = data[4 : 4 + length] if peer is not None else None
         elif first < 4 and rec.is_type(0x007, INDICATION) and rec.index is not None:
             peer = xor_address(rec, "XOR-PEER-ADDRESS")
-            payload = rec.index.value(0x0013)
+            payload = rec.index.value("DATA")
             if "reject-data-indication" in a.faults and payload is not None and payload[:1] >= b"\x04":
                 return
             if "deliver-malformed-data" in a.faults and (peer is None or payload is None):
@@ -582,7 +586,7 @@ class ReferenceTurnAdapter:
                 return
             if payload[0:2] == b"\x00\x01":
                 response = STUN(
-                    type=0x0101,
+                    type=message_type(BINDING, SUCCESS),
                     transaction_id=txid,
                     key=short_term_key(a.pwd),
                     attributes=[

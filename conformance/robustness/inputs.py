@@ -17,7 +17,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from conformance.packets import STUN, ChannelData, attr, message_type
+from conformance.packets import (
+    ALLOCATE,
+    BINDING,
+    ERROR,
+    INDICATION,
+    REFRESH,
+    REQUEST,
+    SEND,
+    STUN,
+    SUCCESS,
+    ChannelData,
+    attr,
+    attribute_code,
+    message_type,
+)
 from conformance.packets.attributes import StunAttribute
 
 __all__ = [
@@ -51,8 +65,25 @@ _MAX_UDP = 65507
 _TXIDS = random.Random(
     0
 )  # reseeded by family_inputs: every input gets its own transaction ID  # the largest UDP payload over IPv4
-_ADDRESS_TYPES = {0x0001: "MAPPED-ADDRESS", 0x0020: "XOR-MAPPED-ADDRESS", 0x0012: "XOR-PEER-ADDRESS"}
-_REQUIRED_VALUE = (0x0006, 0x0024, 0x8029, 0x802A, 0x0008, 0x8028, 0x0019, 0x000D, 0x0014, 0x0015)
+_ADDRESS_TYPES = ("MAPPED-ADDRESS", "XOR-MAPPED-ADDRESS", "XOR-PEER-ADDRESS")
+#: Attributes whose value may not be empty (the zero-length family empties each of them in turn).
+_REQUIRED_VALUE = frozenset(
+    attribute_code(name)
+    for name in (
+        "USERNAME",
+        "PRIORITY",
+        "ICE-CONTROLLED",
+        "ICE-CONTROLLING",
+        "MESSAGE-INTEGRITY",
+        "FINGERPRINT",
+        "REQUESTED-TRANSPORT",
+        "LIFETIME",
+        "REALM",
+        "NONCE",
+    )
+)
+_SUCCESS = message_type(BINDING, SUCCESS)
+_ERROR = message_type(BINDING, ERROR)
 
 
 @dataclass(frozen=True)
@@ -114,7 +145,7 @@ def _fresh(valid: STUN) -> list[StunAttribute]:
 def _split(valid: STUN) -> tuple[list[StunAttribute], list[StunAttribute]]:
     """(attributes before MESSAGE-INTEGRITY, MESSAGE-INTEGRITY and what follows)."""
     attrs = _fresh(valid)
-    cut = next((i for i, a in enumerate(attrs) if a.type == 0x0008), len(attrs))
+    cut = next((i for i, a in enumerate(attrs) if a.attribute_name == "MESSAGE-INTEGRITY"), len(attrs))
     return attrs[:cut], attrs[cut:]
 
 
@@ -150,7 +181,7 @@ def _attribute_length(valid: STUN, rng: random.Random) -> list[HostileInput]:
             data = renewed[: offset + 2] + struct.pack("!H", lie) + renewed[offset + 4 :]
             # A lying FINGERPRINT only breaks an optional check (RFC 8489 §7): survival is judged, not the answer.
             label = f"attribute {index} (0x{code:04x}) length {name}"
-            out.append(HostileInput("attribute-length", label, data, malformed=code != 0x8028))
+            out.append(HostileInput("attribute-length", label, data, malformed=code != attribute_code("FINGERPRINT")))
         offset += 4 + length + (-length & 3)
         index += 1
     return out
@@ -170,7 +201,7 @@ def _zero_length(valid: STUN, rng: random.Random) -> list[HostileInput]:
 def _oversized(valid: STUN, rng: random.Random) -> list[HostileInput]:
     before, after = _split(valid)
     base = len(bytes(valid))
-    user = [a for a in before if a.type != 0x0006]
+    user = [a for a in before if a.attribute_name != "USERNAME"]
     out = []
     for n in (513, 1024, 4000):
         name = bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(n))
@@ -180,8 +211,8 @@ def _oversized(valid: STUN, rng: random.Random) -> list[HostileInput]:
     out.append(HostileInput("oversized", "a 64 KiB datagram", _rebuilt(valid, [*before, filler, *after])))
     many = [StunAttribute(type=0x8000 + (i % 0x2000), value=b"\x00\x00\x00\x00") for i in range(1000)]
     out.append(HostileInput("oversized", "1,000 attributes", _rebuilt(valid, [*before, *many, *after])))
-    mi = [a for a in after if a.type == 0x0008]
-    fp = [a for a in after if a.type == 0x8028]
+    mi = [a for a in after if a.attribute_name == "MESSAGE-INTEGRITY"]
+    fp = [a for a in after if a.attribute_name == "FINGERPRINT"]
     if mi:
         twice = [*before, mi[0], mi[0].copy(), *fp]
         out.append(HostileInput("oversized", "MESSAGE-INTEGRITY twice", _rebuilt(valid, twice)))
@@ -205,14 +236,16 @@ def _address(valid: STUN, rng: random.Random) -> list[HostileInput]:
         ("length 3", b"\x00\x01\x12"),
     ]
     out = []
-    for code, name in _ADDRESS_TYPES.items():
+    for name in _ADDRESS_TYPES:
         for label, value in values:
-            changed = [*before, StunAttribute(type=code, value=value), *after]
+            changed = [*before, StunAttribute(type=name, value=value), *after]
             out.append(HostileInput("address", f"{name} {label} in a request", _rebuilt(valid, changed)))
     # An IPv6 address XORed with other_txid, sent under a fresh txid: it decodes to garbage (RFC 8489 §14.2).
     wrong = bytes(
         STUN(
-            type=0x0101, transaction_id=other_txid, attributes=[attr.XorMappedAddress(family=2, address="::1", port=9)]
+            type=message_type(BINDING, SUCCESS),
+            transaction_id=other_txid,
+            attributes=[attr.XorMappedAddress(family=2, address="::1", port=9)],
         )
     )
     fresh = bytes(rng.getrandbits(8) for _ in range(12))
@@ -220,9 +253,9 @@ def _address(valid: STUN, rng: random.Random) -> list[HostileInput]:
     out.append(HostileInput("address", label, wrong[:8] + fresh + wrong[20:]))
     for label, value in values:
         resp = STUN(
-            type=0x0101,
+            type=message_type(BINDING, SUCCESS),
             transaction_id=bytes(rng.getrandbits(8) for _ in range(12)),
-            attributes=[StunAttribute(type=0x0020, value=value), attr.Fingerprint()],
+            attributes=[StunAttribute(type="XOR-MAPPED-ADDRESS", value=value), attr.Fingerprint()],
         )
         out.append(HostileInput("address", f"unsolicited success, XOR-MAPPED-ADDRESS {label}", bytes(resp)))
     return out
@@ -231,8 +264,8 @@ def _address(valid: STUN, rng: random.Random) -> list[HostileInput]:
 def _methods(valid: STUN, rng: random.Random) -> list[HostileInput]:
     attrs = _fresh(valid)
     out = [
-        HostileInput("methods", "Binding indication", _rebuilt(valid, attrs, type=message_type(0x001, 1))),
-        HostileInput("methods", "Allocate indication", _rebuilt(valid, attrs, type=message_type(0x003, 1))),
+        HostileInput("methods", "Binding indication", _rebuilt(valid, attrs, type=message_type(BINDING, INDICATION))),
+        HostileInput("methods", "Allocate indication", _rebuilt(valid, attrs, type=message_type(ALLOCATE, INDICATION))),
         HostileInput(
             "methods",
             "request of the valid message's method, class success",
@@ -253,28 +286,44 @@ def _methods(valid: STUN, rng: random.Random) -> list[HostileInput]:
         HostileInput(
             "methods",
             "Binding success for a transaction never sent",
-            bytes(STUN(type=0x0101, transaction_id=never, attributes=[mapped, attr.Fingerprint()])),
+            bytes(
+                STUN(type=message_type(BINDING, SUCCESS), transaction_id=never, attributes=[mapped, attr.Fingerprint()])
+            ),
         )
     )
     out.append(
         HostileInput(
             "methods",
             "Binding error for a transaction never sent",
-            bytes(STUN(type=0x0111, transaction_id=never, attributes=[attr.ErrorCode(400), attr.Fingerprint()])),
+            bytes(
+                STUN(
+                    type=message_type(BINDING, ERROR),
+                    transaction_id=never,
+                    attributes=[attr.ErrorCode(400), attr.Fingerprint()],
+                )
+            ),
         )
     )
     out.append(
         HostileInput(
             "methods",
             "error class bits carrying a success's attributes",
-            bytes(STUN(type=0x0111, transaction_id=never, attributes=[mapped, attr.Fingerprint()])),
+            bytes(
+                STUN(type=message_type(BINDING, ERROR), transaction_id=never, attributes=[mapped, attr.Fingerprint()])
+            ),
         )
     )
     out.append(
         HostileInput(
             "methods",
             "success class bits carrying an ERROR-CODE",
-            bytes(STUN(type=0x0101, transaction_id=never, attributes=[attr.ErrorCode(500), attr.Fingerprint()])),
+            bytes(
+                STUN(
+                    type=message_type(BINDING, SUCCESS),
+                    transaction_id=never,
+                    attributes=[attr.ErrorCode(500), attr.Fingerprint()],
+                )
+            ),
         )
     )
     out.append(HostileInput("methods", "type 0x3fff", _rebuilt(valid, attrs, type=0x3FFF)))
@@ -365,19 +414,23 @@ def turn_family_inputs(family: str, build: TurnBuilder, peer: tuple[str, int], s
         out = []
         for port in sorted(rng.sample(range(1024, 65535), 56)):
             address = attr.XorPeerAddress(family=1, address=peer[0], port=port)
-            message = build(0x006, 1, [address, attr.Data(data=noise(64))])
+            message = build(SEND, INDICATION, [address, attr.Data(data=noise(64))])
             out.append(HostileInput(family, f"Send to {peer[0]}:{port}, no permission", message))
-        out.append(HostileInput(family, "Send without XOR-PEER-ADDRESS", build(0x006, 1, [attr.Data(data=noise(8))])))
+        out.append(
+            HostileInput(family, "Send without XOR-PEER-ADDRESS", build(SEND, INDICATION, [attr.Data(data=noise(8))]))
+        )
         no_data = [attr.XorPeerAddress(family=1, address=peer[0], port=peer[1])]
-        out.append(HostileInput(family, "Send without DATA", build(0x006, 1, no_data)))
+        out.append(HostileInput(family, "Send without DATA", build(SEND, INDICATION, no_data)))
         big = [*no_data, attr.Data(data=noise(60000))]
-        out.append(HostileInput(family, "Send of 60000 bytes to a peer without permission", build(0x006, 1, big)))
+        out.append(
+            HostileInput(family, "Send of 60000 bytes to a peer without permission", build(SEND, INDICATION, big))
+        )
         v6 = [attr.XorPeerAddress(family=2, address="::1", port=peer[1]), attr.Data(data=noise(8))]
-        out.append(HostileInput(family, "Send to an IPv6 peer from an IPv4 allocation", build(0x006, 1, v6)))
+        out.append(HostileInput(family, "Send to an IPv6 peer from an IPv4 allocation", build(SEND, INDICATION, v6)))
         return out
     if family == "refresh-storm":
         return [
-            HostileInput(family, f"Refresh {i + 1} of 500", build(0x004, 0, [attr.Lifetime(lifetime=600)]))
+            HostileInput(family, f"Refresh {i + 1} of 500", build(REFRESH, REQUEST, [attr.Lifetime(lifetime=600)]))
             for i in range(500)
         ]
     raise ValueError(f"unknown TURN family {family!r}; known: {', '.join(TURN_FAMILIES)}")
@@ -400,39 +453,44 @@ def _error(code: int, reason: bytes = b"") -> StunAttribute:
 #: Authenticated unless the label says otherwise; each answers one check of the IUT.
 RESPONSE_VARIANTS: list[tuple[str, Callable[[Any, bytes], bytes]]] = [
     *[
-        (f"authenticated {code} error", lambda rec, key, code=code: _response(rec, key, 0x0111, [_error(code)]))
+        (f"authenticated {code} error", lambda rec, key, code=code: _response(rec, key, _ERROR, [_error(code)]))
         for code in (400, 401, 403, 420, 437, 438, 487, 500, 300)
     ],
-    ("unauthenticated 403 error", lambda rec, key: _response(rec, key, 0x0111, [_error(403)], integrity=False)),
-    ("error class 6 (code 699)", lambda rec, key: _response(rec, key, 0x0111, [_error(699)])),
-    ("error code 0", lambda rec, key: _response(rec, key, 0x0111, [_error(0)])),
-    ("error with a 763-byte reason", lambda rec, key: _response(rec, key, 0x0111, [_error(400, b"r" * 763)])),
+    ("unauthenticated 403 error", lambda rec, key: _response(rec, key, _ERROR, [_error(403)], integrity=False)),
+    ("error class 6 (code 699)", lambda rec, key: _response(rec, key, _ERROR, [_error(699)])),
+    ("error code 0", lambda rec, key: _response(rec, key, _ERROR, [_error(0)])),
+    ("error with a 763-byte reason", lambda rec, key: _response(rec, key, _ERROR, [_error(400, b"r" * 763)])),
     (
         "ERROR-CODE of length 2",
-        lambda rec, key: _response(rec, key, 0x0111, [StunAttribute(type=0x0009, value=b"\x00\x04")]),
+        lambda rec, key: _response(rec, key, _ERROR, [StunAttribute(type="ERROR-CODE", value=b"\x00\x04")]),
     ),
-    ("error response without ERROR-CODE", lambda rec, key: _response(rec, key, 0x0111, [])),
+    ("error response without ERROR-CODE", lambda rec, key: _response(rec, key, _ERROR, [])),
     (
         "300 with an ALTERNATE-SERVER of family 0x03",
         lambda rec, key: _response(
-            rec, key, 0x0111, [_error(300), StunAttribute(type=0x8023, value=b"\x00\x03\x00\x09\x7f\x00\x00\x01")]
+            rec,
+            key,
+            _ERROR,
+            [_error(300), StunAttribute(type="ALTERNATE-SERVER", value=b"\x00\x03\x00\x09\x7f\x00\x00\x01")],
         ),
     ),
     (
         "success with XOR-MAPPED-ADDRESS family 0x03",
         lambda rec, key: _response(
-            rec, key, 0x0101, [StunAttribute(type=0x0020, value=b"\x00\x03\x00\x09\x7f\x00\x00\x01")]
+            rec, key, _SUCCESS, [StunAttribute(type="XOR-MAPPED-ADDRESS", value=b"\x00\x03\x00\x09\x7f\x00\x00\x01")]
         ),
     ),
     (
         "success with XOR-MAPPED-ADDRESS of length 3",
-        lambda rec, key: _response(rec, key, 0x0101, [StunAttribute(type=0x0020, value=b"\x00\x01\x00")]),
+        lambda rec, key: _response(
+            rec, key, _SUCCESS, [StunAttribute(type="XOR-MAPPED-ADDRESS", value=b"\x00\x01\x00")]
+        ),
     ),
     (
         "success with an IPv6 XOR-MAPPED-ADDRESS cut to 8 bytes",
         lambda rec, key: _response(
-            rec, key, 0x0101, [StunAttribute(type=0x0020, value=b"\x00\x02\x00\x09\x00\x00\x00\x00")]
+            rec, key, _SUCCESS, [StunAttribute(type="XOR-MAPPED-ADDRESS", value=b"\x00\x02\x00\x09\x00\x00\x00\x00")]
         ),
     ),
-    ("success without XOR-MAPPED-ADDRESS", lambda rec, key: _response(rec, key, 0x0101, [])),
+    ("success without XOR-MAPPED-ADDRESS", lambda rec, key: _response(rec, key, _SUCCESS, [])),
 ]

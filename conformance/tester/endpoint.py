@@ -97,10 +97,7 @@ class Received:
     @property
     def error_code(self) -> int | None:
         """The ERROR-CODE as class × 100 + number (RFC 8489 §14.8), e.g. 487; None without a well-formed one."""
-        raw = self.value("ERROR-CODE")
-        if raw is None or len(raw) < 4:
-            return None
-        return (raw[2] & 0x07) * 100 + raw[3]
+        return self.index.error_code if self.index is not None else None
 
     @property
     def role(self) -> str | None:

@@ -26,7 +26,18 @@ from conformance.adapters.base import (
     TurnServer,
     accepts_remote_options,
 )
-from conformance.packets import BINDING, ERROR, INDICATION, REQUEST, STUN, SUCCESS, ErrorCode, attr, check_integrity
+from conformance.packets import (
+    BINDING,
+    ERROR,
+    INDICATION,
+    REQUEST,
+    STUN,
+    SUCCESS,
+    ErrorCode,
+    attr,
+    check_integrity,
+    message_type,
+)
 from conformance.protocol.candidate import Candidate, parse_candidate
 from conformance.protocol.keys import short_term_key
 from conformance.protocol.priority import candidate_priority
@@ -131,7 +142,7 @@ class IcePeer:
         """0 when ``rec`` is a valid check under the current credentials, n for the n-th previous, else None."""
         if not rec.is_type(BINDING, REQUEST) or rec.index is None:
             return None
-        username = rec.index.value(0x0006) or b""
+        username = rec.index.value("USERNAME") or b""
         for n, (ufrag, pwd) in enumerate([(self.ufrag, self.pwd), *self.previous]):
             if username.startswith(ufrag.encode() + b":") and check_integrity(rec.data, short_term_key(pwd)) is None:
                 return n
@@ -179,14 +190,14 @@ class IcePeer:
         if fingerprint:
             attributes.append(attr.Fingerprint())
         kwargs: dict[str, Any] = {} if transaction_id is None else {"transaction_id": transaction_id}
-        return STUN(type=0x0001, key=key or self.remote_key, attributes=attributes, **kwargs)
+        return STUN(type=message_type(BINDING, REQUEST), key=key or self.remote_key, attributes=attributes, **kwargs)
 
     def success(self, request: Received, *, key: bytes | None = None, mapped: Address | None = None) -> STUN:
         """The success response a conforming agent sends (RFC 8445 §7.3, RFC 8489 §14.2)."""
         host, port = mapped or request.src
         family = 2 if ":" in host else 1
         return STUN(
-            type=0x0101,
+            type=message_type(BINDING, SUCCESS),
             transaction_id=request.transaction_id,
             key=key or self.local_key,
             attributes=[
@@ -203,7 +214,10 @@ class IcePeer:
             attributes.append(attr.MessageIntegrity())
         attributes.append(attr.Fingerprint())
         return STUN(
-            type=0x0111, transaction_id=request.transaction_id, key=key or self.local_key, attributes=attributes
+            type=message_type(BINDING, ERROR),
+            transaction_id=request.transaction_id,
+            key=key or self.local_key,
+            attributes=attributes,
         )
 
     # -- auto-responder ---------------------------------------------------------------------------------------
@@ -212,7 +226,7 @@ class IcePeer:
         """A Binding request to us with our ufrag and a MESSAGE-INTEGRITY valid under our pwd (RFC 8445 §7.3)."""
         if not rec.is_type(BINDING, REQUEST) or rec.index is None:
             return False
-        username = rec.index.value(0x0006) or b""
+        username = rec.index.value("USERNAME") or b""
         return username.startswith(self.ufrag.encode() + b":") and check_integrity(rec.data, self.local_key) is None
 
     def _on_datagram(self, rec: Received) -> None:

@@ -36,8 +36,6 @@ __all__ = [
     "send_data",
 ]
 
-USE_CANDIDATE = 0x0025
-
 
 @dataclass
 class Exchange:
@@ -65,7 +63,7 @@ async def run_exchange(h: Harness, role: str, *, timeout: float = 10.0, **sessio
         await peer.transact(peer.check(), first.src, timeout=timeout)
 
         def nominating(r: Received) -> bool:
-            return _is_iut_check(r) and r.index is not None and r.index.has(USE_CANDIDATE)
+            return _is_iut_check(r) and r.has("USE-CANDIDATE")
 
         if not ep.find(nominating):
             # The nomination cases grade its absence; here the exchange just ends without it.
@@ -78,7 +76,7 @@ async def run_exchange(h: Harness, role: str, *, timeout: float = 10.0, **sessio
         await peer.transact(peer.check(use_candidate=True), target, timeout=timeout)
     selected = await h.log.wait("selected_pair", timeout=timeout)
     checks = ep.find(_is_iut_check)
-    nominations = [r for r in checks if r.index is not None and r.index.has(USE_CANDIDATE)]
+    nominations = [r for r in checks if r.has("USE-CANDIDATE")]
     return Exchange(session, checks, nominations, selected)
 
 

@@ -27,7 +27,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.packets import ATTRIBUTE_NAMES, check_fingerprint, check_header, check_integrity, classify, type_name
+from conformance.packets import (
+    ATTRIBUTE_NAMES,
+    BINDING,
+    CHANNEL_BIND,
+    CREATE_PERMISSION,
+    DATA,
+    REQUEST,
+    SEND,
+    SUCCESS,
+    attribute_code,
+    check_fingerprint,
+    check_header,
+    check_integrity,
+    classify,
+    message_type,
+    type_name,
+)
 from conformance.packets.fast import StunIndex, index
 from conformance.protocol.keys import short_term_key
 from conformance.protocol.transactions import Kind, Request, TransactionModel
@@ -47,15 +63,8 @@ __all__ = [
     "drop_reason",
 ]
 
-_BINDING = 0x001
-_USERNAME = 0x0006
-_MI = 0x0008
-_MI256 = 0x001C
-_PRIORITY = 0x0024
-_USE_CANDIDATE = 0x0025
-_FINGERPRINT = 0x8028
-_CONTROLLED = 0x8029
-_CONTROLLING = 0x802A
+#: What a retransmission may change: the integrity and FINGERPRINT values (RFC 8489 §14.5-14.7).
+_RECOMPUTED = frozenset(attribute_code(n) for n in ("MESSAGE-INTEGRITY", "MESSAGE-INTEGRITY-SHA256", "FINGERPRINT"))
 _DROP_NOTE = "netem dropped: "
 #: Violations kept per requirement and sender (the count of the rest is still reported).
 _KEEP = 5
@@ -218,7 +227,7 @@ class _Checker:
 
     def count_out(self, d: Datagram) -> None:
         idx = index(d.data)
-        if idx is None or idx.method != _BINDING:
+        if idx is None or idx.method != BINDING:
             return
         if idx.msg_class == 0:
             who = self.sender_of_request(idx)
@@ -230,7 +239,7 @@ class _Checker:
                 self.directions[f"{known[1]}>{known[0]}"].success_forwarded += 1
 
     def sender_of_request(self, idx: StunIndex) -> str | None:
-        raw = idx.value(_USERNAME)
+        raw = idx.value("USERNAME")
         if raw is None:
             return None
         name = raw.decode("utf-8", errors="replace")
@@ -243,7 +252,7 @@ class _Checker:
         if idx is None:
             self.header(d)
             return
-        if idx.method != _BINDING:
+        if idx.method != BINDING:
             return
         if idx.msg_class == 0:
             self.judge_request(d, idx)
@@ -251,7 +260,7 @@ class _Checker:
             self.judge_response(d, idx)
 
     def judge_request(self, d: Datagram, idx: StunIndex) -> None:
-        raw = idx.value(_USERNAME)
+        raw = idx.value("USERNAME")
         sender = self.sender_of_request(idx)
         if sender is None:
             by = self.side_of_source(d.src)
@@ -283,7 +292,7 @@ class _Checker:
             self.flag("STUN-AUTH-01", sender, f"{where}: USERNAME {got_user!r}, expected {expected_user!r}")
         self.integrity(d, idx, sender, where, peer.pwd, f"{peer.iut}'s ice-pwd (the receiver's)")
         self.role(idx, sender, me.role, where)
-        if idx.has(_USE_CANDIDATE):
+        if idx.has("USE-CANDIDATE"):
             direction.with_use_candidate += 1
             if me.role == "controlled":
                 self.flag("ICE-NOM-01", sender, f"{where}: USE-CANDIDATE from the controlled agent")
@@ -293,7 +302,7 @@ class _Checker:
             self.priority(idx, sender, where)
 
     def integrity(self, d: Datagram, idx: StunIndex, by: str, where: str, pwd: str, whose: str) -> None:
-        if not (idx.has(_MI) or idx.has(_MI256)):
+        if not (idx.has("MESSAGE-INTEGRITY") or idx.has("MESSAGE-INTEGRITY-SHA256")):
             req = "STUN-AUTH-01" if idx.msg_class == 0 else "STUN-AUTH-03"
             self.flag(req, by, f"{where}: no MESSAGE-INTEGRITY (short-term credentials, RFC 8445 §7.2.2)")
             return
@@ -308,7 +317,7 @@ class _Checker:
             self.flag(req, by, f"{where}: MESSAGE-INTEGRITY does not validate with {whose}")
 
     def role(self, idx: StunIndex, by: str, role: str, where: str) -> None:
-        has_controlling, has_controlled = idx.has(_CONTROLLING), idx.has(_CONTROLLED)
+        has_controlling, has_controlled = idx.has("ICE-CONTROLLING"), idx.has("ICE-CONTROLLED")
         expected = "ICE-CONTROLLING" if role == "controlling" else "ICE-CONTROLLED"
         if has_controlling + has_controlled != 1:
             self.flag(
@@ -319,7 +328,7 @@ class _Checker:
             self.flag("ICE-CHK-02", by, f"{where}: carries {got}, but the agent was told to be {role}")
 
     def priority(self, idx: StunIndex, by: str, where: str) -> None:
-        value = idx.value(_PRIORITY)
+        value = idx.value("PRIORITY")
         if value is None or len(value) != 4:
             self.flag("ICE-PRIO-04", by, f"{where}: no PRIORITY attribute (RFC 8445 §7.1.1)")
             return
@@ -350,10 +359,10 @@ class _Checker:
         if fp is not None:
             self.flag("STUN-FP-01", responder, f"{where}: {fp}")
         if idx.msg_class == 2:
-            if idx.has(_USERNAME):
+            if idx.has("USERNAME"):
                 self.flag("STUN-AUTH-03", responder, f"{where}: carries USERNAME (RFC 8445 §7.3)")
             self.integrity(d, idx, responder, where, r.pwd, f"{r.iut}'s own ice-pwd (the responder's)")
-        elif idx.has(_MI):
+        elif idx.has("MESSAGE-INTEGRITY"):
             self.integrity(d, idx, responder, where, r.pwd, f"{r.iut}'s own ice-pwd (the responder's)")
 
 
@@ -370,18 +379,16 @@ def check_wire(
 
 # -- the per-case monitor of conformance runs --------------------------------------------------------------------
 
-_SEND = 0x006
-_DATA_INDICATION = 0x007
-_ERROR_CODE = 0x0009
-_DATA = 0x0013
-_XOR_MAPPED = 0x0020
-_XOR_PEER = 0x0012
-_XOR_RELAYED = 0x0016
 _COOKIE = b"\x21\x12\xa4\x42"
 #: Distinct messages that all violate one MUST, with none conforming, before the case is ended with that FAIL.
 SYSTEMATIC = 3
 #: Which row a malformed XOR-PEER-ADDRESS breaks, by the method of the message carrying it (RFC 8656 §18.3).
-_XOR_PEER_ROW = {_SEND: "TURN-DATA-01", _DATA_INDICATION: "TURN-DATA-03", 0x008: "TURN-PERM-03", 0x009: "TURN-CHAN-01"}
+_XOR_PEER_ROW = {
+    SEND: "TURN-DATA-01",
+    DATA: "TURN-DATA-03",
+    CREATE_PERMISSION: "TURN-PERM-03",
+    CHANNEL_BIND: "TURN-CHAN-01",
+}
 
 
 @dataclass(frozen=True)
@@ -420,7 +427,7 @@ class SystematicViolation(Exception):
 
 def _content(idx: StunIndex) -> tuple[Any, ...]:
     """What a retransmission repeats: the type and every attribute but the integrity and FINGERPRINT values."""
-    kept = tuple((c, idx.data[o : o + n]) for c, o, n in idx.attributes if c not in (_MI, _MI256, _FINGERPRINT))
+    kept = tuple((c, idx.data[o : o + n]) for c, o, n in idx.attributes if c not in _RECOMPUTED)
     return (idx.type, kept)
 
 
@@ -525,11 +532,10 @@ class Monitor:
         idx = index(d.data)
         if idx is None:
             return
-        if idx.method == _BINDING and idx.msg_class == 0 and idx.has(_USERNAME):
+        if idx.method == BINDING and idx.msg_class == 0 and idx.has("USERNAME"):
             self._harness_checks.add(idx.transaction_id)
         elif idx.msg_class == 3:
-            value = idx.value(_ERROR_CODE) or b""
-            code = (value[2] & 7) * 100 + value[3] if len(value) >= 4 else 0
+            code = idx.error_code or 0
             self._answered[idx.transaction_id] = code
             if code == 487:
                 self._tiebreakers.clear()  # a role conflict: the agent may pick a new tie-breaker (RFC 8445 §7.2.5.1)
@@ -557,7 +563,10 @@ class Monitor:
         key = data[8:20]
         if data[4:8] != _COOKIE:
             (length,) = struct.unpack_from("!H", data, 2)
-            if length == len(data) - 20 and struct.unpack_from("!H", data)[0] in (0x0001, 0x0101):
+            if length == len(data) - 20 and struct.unpack_from("!H", data)[0] in (
+                message_type(BINDING, REQUEST),
+                message_type(BINDING, SUCCESS),
+            ):
                 self._flag(
                     "STUN-MSG-01",
                     d,
@@ -574,7 +583,7 @@ class Monitor:
             return
         self._pass("STUN-MSG-01")
         self._attributes(d, idx)
-        if idx.has(_FINGERPRINT):
+        if idx.has("FINGERPRINT"):
             fp = check_fingerprint(data)
             if fp is not None:
                 self._flag("STUN-FP-01", d, f"{_describe(idx)}: {fp}", key)
@@ -582,12 +591,12 @@ class Monitor:
                 self._pass("STUN-FP-01")
         if idx.msg_class == 0:
             self._request(d, idx)
-        elif idx.msg_class == 1 and idx.method == _SEND and d.dst in self._turn_servers and not inner:
+        elif idx.msg_class == 1 and idx.method == SEND and d.dst in self._turn_servers and not inner:
             self._send_indication(d, idx)
-        elif idx.msg_class == 2 and idx.method == _BINDING and idx.transaction_id in self._harness_checks:
+        elif idx.msg_class == 2 and idx.method == BINDING and idx.transaction_id in self._harness_checks:
             self._check_response(d, idx)
         elif idx.msg_class == 2 and d.src in self._iut_turn_servers:
-            relayed = _xor_address(idx, _XOR_RELAYED)
+            relayed = _xor_address(idx, "XOR-RELAYED-ADDRESS")
             if relayed is not None:
                 self._relayed.add(relayed)
 
@@ -615,15 +624,15 @@ class Monitor:
                     key,
                     info=True,
                 )
-            if code in (_XOR_MAPPED, _XOR_PEER, _XOR_RELAYED):
+            if name in ("XOR-MAPPED-ADDRESS", "XOR-PEER-ADDRESS", "XOR-RELAYED-ADDRESS"):
                 value = data[off : off + length]
                 family = value[1] if len(value) >= 2 else None
                 expected = {1: 8, 2: 20}.get(family or 0)
                 if expected != length:
                     row, clause = {
-                        _XOR_MAPPED: ("STUN-MSG-09", "xor_mapped"),
-                        _XOR_RELAYED: ("TURN-ALLOC-03", None),
-                    }.get(code, (_XOR_PEER_ROW.get(idx.method, "TURN-DATA-01"), None))
+                        "XOR-MAPPED-ADDRESS": ("STUN-MSG-09", "xor_mapped"),
+                        "XOR-RELAYED-ADDRESS": ("TURN-ALLOC-03", None),
+                    }.get(name, (_XOR_PEER_ROW.get(idx.method, "TURN-DATA-01"), None))
                     what = f"family {family}" if expected is None else f"length {length} for family {family}"
                     self._flag(
                         row,
@@ -658,13 +667,13 @@ class Monitor:
                 note = f" after the harness's {code} answer to it" if code else ""
                 key = txid + idx.data[-8:]
                 self._flag("STUN-MSG-02", d, text + note, key, clause="unique_id", info=code is not None)
-        if idx.method == _BINDING and idx.has(_USERNAME):
+        if idx.method == BINDING and idx.has("USERNAME"):
             self._check(d, idx)
 
     def _check(self, d: Datagram, idx: StunIndex) -> None:
         """An ICE connectivity check to a harness peer (RFC 8445 §7.2.2)."""
         self._signalled()
-        username = (idx.value(_USERNAME) or b"").decode("utf-8", errors="replace")
+        username = (idx.value("USERNAME") or b"").decode("utf-8", errors="replace")
         peers = [s.peer for s in self._sessions]
         generations = [(p.ufrag, p.pwd) for p in peers] + [g for p in peers for g in p.previous]
         first, _, second = username.partition(":")
@@ -673,7 +682,7 @@ class Monitor:
             return  # not a check to a harness peer this case signalled
         key = idx.transaction_id
         what = f"check (txid {key.hex()})"
-        if not idx.has(_FINGERPRINT):
+        if not idx.has("FINGERPRINT"):
             self._flag("STUN-FP-01", d, f"{what}: no FINGERPRINT (RFC 8445 §7.2.2)", key)
         if second not in self._ufrags:
             self._unknown_ufrag.append((d, username, key))  # a restart's new ufrag may be learnt just after
@@ -682,7 +691,7 @@ class Monitor:
             self._flag("STUN-AUTH-01", d, f"{what}: MESSAGE-INTEGRITY with the peer's password: {problem}", key)
         else:
             self._pass("STUN-AUTH-01")
-        roles = [c for c in (_CONTROLLING, _CONTROLLED) if idx.has(c)]
+        roles = [n for n in ("ICE-CONTROLLING", "ICE-CONTROLLED") if idx.has(n)]
         if len(roles) != 1:
             self._flag("ICE-CHK-02", d, f"{what}: {len(roles)} role attributes, exactly one is required", key)
         else:
@@ -705,7 +714,7 @@ class Monitor:
         if not any((c.address, c.port) == d.src and c.kind == "host" for c in cands):
             return  # judged only on checks leaving a signalled host candidate (its own base)
         key = idx.transaction_id
-        value = idx.value(_PRIORITY)
+        value = idx.value("PRIORITY")
         if value is None or len(value) != 4:
             self._flag("ICE-PRIO-04", d, f"{what}: no PRIORITY attribute (RFC 8445 §7.1.1)", key)
             return
@@ -737,11 +746,11 @@ class Monitor:
         self._signalled()
         key = idx.transaction_id
         what = f"Binding success (txid {key.hex()})"
-        if not idx.has(_FINGERPRINT):
+        if not idx.has("FINGERPRINT"):
             self._flag("STUN-FP-01", d, f"{what}: no FINGERPRINT (RFC 8445 §7.3)", key)
-        if idx.has(_USERNAME):
+        if idx.has("USERNAME"):
             self._flag("STUN-AUTH-03", d, f"{what}: carries USERNAME (RFC 8489 §9.1.3)", key)
-        if not (idx.has(_MI) or idx.has(_MI256)):
+        if not (idx.has("MESSAGE-INTEGRITY") or idx.has("MESSAGE-INTEGRITY-SHA256")):
             self._flag("STUN-AUTH-03", d, f"{what}: no MESSAGE-INTEGRITY", key)
         elif self._pwds and all(check_integrity(idx.data, short_term_key(p)) for p in self._pwds):
             self._flag("STUN-AUTH-03", d, f"{what}: MESSAGE-INTEGRITY is not keyed with the IUT's password", key)
@@ -750,13 +759,13 @@ class Monitor:
 
     def _send_indication(self, d: Datagram, idx: StunIndex) -> None:
         """A Send indication to the harness's TURN server (RFC 8656 §11.1): XOR-PEER-ADDRESS and DATA."""
-        missing = [n for c, n in ((_XOR_PEER, "XOR-PEER-ADDRESS"), (_DATA, "DATA")) if not idx.has(c)]
+        missing = [n for n in ("XOR-PEER-ADDRESS", "DATA") if not idx.has(n)]
         if missing:
             key = idx.transaction_id
             self._flag("TURN-DATA-01", d, f"Send indication without {' and '.join(missing)} (RFC 8656 §11.1)", key)
             return
         self._pass("TURN-DATA-01")
-        self._judge(d, idx.value(_DATA) or b"", inner=True)
+        self._judge(d, idx.value("DATA") or b"", inner=True)
 
     def _channel_data(self, d: Datagram, data: bytes) -> None:
         """ChannelData between the IUT and a TURN server over UDP (RFC 8656 §12.4, §12.5)."""
@@ -782,9 +791,9 @@ class Monitor:
             self._judge(d, data[4 : 4 + length], inner=True)  # what the IUT relays, e.g. its ICE checks
 
 
-def _xor_address(idx: StunIndex, code: int) -> Address | None:
+def _xor_address(idx: StunIndex, name: str) -> Address | None:
     """An XOR-encoded address attribute's (ip, port) (RFC 8489 §14.2), or None when absent or malformed."""
-    value = idx.value(code)
+    value = idx.value(name)
     if value is None or len(value) not in (8, 20):
         return None
     port = struct.unpack_from("!H", value, 2)[0] ^ 0x2112

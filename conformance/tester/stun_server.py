@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from conformance.packets import BINDING, REQUEST, STUN, ErrorCode, attr
+from conformance.packets import BINDING, ERROR, REQUEST, STUN, SUCCESS, ErrorCode, attr, attribute_code, message_type
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
 
@@ -43,7 +43,7 @@ def _is_binding_request(data: bytes) -> bool:
     if len(data) < 20 or data[0] & 0xC0:
         return False
     mtype, length = struct.unpack("!HH", data[:4])
-    return bool(mtype == 0x0001 and length == len(data) - 20 and length % 4 == 0)
+    return bool(mtype == message_type(BINDING, REQUEST) and length == len(data) - 20 and length % 4 == 0)
 
 
 def _address_tlv(kind: int, address: Address) -> bytes:
@@ -122,7 +122,7 @@ class StunServer:
         host, port = mapped or request.src
         return bytes(
             STUN(
-                type=0x0101,
+                type=message_type(BINDING, SUCCESS),
                 transaction_id=request.transaction_id,
                 attributes=[
                     attr.XorMappedAddress(family=2 if ":" in host else 1, address=host, port=port),
@@ -134,8 +134,10 @@ class StunServer:
     @staticmethod
     def classic(data: bytes, mapped: Address, server: Address) -> bytes:
         """An RFC 3489 §11.2 Binding Response: MAPPED-ADDRESS, SOURCE-ADDRESS, CHANGED-ADDRESS; no cookie logic."""
-        body = _address_tlv(0x0001, mapped) + _address_tlv(0x0004, server) + _address_tlv(0x0005, server)
-        return struct.pack("!HH", 0x0101, len(body)) + data[4:20] + body
+        # SOURCE-ADDRESS (0x0004) and CHANGED-ADDRESS (0x0005) are RFC 3489 only: in no current registry.
+        body = _address_tlv(attribute_code("MAPPED-ADDRESS"), mapped)
+        body += _address_tlv(0x0004, server) + _address_tlv(0x0005, server)
+        return struct.pack("!HH", message_type(BINDING, SUCCESS), len(body)) + data[4:20] + body
 
     @staticmethod
     def try_alternate(request: Received, alternate: Address) -> bytes:
@@ -149,7 +151,7 @@ class StunServer:
         ]
         if not classic:
             attributes.append(attr.Fingerprint())
-        out = bytes(STUN(type=0x0111, transaction_id=request.data[8:20], attributes=attributes))
+        out = bytes(STUN(type=message_type(BINDING, ERROR), transaction_id=request.data[8:20], attributes=attributes))
         return out[:4] + request.data[4:8] + out[8:] if classic else out
 
     def _on_datagram(self, rec: Received) -> None:

@@ -95,7 +95,7 @@ def relayed_payload(rec: Received) -> tuple[str, bytes, Address | None] | None:
         _, length = struct.unpack_from("!HH", data)
         return ("channel", data[4 : 4 + length], None) if len(data) >= 4 + length else None
     if rec.is_type(DATA, INDICATION) and rec.index is not None:
-        payload = rec.index.value(0x0013)
+        payload = rec.index.value("DATA")
         return ("data-indication", payload, xor_address(rec, "XOR-PEER-ADDRESS")) if payload is not None else None
     return None
 
@@ -227,8 +227,8 @@ class TurnClient:
         """Take REALM and NONCE from a 401 or 438 (RFC 8489 §9.2.5)."""
         if rec.index is None:
             return
-        realm = rec.index.value(0x0014)
-        nonce = rec.index.value(0x0015)
+        realm = rec.index.value("REALM")
+        nonce = rec.index.value("NONCE")
         if realm is not None:
             self.realm = realm
         if nonce is not None:
@@ -269,7 +269,7 @@ class TurnClient:
         if rec is not None and rec.is_type(ALLOCATE, SUCCESS):
             self.relayed = xor_address(rec, "XOR-RELAYED-ADDRESS")
             self.mapped = xor_address(rec, "XOR-MAPPED-ADDRESS")
-            lt = rec.index.value(0x000D) if rec.index is not None else None
+            lt = rec.index.value("LIFETIME") if rec.index is not None else None
             self.lifetime = struct.unpack("!I", lt)[0] if lt is not None and len(lt) == 4 else None
         return rec
 

@@ -280,7 +280,10 @@ class TurnServer:
     @staticmethod
     def _algorithms_attribute() -> Any:
         return attr.PasswordAlgorithms(
-            algorithms=[attr.AlgorithmEntry(algorithm=0x0002), attr.AlgorithmEntry(algorithm=0x0001)]
+            algorithms=[
+                attr.AlgorithmEntry(algorithm=PasswordAlgorithm.SHA256),
+                attr.AlgorithmEntry(algorithm=PasswordAlgorithm.MD5),
+            ]
         )
 
     def _finish(
@@ -380,12 +383,12 @@ class TurnServer:
         """(username, key, sha256) for a valid request, else the error response to send (None: silence)."""
         i = rec.index
         assert i is not None
-        has_mi, has_sha = i.has(0x0008), i.has(0x001C)
+        has_mi, has_sha = i.has("MESSAGE-INTEGRITY"), i.has("MESSAGE-INTEGRITY-SHA256")
         if not has_mi and not has_sha:
             if "no-realm-in-401" in self.faults:
                 return self.error(rec, 401, extra=[attr.Nonce(nonce=self.challenge_nonce(rec.src))])
             return self.challenge(rec)
-        username_raw, realm, nonce, uhash = i.value(0x0006), i.value(0x0014), i.value(0x0015), i.value(0x001E)
+        username_raw, realm, nonce, uhash = i.value("USERNAME"), i.value("REALM"), i.value("NONCE"), i.value("USERHASH")
         if (username_raw is None and uhash is None) or realm is None or nonce is None:
             if "no-400-on-missing-realm" in self.faults:
                 return self.challenge(rec)
@@ -407,13 +410,13 @@ class TurnServer:
             username = next((u for u in self.users if userhash(u, self.realm) == uhash), "")
         algorithm = PasswordAlgorithm.MD5
         if features & SecurityFeature.PASSWORD_ALGORITHMS:
-            chosen, offered = i.value(0x001D), i.value(0x8002)
+            chosen, offered = i.value("PASSWORD-ALGORITHM"), i.value("PASSWORD-ALGORITHMS")
             if chosen is not None or offered is not None:
                 expected = bytes(self._algorithms_attribute())[4:]
                 if chosen is None or offered != expected:
                     return self.error(rec, 400)
                 value = struct.unpack("!H", chosen[:2])[0]
-                if value not in (0x0001, 0x0002):
+                if value not in (PasswordAlgorithm.MD5, PasswordAlgorithm.SHA256):
                     return self.error(rec, 400)
                 algorithm = PasswordAlgorithm(value)
         password = self.users.get(username)
@@ -437,12 +440,16 @@ class TurnServer:
             return self._finish(BINDING, SUCCESS, rec.transaction_id, [_xma(host, port)], None)
         if method not in (ALLOCATE, REFRESH, CREATE_PERMISSION, CHANNEL_BIND):
             return self.error(rec, 400)
-        if method == CREATE_PERMISSION and "unauthenticated-permissions" in self.faults and not i.has(0x0008):
+        if (
+            method == CREATE_PERMISSION
+            and "unauthenticated-permissions" in self.faults
+            and not i.has("MESSAGE-INTEGRITY")
+        ):
             a = self._live(rec.src)
             if a is not None:
                 self._permit(a, rec)
                 return self._finish(method, SUCCESS, rec.transaction_id, [], None)
-        if method == REFRESH and "unauthenticated-refresh" in self.faults and not i.has(0x0008):
+        if method == REFRESH and "unauthenticated-refresh" in self.faults and not i.has("MESSAGE-INTEGRITY"):
             a = self._live(rec.src)
             if a is not None:
                 return self._refresh(rec, a, None, False)
@@ -451,10 +458,10 @@ class TurnServer:
             return auth
         username, key, sha256 = auth
         unknown = [t for t, _, _ in i.attributes if t < 0x8000 and t not in _UNDERSTOOD]
-        if method == ALLOCATE and i.has(0x001A):
+        if method == ALLOCATE and i.has("DONT-FRAGMENT"):
             if "dont-fragment-400" in self.faults:
                 return self.error(rec, 400, key=key, sha256=sha256)
-            unknown.append(0x001A)  # this server cannot set DF (RFC 8656 §7.2 step 4)
+            unknown.append(attribute_code("DONT-FRAGMENT"))  # this server cannot set DF (RFC 8656 §7.2 step 4)
         if unknown and "ignore-unknown-attributes" not in self.faults:
             return self.error(rec, 420, key=key, sha256=sha256, extra=[attr.UnknownAttributes(types=unknown)])
         if method == ALLOCATE:
@@ -526,13 +533,18 @@ class TurnServer:
         existing = self._live(rec.src)
         if existing is not None and "no-437-on-second-allocate" not in self.faults:
             return self.error(rec, 437, key=key, sha256=sha256)
-        rt = i.value(0x0019)
+        rt = i.value("REQUESTED-TRANSPORT")
         if "no-requested-transport-check" not in self.faults:
             if rt is None or len(rt) != 4:
                 return self.error(rec, 400, key=key, sha256=sha256)
             if rt[0] != 17:
                 return self.error(rec, 442, key=key, sha256=sha256)
-        raf, aaf, token, even = i.value(0x0017), i.value(0x8000), i.value(0x0022), i.value(0x0018)
+        raf, aaf, token, even = (
+            i.value("REQUESTED-ADDRESS-FAMILY"),
+            i.value("ADDITIONAL-ADDRESS-FAMILY"),
+            i.value("RESERVATION-TOKEN"),
+            i.value("EVEN-PORT"),
+        )
         if even is not None and "ignore-even-port" in self.faults:
             return None
         if "skip-allocate-family-checks" in self.faults:
@@ -569,7 +581,7 @@ class TurnServer:
             relay = await Endpoint.open(self.capture, "::1", 0, "relay")
         else:
             relay = await self._relay_endpoint()
-        lt = i.value(0x000D)
+        lt = i.value("LIFETIME")
         lifetime = self._granted(struct.unpack("!I", lt)[0] if lt is not None and len(lt) == 4 else None)
         a = Allocation(rec.src, username, key, relay, self._loop.time() + lifetime, integrity_sha256=sha256)
         if existing is not None:
@@ -621,7 +633,7 @@ class TurnServer:
     def _refresh(self, rec: Received, a: Allocation, key: bytes | None, sha256: bool) -> bytes:
         i = rec.index
         assert i is not None
-        lt = i.value(0x000D)
+        lt = i.value("LIFETIME")
         requested = struct.unpack("!I", lt)[0] if lt is not None and len(lt) == 4 else None
         if requested == 0 and "ignore-lifetime-zero" not in self.faults:
             self._delete(a)
@@ -666,7 +678,7 @@ class TurnServer:
         if a is None or rec.index is None:
             return
         peer = xor_address(rec, "XOR-PEER-ADDRESS")
-        data = rec.index.value(0x0013)
+        data = rec.index.value("DATA")
         if "lenient-send-indications" in self.faults:
             if peer is None or ":" in peer[0]:
                 peer = self._last_permitted.get(a.client)
