@@ -4,11 +4,11 @@ labels, parameters and attachments."""
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 from conformance.catalog import SEVERITY
+from conformance.ids import slug
 from conformance.tester.capture import write_pcap
 from conformance.tester.harness import Harness
 from conformance.tester.ladder import render_ladder
@@ -51,15 +51,11 @@ def allure_labels(findings: Findings) -> None:
         dynamic.severity(getattr(allure.severity_level, SEVERITY[strongest].upper()))
 
 
-def _safe(nodeid: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
-
-
 def archive(nodeid: str, out: str | None, h: Harness, mark: Any) -> dict[str, str]:
     """Write the case's capture (pcapng: direction and notes per datagram), ladder diagram and IUT diagnostics (since
     the stderr ``mark``) under ``out``; attach them to allure; return the files by kind, relative to ``out``."""
     root = Path(out) if out else None
-    base = root / "artifacts" / _safe(nodeid) if root is not None else None
+    base = root / "artifacts" / slug(nodeid) if root is not None else None
     files: dict[str, str] = {}
     diagnostics = ""
     try:

@@ -239,8 +239,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from conformance.adapters.registry import UnknownIut, get_iut
-    from conformance.baseline import BaselineError, compare, load_baseline
-    from conformance.report.baselines import check_reasons
+    from conformance.baseline import BaselineError, check_reasons, compare, comparison_lines, load_baseline
     from conformance.report.gate import gate
     from conformance.report.html import write_report
     from conformance.report.junit import rewrite_junit
@@ -274,8 +273,6 @@ def _run(args: argparse.Namespace) -> int:
         records: list[dict[str, Any]] = summary["records"]
         if not records:
             raise UsageError(f"the run selected no case; {out} left as it was")
-        for r in records:
-            r["case_id"] = r["nodeid"].removeprefix("suites/")
         # How to start this run again (the report's reproduce lines).
         summary["invocation"] = {
             "iut": "" if args.iut_cmd else args.iut or "aioice",
@@ -293,19 +290,8 @@ def _run(args: argparse.Namespace) -> int:
             shutil.rmtree(new, ignore_errors=True)
     report = out / "report" / "index.html"
     comparison = compare(records, baseline)
-    counts = summary["counts"]
-    _out("verdicts: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
-    for r in comparison.expected:
-        if r["verdict"] != "PASS":
-            _out(f"  expected by the baseline: {r['verdict']} {r['case_id']}")
-    for label, rows in (
-        ("FAIL not in the baseline", comparison.new_failures),
-        ("ERROR", comparison.errors),
-        ("NON-STRICT", comparison.new_non_strict),
-        ("unexpected pass (remove it from the baseline)", comparison.unexpected_passes),
-    ):
-        for r in rows:
-            _out(f"  {label}: {r['case_id']}: {r['message'].splitlines()[0] if r['message'] else ''}")
+    for line in comparison_lines(records, comparison):
+        _out(line)
     if baseline is not None:
         from conformance.baseline import unknown_entries
 

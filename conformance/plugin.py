@@ -46,6 +46,7 @@ from conformance.tester.capture import Capture
 from conformance.tester.harness import Harness
 from conformance.tester.monitor import Monitor, SystematicViolation
 from conformance.verdict import (
+    LETTERS,
     Finding,
     Findings,
     HarnessError,
@@ -432,7 +433,7 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     verdict = props.get("verdict")
     if verdict is None or report.when == "teardown":
         return None
-    letter = {"PASS": ".", "FAIL": "F", "ERROR": "E", "NON-STRICT": "N", "INFO": "i", "UNSUPPORTED": "u"}[verdict]
+    letter = LETTERS[verdict]
     category = {"PASS": "passed", "FAIL": "failed", "ERROR": "error"}.get(verdict, verdict.lower())
     return category, letter, verdict
 

@@ -10,7 +10,7 @@ the adapter's or the environment's: ERROR.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pytest
@@ -21,6 +21,9 @@ from conformance.tester.monitor import SystematicViolation
 
 __all__ = [
     "CRASH_REQUIREMENT",
+    "LETTERS",
+    "SYMBOLS",
+    "VERDICTS",
     "VERDICT_ORDER",
     "CaseEnded",
     "Finding",
@@ -34,6 +37,7 @@ __all__ = [
     "grade_crash",
     "own_findings",
     "verdict_for_level",
+    "worst",
 ]
 
 
@@ -48,8 +52,34 @@ class Verdict(enum.StrEnum):
     ERROR = "ERROR"
 
 
-#: Severity order used to combine findings: the worst wins.
+#: Severity order used to combine findings, best first: the worst wins.
 VERDICT_ORDER = [Verdict.PASS, Verdict.INFO, Verdict.UNSUPPORTED, Verdict.NON_STRICT, Verdict.FAIL, Verdict.ERROR]
+#: The verdict names in the order reports and baselines list them (good to bad, then the harness's own).
+VERDICTS: tuple[str, ...] = tuple(v.value for v in Verdict)
+#: One-character progress letters (pytest's terminal line).
+LETTERS: dict[str, str] = {
+    Verdict.PASS: ".",
+    Verdict.FAIL: "F",
+    Verdict.ERROR: "E",
+    Verdict.NON_STRICT: "N",
+    Verdict.INFO: "i",
+    Verdict.UNSUPPORTED: "u",
+}
+#: Symbols of the interop matrix table.
+SYMBOLS: dict[str, str] = {
+    Verdict.PASS: "✓",
+    Verdict.NON_STRICT: "~",
+    Verdict.INFO: "i",
+    Verdict.FAIL: "✗",
+    Verdict.ERROR: "E",
+    Verdict.UNSUPPORTED: "U",
+}
+_SEVERITY = {v.value: i for i, v in enumerate(VERDICT_ORDER)}
+
+
+def worst(verdicts: Iterable[str], default: str = Verdict.PASS) -> str:
+    """The worst of several verdicts by :data:`VERDICT_ORDER`; ``default`` when there are none."""
+    return max(verdicts, key=_SEVERITY.__getitem__, default=default)
 
 
 def verdict_for_level(level: str) -> Verdict:
@@ -188,8 +218,7 @@ class Findings:
 
     def worst(self) -> Verdict:
         """The verdict of the recorded findings alone (PASS when there are none)."""
-        verdicts = [f.verdict for f in self.items] or [Verdict.PASS]
-        return max(verdicts, key=VERDICT_ORDER.index)
+        return Verdict(worst(f.verdict for f in self.items))
 
     def summary(self) -> str:
         """All findings and notes, one per line."""

@@ -314,8 +314,7 @@ def test_fault_free_references_give_no_monitor_finding(cmd: list[str], tmp_path:
 
 
 def test_baseline_monitor_entries_accept_a_finding_once_for_every_case(tmp_path: Path) -> None:
-    from conformance.baseline import compare, load_baseline
-    from conformance.report.baselines import update_baseline
+    from conformance.baseline import compare, load_baseline, update_baseline
 
     path = tmp_path / "b.toml"
     path.write_text(

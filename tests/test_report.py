@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from scapy.utils import rdpcap
 
-from conformance.baseline import BaselineError, compare, load_baseline
+from conformance.baseline import BaselineError, check_reasons, compare, load_baseline, update_baseline
+from conformance.ids import slug as case_slug
 from conformance.report import add_commands, rewrite_junit, write_report, write_summary_md
-from conformance.report.baselines import check_reasons, update_baseline
 from conformance.report.html import CSP
 from conformance.report.messages import decode_capture, parse_ladder, sanitize_svg
-from conformance.report.model import build_model, case_slug
+from conformance.report.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 NOMINATION = "ice/test_nomination.py::test_controlling_iut_nominates_one_valid_pair"

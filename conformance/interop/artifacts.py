@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conformance import __version__
-from conformance.report.model import case_slug
+from conformance.ids import slug
 from conformance.tester.capture import write_pcap
 from conformance.tester.ladder import render_ladder
+from conformance.verdict import VERDICTS
 
 if TYPE_CHECKING:
     from conformance.interop.cell import Cell
@@ -47,7 +48,7 @@ def write_artifacts(cell: Cell) -> None:
     logs = []
     for s in (cell.a, cell.b):
         text = s.adapter.diagnostics() if s.adapter is not None else ""
-        path = folder / f"{s.side}-{case_slug(s.iut)}.log"
+        path = folder / f"{s.side}-{slug(s.iut)}.log"
         path.write_text(text, encoding="utf-8")
         put(f"stderr_{s.side}", path)
         logs.append(f"===== side {s.side}: {s.iut} ({s.role}) =====\n{text}")
@@ -72,7 +73,7 @@ def write_summary(results: list[CellResult], out: Path, started: float, finished
         "started": started,
         "finished": finished,
         "iut": ", ".join(sorted({x for r in results for x in (r.spec.controlling, r.spec.controlled)})),
-        "counts": {v: counts.get(v, 0) for v in ("PASS", "NON-STRICT", "FAIL", "INFO", "UNSUPPORTED", "ERROR")},
+        "counts": {v: counts.get(v, 0) for v in VERDICTS},
         "records": records,
     }
     path = out / "summary.json"

@@ -31,13 +31,13 @@ from conformance.adapters.base import Adapter, AdapterError, AgentConfig, Notifi
 from conformance.adapters.coturn import CoturnAdapter
 from conformance.adapters.registry import get_iut, known_iuts, make_adapter
 from conformance.adapters.stdio import StdioAdapter
+from conformance.ids import slug
 from conformance.interop.artifacts import write_artifacts
 from conformance.interop.diagnosis import judge
 from conformance.interop.model import CellResult, CellSpec, RunOptions
 from conformance.netem import TOPOLOGIES, AddressPlan, Network
 from conformance.netem.topology import Side
 from conformance.protocol.candidate import CandidateError, parse_candidate
-from conformance.report.model import case_slug
 from conformance.tester.capture import Capture
 
 __all__ = [
@@ -166,7 +166,7 @@ class Cell:
         self.tasks: list[asyncio.Task[None]] = []
         lossy = any(self.topology.side(s).loss > 0 for s in ("a", "b"))
         self.deadline = options.loss_connect_deadline if lossy else options.connect_deadline
-        self.folder = options.out / "cells" / case_slug(spec.cell_id.removeprefix("interop/"))
+        self.folder = options.out / "cells" / slug(spec.cell_id.removeprefix("interop/"))
 
     async def _route_turn(self, side: str, proxy_ip: str) -> None:
         """Make traffic to ``side``'s TURN proxy leave from that side's address unless the socket is bound.

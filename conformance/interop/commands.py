@@ -20,13 +20,13 @@ from conformance.interop.cell import NETNS_ENV
 from conformance.interop.model import CellResult, RunOptions, cells_for, known_topologies
 from conformance.interop.runner import in_own_netns, iut_needs_netns, run_matrix
 from conformance.netem import TOPOLOGIES
+from conformance.verdict import SYMBOLS
 
 __all__ = ["EXIT_ERROR", "EXIT_FAIL", "EXIT_OK", "add_commands", "build_parser", "main", "matrix_table", "run"]
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
-_SYMBOL = {"PASS": "✓", "NON-STRICT": "~", "INFO": "i", "FAIL": "✗", "ERROR": "E", "UNSUPPORTED": "U"}
 
 
 def _out(text: str) -> None:
@@ -147,9 +147,9 @@ def matrix_table(results: list[CellResult], topology: str) -> list[str]:
         if r is None:
             return "—"
         if not r.connected:
-            return f"{_SYMBOL.get(r.verdict, '?')} no"
+            return f"{SYMBOLS.get(r.verdict, '?')} no"
         t = max((v for v in r.times.values() if v is not None), default=0.0)
-        return f"{_SYMBOL.get(r.verdict, '?')} {r.path} {t:.2f}s"
+        return f"{SYMBOLS.get(r.verdict, '?')} {r.path} {t:.2f}s"
 
     width = max(12, *(len(c) for c in cols))
     lines = [f"{topology} (rows: controlling, columns: controlled)"]

@@ -3,20 +3,18 @@ read from the capture and the emulator's counters (RFC 8445 §7.2.5, §8)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from conformance.catalog import load_catalog
 from conformance.protocol.candidate import CandidateError, parse_candidate
 from conformance.tester.monitor import PeerSignalling, WireReport, check_wire
+from conformance.verdict import verdict_for_level, worst
 
 if TYPE_CHECKING:
     from conformance.interop.cell import Cell
 
-__all__ = ["candidate_kind", "cause", "judge", "wire_report", "worst"]
+__all__ = ["candidate_kind", "cause", "judge", "wire_report"]
 
-_LEVEL_VERDICT = {"MUST": "FAIL", "SHOULD": "NON-STRICT", "MAY": "INFO", "INFO": "INFO"}
-_SEVERITY = ("ERROR", "FAIL", "NON-STRICT", "INFO", "UNSUPPORTED", "PASS")
 _DROP_WORDS = {
     "filtered": "filtered by {dst}'s NAT (RFC 4787 §5)",
     "blackholed": "sent to {dst}'s private address (a black hole)",
@@ -36,12 +34,6 @@ def candidate_kind(candidate: str | None) -> str:
         return parse_candidate(candidate).kind
     except CandidateError:
         return "?"
-
-
-def worst(verdicts: Iterable[str]) -> str:
-    """The worst of the verdicts, PASS for none."""
-    seen = set(verdicts)
-    return next((v for v in _SEVERITY if v in seen), "PASS")
 
 
 def judge(cell: Cell) -> None:
@@ -84,7 +76,7 @@ def judge(cell: Cell) -> None:
     catalog = load_catalog()
     for v in r.violations:
         level = catalog[v["requirement"]].level if v["requirement"] in catalog else "MUST"
-        verdicts.append(_LEVEL_VERDICT.get(level, "FAIL"))
+        verdicts.append(verdict_for_level(level))
     r.verdict = worst(verdicts)
 
 

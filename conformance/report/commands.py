@@ -13,8 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conformance.baseline import Baseline, BaselineError, Comparison, compare, load_baseline
-from conformance.report.baselines import check_reasons, update_baseline
+from conformance.baseline import (
+    Baseline,
+    BaselineError,
+    Comparison,
+    check_reasons,
+    compare,
+    comparison_lines,
+    load_baseline,
+    update_baseline,
+)
 from conformance.report.gate import EXIT_ERROR, EXIT_OK, gate
 from conformance.report.model import ReportError, merged_summary
 
@@ -36,23 +44,9 @@ def _load_checked(path: str) -> Baseline:
 
 
 def print_comparison(records: list[dict[str, Any]], comparison: Comparison) -> None:
-    """The comparison as ``run`` prints it: counts, then one line per record that needs attention."""
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
-    _out("verdicts: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
-    for r in comparison.expected:
-        if r["verdict"] != "PASS":
-            _out(f"  expected by the baseline: {r['iut']} {r['verdict']} {r['case_id']}")
-    for label, rows in (
-        ("FAIL not in the baseline", comparison.new_failures),
-        ("ERROR", comparison.errors),
-        ("NON-STRICT not in the baseline", comparison.new_non_strict),
-        ("unexpected pass (remove it from the baseline)", comparison.unexpected_passes),
-    ):
-        for r in rows:
-            first = r["message"].splitlines()[0] if r.get("message") else ""
-            _out(f"  {label}: {r['iut']} {r['case_id']}: {first}")
+    """The comparison as ``run`` prints it (:func:`conformance.baseline.comparison_lines`)."""
+    for line in comparison_lines(records, comparison):
+        _out(line)
 
 
 def _gate_args(p: argparse.ArgumentParser) -> None:

@@ -20,13 +20,13 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from conformance.baseline import Baseline
+from conformance.ids import slug
 from conformance.report.model import (
-    VERDICTS,
     CaseEntry,
     ReportModel,
     build_model,
-    case_slug,
 )
+from conformance.verdict import VERDICTS
 
 __all__ = ["CSP", "STDERR_TAIL", "load_runs", "render_model", "write_report"]
 
@@ -81,14 +81,14 @@ def _environment() -> Environment:
     )
     env.filters["when"] = _when
     env.filters["seconds"] = _seconds
-    env.filters["slug"] = case_slug
+    env.filters["slug"] = slug
     env.globals.update(verdicts=VERDICTS, verdict_help=VERDICT_HELP, csp=CSP)
     return env
 
 
 def _copy_artifacts(case: CaseEntry, out: Path) -> dict[str, str]:
     """Copy the case's files next to its page; their paths relative to the page."""
-    folder = out / "cases" / case_slug(case.iut) / case.slug
+    folder = out / "cases" / slug(case.iut) / case.slug
     rel: dict[str, str] = {}
     for kind, src in sorted(case.artifacts.items()):
         dest = folder / src.name

@@ -10,7 +10,7 @@ from typing import Any
 from conformance.baseline import Comparison
 from conformance.catalog import load_catalog
 from conformance.report.gate import gate
-from conformance.report.model import VERDICTS
+from conformance.verdict import VERDICTS
 
 __all__ = ["render_summary_md", "write_summary_md"]
 

@@ -22,10 +22,11 @@ from typing import Any
 
 from conformance.baseline import Baseline, Expected
 from conformance.catalog import Catalog, Requirement, load_catalog
+from conformance.ids import case_id, slug
+from conformance.verdict import VERDICTS, worst
 
 __all__ = [
     "ARTIFACT_FILES",
-    "VERDICTS",
     "CaseEntry",
     "InteropGrid",
     "MatrixGroup",
@@ -34,7 +35,6 @@ __all__ = [
     "ReportModel",
     "RunInfo",
     "build_model",
-    "case_slug",
     "interop_grid",
     "load_records",
     "load_summary",
@@ -43,10 +43,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Verdicts in the order the report shows them (good to bad, then the harness's own).
-VERDICTS: tuple[str, ...] = ("PASS", "NON-STRICT", "FAIL", "INFO", "UNSUPPORTED", "ERROR")
-#: Worst first, to pick the colour of a cell that holds several cases.
-_SEVERITY = ("ERROR", "FAIL", "NON-STRICT", "UNSUPPORTED", "INFO", "PASS")
 
 #: The artifact kinds and the file names the plugin writes under ``artifacts/<case>/`` (the first that exists; runs
 #: before pcapng wrote ``capture.pcap``).
@@ -56,22 +52,9 @@ ARTIFACT_FILES: dict[str, tuple[str, ...]] = {
     "stderr": ("iut.log",),
 }
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
 
 class ReportError(ValueError):
     """A run folder that cannot be reported; the message names the folder and what is wrong."""
-
-
-def case_slug(text: str) -> str:
-    """A file-name-safe form of a case or node ID (the plugin's naming of artifact folders)."""
-    return _UNSAFE.sub("_", text).strip("_")[:150]
-
-
-def worst(verdicts: list[str]) -> str:
-    """The worst of several verdicts (ERROR, FAIL, NON-STRICT, UNSUPPORTED, INFO, PASS)."""
-    ranked = [v for v in _SEVERITY if v in verdicts]
-    return ranked[0] if ranked else ""
 
 
 @dataclass(frozen=True)
@@ -124,12 +107,12 @@ class CaseEntry:
     @property
     def slug(self) -> str:
         """The case's file stem inside its IUT folder."""
-        return case_slug(self.case_id)
+        return slug(self.case_id)
 
     @property
     def page(self) -> str:
         """The case page, relative to the report's root."""
-        return f"cases/{case_slug(self.iut)}/{self.slug}.html"
+        return f"cases/{slug(self.iut)}/{self.slug}.html"
 
     @property
     def variant(self) -> str:
@@ -202,7 +185,7 @@ class MatrixRow:
     cells: dict[str, list[CaseEntry]]
 
     def worst(self, iut: str) -> str:
-        return worst([c.verdict for c in self.cells.get(iut, [])])
+        return worst((c.verdict for c in self.cells.get(iut, [])), default="")
 
     @property
     def tested(self) -> bool:
@@ -236,7 +219,7 @@ class InteropGrid:
     topologies: list[str]
 
     def worst(self, a: str, b: str) -> str:
-        return worst([c.verdict for c in self.cells.get((a, b), [])])
+        return worst((c.verdict for c in self.cells.get((a, b), [])), default="")
 
     def cell(self, a: str, b: str, topology: str) -> CaseEntry | None:
         """The case of ``a`` against ``b`` on ``topology`` (the last one when several), or None."""
@@ -321,7 +304,7 @@ def _normalise(record: dict[str, Any]) -> dict[str, Any]:
     r = dict(record)
     nodeid = str(r.get("nodeid") or r.get("case_id"))
     r["nodeid"] = nodeid
-    r["case_id"] = nodeid.removeprefix("suites/") if "::" in nodeid else str(r.get("case_id") or nodeid)
+    r["case_id"] = case_id(nodeid) if "::" in nodeid else str(r.get("case_id") or nodeid)
     r["requirements"] = [str(x) for x in (r.get("requirements") or [])]
     r["message"] = str(r.get("message") or "")
     r["iut"] = str(r["iut"])
@@ -341,7 +324,7 @@ def _artifacts(folder: Path, record: dict[str, Any]) -> dict[str, Path]:
         path = (folder / str(rel)).resolve()
         if path.is_file() and path.is_relative_to(root):
             found[str(kind)] = path
-    fallback = folder / "artifacts" / case_slug(record["nodeid"])
+    fallback = folder / "artifacts" / slug(record["nodeid"])
     for kind, names in ARTIFACT_FILES.items():
         for name in names:
             if kind not in found and (fallback / name).is_file():

@@ -13,7 +13,7 @@ from typing import Any
 
 from conformance.catalog import Catalog, load_catalog
 from conformance.report.markdown import _md
-from conformance.report.model import VERDICTS
+from conformance.verdict import VERDICTS
 
 __all__ = ["render_results_md"]
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conformance import __version__
+from conformance.ids import case_id
 from conformance.options import iut_label, value
 from conformance.revisions import implemented
 from conformance.verdict import VERDICT_ORDER
@@ -40,7 +41,7 @@ class SummaryCollector:
             return
         self.records.append(
             {
-                "case_id": report.nodeid.split("::", 1)[-1],
+                "case_id": case_id(report.nodeid),
                 "nodeid": report.nodeid,
                 "requirements": str(props["requirements"]).split(),
                 "level": props["level"],

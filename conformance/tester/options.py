@@ -11,6 +11,7 @@ import json
 import os
 from typing import Any
 
+from conformance.ids import case_id
 from conformance.verdict import HarnessError
 
 __all__ = ["CASE_OPTIONS_ENV", "case_options"]
@@ -28,7 +29,7 @@ def case_options(options: dict[str, Any] | None = None) -> dict[str, Any]:
         table = json.loads(raw)
     except ValueError as exc:
         raise HarnessError(f"${CASE_OPTIONS_ENV} is not JSON: {exc}") from None
-    current = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0].removeprefix("suites/")
+    current = case_id(os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0])
     for key in ("*", current):
         for name, value in dict(table.get(key) or {}).items():
             before = out.get(name)
