@@ -126,7 +126,9 @@ def _check_reqs(patterns: list[str]) -> None:
 
 def _identity(args: argparse.Namespace) -> str:
     """The run's IUT identity: ``--iut-name``, else ``--iut``, else the shim command."""
-    return str(args.iut_name or args.iut or args.iut_cmd or "aioice")
+    from conformance.adapters.registry import DEFAULT_IUT
+
+    return str(args.iut_name or args.iut or args.iut_cmd or DEFAULT_IUT)
 
 
 def _pytest_argv(args: argparse.Namespace, iut_args: list[str], out: Path) -> list[str]:
@@ -183,14 +185,14 @@ def _netns(args: argparse.Namespace, argv: list[str]) -> list[str]:
 
     The IUT's shim is installed first, outside the namespace, where the package registry is reachable.
     """
-    from conformance.adapters import node
+    from conformance import netns
     from conformance.adapters.registry import get_iut
     from conformance.install import check_iut
 
     wanted = args.netns == "on" or (args.netns == "auto" and bool(args.iut) and get_iut(args.iut).netns)
     if not wanted:
         return argv
-    if not node.netns_available():
+    if not netns.available():
         _err(
             "note: no loopback-only network namespace here (needs root and unshare -n); the shims restrict "
             "themselves to loopback"
@@ -201,7 +203,7 @@ def _netns(args: argparse.Namespace, argv: list[str]) -> list[str]:
         if not status.ready:
             raise UsageError(f"{status.line()} (see `ice-conformance install {args.iut}`)")
     _out("running inside a loopback-only network namespace (unshare -n)")
-    return node.netns_wrap(argv)
+    return netns.wrap(argv)
 
 
 def _fresh_out(out: Path) -> Path:
@@ -238,7 +240,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from conformance.adapters.registry import UnknownIut, get_iut
+    from conformance.adapters.registry import DEFAULT_IUT, UnknownIut, get_iut
     from conformance.baseline import BaselineError, check_reasons, compare, comparison_lines, load_baseline
     from conformance.report.gate import gate
     from conformance.report.html import write_report
@@ -261,7 +263,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
     _check_reqs([*_targets(args.cases)[1], *args.req])
     out = Path(args.out)
-    iut_args = ["--iut-cmd", args.iut_cmd] if args.iut_cmd else ["--iut", args.iut or "aioice"]
+    iut_args = ["--iut-cmd", args.iut_cmd] if args.iut_cmd else ["--iut", args.iut or DEFAULT_IUT]
     new = _fresh_out(out)
     try:
         argv = _netns(args, _pytest_argv(args, iut_args, new))
@@ -275,7 +277,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"the run selected no case; {out} left as it was")
         # How to start this run again (the report's reproduce lines).
         summary["invocation"] = {
-            "iut": "" if args.iut_cmd else args.iut or "aioice",
+            "iut": "" if args.iut_cmd else args.iut or DEFAULT_IUT,
             "iut_cmd": args.iut_cmd or "",
             "iut_name": args.iut_name or "",
             "baseline": args.baseline or "",

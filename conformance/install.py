@@ -99,7 +99,7 @@ def check_iut(name: str, *, netns_ok: bool) -> IutStatus:
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
-    from conformance.adapters import node
+    from conformance import netns
     from conformance.adapters.registry import UnknownIut, get_iut, known_iuts
 
     names = list(args.iuts) or known_iuts()
@@ -109,7 +109,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
         except UnknownIut as exc:
             sys.stderr.write(f"error: {exc}\n")
             return EXIT_USAGE
-    netns_ok = node.netns_available()
+    netns_ok = netns.available()
     sys.stdout.write(f"unshare -n: {'works' if netns_ok else 'not available (needs root and unshare -n)'}\n")
     statuses = [check_iut(name, netns_ok=netns_ok) for name in names]
     all_missing = sorted({p for s in statuses for p in s.packages})

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from conformance.adapters.base import Adapter, AdapterError, IutInfo
-from conformance.options import DEFAULT_IUT, iut_label, started, value
+from conformance.adapters.registry import DEFAULT_IUT
+from conformance.options import iut_label, started, value
 from conformance.verdict import HarnessError
 
 __all__ = ["INIT_TIMEOUT", "IutHandle"]

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from conformance.adapters.registry import DEFAULT_IUT
 from conformance.hung import HungLog
 from conformance.revisions import GRADED_ON_EVIDENCE
 
-__all__ = ["DEFAULT_IUT", "HUNG_DIR", "HUNG_LOG", "STARTED", "add_options", "iut_label", "started", "value"]
+__all__ = ["HUNG_DIR", "HUNG_LOG", "STARTED", "add_options", "iut_label", "started", "value"]
 
-DEFAULT_IUT = "aioice"
 
 #: What the plugin keeps on the config (pytest's stash): when the run started, the shared hung log and its folder.
 STARTED = pytest.StashKey[float]()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance import netns
 from conformance.adapters import libre, node
 from conformance.adapters.registry import get_iut
 from conformance.adapters.stdio import StdioAdapter
@@ -31,7 +32,7 @@ def _browser_missing(name: str) -> str | None:
         return "node (Node.js) is not installed"
     if binary is None or shutil.which(binary) is None:
         return f"{binary} is not installed (apt-get install {' '.join(spec.debian_packages)})"
-    if not node.netns_available():
+    if not netns.available():
         return "the browsers run only inside a loopback-only namespace (needs root and unshare -n)"
     return None
 
@@ -60,10 +61,10 @@ def test_browser_pair_connects_in_a_loopback_namespace(name: str) -> None:
     argv, env = node.launch(name)  # npm ci happens here, outside the namespace
 
     async def main() -> None:
-        with node.loopback_netns() as ns:
+        with netns.loopback() as ns:
             assert ns is not None
-            a = StdioAdapter(node.netns_wrap(argv, join=ns), env=env, name=name, request_timeout=DEADLINE)
-            b = StdioAdapter(node.netns_wrap(argv, join=ns), env=env, name=name, request_timeout=DEADLINE)
+            a = StdioAdapter(netns.wrap(argv, join=ns), env=env, name=name, request_timeout=DEADLINE)
+            b = StdioAdapter(netns.wrap(argv, join=ns), env=env, name=name, request_timeout=DEADLINE)
             async with a, b:
                 info = await a.initialize()
                 await b.initialize()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conformance import cli, install
+from conformance import cli, install, netns
 from conformance.adapters import node
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def test_install_names_missing_debian_packages_and_namespace(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(install, "debian_missing", lambda pkgs: [p for p in pkgs if p != "gcc"])
-    monkeypatch.setattr(node, "netns_available", lambda: False)
+    monkeypatch.setattr(netns, "available", lambda: False)
     monkeypatch.setattr(install, "_installer", lambda name: None)
     code = cli.main(["install", "libnice", "libjuice", "aioice"])
     lines = capsys.readouterr().out.strip().splitlines()

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from conformance.adapters.node import netns_available
 from conformance.interop.cell import run_cell
 from conformance.interop.commands import main as interop_main
 from conformance.interop.model import CellSpec, RunOptions, cells_for
+from conformance.netns import available as netns_available
 from conformance.packets import STUN, attr
 from conformance.protocol.keys import short_term_key
 from conformance.report.html import write_report

@@ -14,11 +14,11 @@ from conformance.netem import TOPOLOGIES, Filtering, MappingBehavior, NatBehavio
 from conformance.netem.namespace import (
     SERVER_IP,
     NamespaceNetwork,
-    available,
     masquerade_options,
     namespace_support,
     plan_namespaces,
 )
+from conformance.netns import named_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _probe(net: NamespaceNetwork, side: str) -> dict[str, object]:
 
 @pytest.mark.parametrize(("name", "distinct"), [("nat-eim-apdf-one", 1), ("symmetric-one", 2)])
 def test_namespace_mode_maps_like_rfc4787(name: str, distinct: int) -> None:
-    reason = available()
+    reason = named_unavailable()
     if reason is not None:
         logger.warning("netem namespace mode skipped: %s", reason)
         pytest.skip(f"namespace mode unavailable: {reason}")

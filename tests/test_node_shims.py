@@ -24,6 +24,7 @@ from conformance.adapters import node
 from conformance.adapters.base import AgentConfig, Notification, RemoteError, Unsupported
 from conformance.adapters.registry import get_iut
 from conformance.adapters.stdio import StdioAdapter
+from conformance.netns import loopback, wrap
 
 T = TypeVar("T")
 
@@ -53,7 +54,7 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
 
 @pytest.fixture(scope="module")
 def netns() -> Iterator[str | None]:
-    with node.loopback_netns() as path:
+    with loopback() as path:
         yield path
 
 
@@ -67,7 +68,7 @@ def launched() -> dict[str, tuple[list[str], dict[str, str]]]:
 
 def adapter(launched: dict[str, tuple[list[str], dict[str, str]]], name: str, netns: str | None) -> StdioAdapter:
     argv, env = launched[name]
-    return StdioAdapter(node.netns_wrap(argv, join=netns) if netns else argv, env=env, name=name)
+    return StdioAdapter(wrap(argv, join=netns) if netns else argv, env=env, name=name)
 
 
 @dataclass

@@ -12,16 +12,15 @@ repository and finds its packages through ``NODE_PATH``.
 Typical use::
 
     argv, env = launch("werift")            # installs on first use
-    adapter = StdioAdapter(netns_wrap(argv), env=env)
+    adapter = StdioAdapter(netns.wrap(argv), env=env)
 
 Every shim restricts itself to loopback (interfaces, server addresses and remote candidates must be loopback
-literals); :func:`netns_wrap` additionally runs it in a private network namespace that holds only ``lo`` when
-that is possible (root and a working ``unshare -n``).
+literals); :func:`conformance.netns.wrap` additionally runs it in a private network namespace that holds only
+``lo`` when that is possible (root and a working ``unshare -n``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -30,7 +29,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,9 +47,6 @@ __all__ = [
     "installed_version",
     "launch",
     "lock_hash",
-    "loopback_netns",
-    "netns_available",
-    "netns_wrap",
     "node_available",
     "node_shims",
     "shim_dir",
@@ -237,63 +232,3 @@ def installed_version(name: str) -> str | None:
         return str(json.loads(pkg.read_text(encoding="utf-8"))["version"])
     except (OSError, ValueError, KeyError):
         return None
-
-
-@functools.cache
-def netns_available() -> bool:
-    """Whether ``unshare -n`` works here (root, and the kernel allows new network namespaces)."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return False
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    try:
-        proc = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
-
-
-def netns_wrap(argv: list[str], join: str | None = None) -> list[str]:
-    """Run ``argv`` in a private network namespace holding only ``lo`` (brought up), when possible.
-
-    Without ``join`` every call makes a NEW namespace, so the wrapped program can reach nothing outside it:
-    not the harness's sockets, not another wrapped shim. To put several programs on one shared loopback,
-    pass ``join``, the path of a namespace from :func:`loopback_netns` (``nsenter --net=PATH``).
-    Falls back to ``argv`` unchanged (and logs it) when not root or ``unshare -n`` fails; the shims
-    then rely on their own loopback-only restrictions.
-    """
-    if join is not None:
-        return ["nsenter", f"--net={join}", "--", *argv]
-    if netns_available():
-        return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *argv]
-    logger.info(
-        "no private network namespace available (needs root and unshare -n); %s restricts itself to loopback",
-        argv[-1] if argv else "the adapter",
-    )
-    return list(argv)
-
-
-@contextlib.contextmanager
-def loopback_netns() -> Iterator[str | None]:
-    """A private network namespace holding only ``lo`` (up), kept alive for the ``with`` block.
-
-    Yields the path to pass as ``netns_wrap(argv, join=path)`` so that several shims share one loopback,
-    or None when namespaces are not available here. (The harness's own Python sockets stay outside it.)
-    """
-    if not netns_available() or shutil.which("nsenter") is None:
-        yield None
-        return
-    holder = subprocess.Popen(
-        ["unshare", "-n", "sh", "-c", "ip link set lo up && echo ready && exec sleep 1000000"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert holder.stdout is not None
-        if holder.stdout.readline().strip() != b"ready":
-            raise NodeShimMissing("could not create a loopback-only network namespace (unshare -n)")
-        yield f"/proc/{holder.pid}/ns/net"
-    finally:
-        holder.kill()
-        holder.wait()

@@ -42,7 +42,6 @@ from conformance.tester.capture import Capture
 
 __all__ = [
     "GATHER_ON_INTERFACE_ADDRESSES",
-    "NETNS_ENV",
     "NO_LOOPBACK_GATHERING",
     "Cell",
     "CellSide",
@@ -53,8 +52,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Set in the environment of a run the interop command started inside its own loopback-only namespace.
-NETNS_ENV = "ICE_CONFORMANCE_INTEROP_NETNS"
 #: IUTs that cannot bind a given address and gather on the host's interface addresses instead (``iut.toml``'s
 #: ``gathers_on_interfaces``): inside the run's own namespace, the side's emulator address is added to ``lo`` for
 #: them while their cell runs.

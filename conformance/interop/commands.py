@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+from conformance import netns
 from conformance.adapters.registry import UnknownIut, get_iut
 from conformance.interop.artifacts import write_summary
-from conformance.interop.cell import NETNS_ENV
 from conformance.interop.model import CellResult, RunOptions, cells_for, known_topologies
-from conformance.interop.runner import in_own_netns, iut_needs_netns, run_matrix
+from conformance.interop.runner import iut_needs_netns, run_matrix
 from conformance.netem import TOPOLOGIES
 from conformance.verdict import SYMBOLS
 
@@ -89,7 +89,7 @@ def _reexec_in_netns(args: argparse.Namespace) -> int | None:
     """Re-run this command inside ``unshare -n`` (``lo`` up) when wanted; None to run here."""
     from conformance.adapters import node
 
-    if in_own_netns() or args.netns == "off":
+    if netns.inside() or args.netns == "off":
         return None
     topologies = args.topology or known_topologies()
     turn = args.turn == "always" or (args.turn == "relay" and any(TOPOLOGIES[t].expect == "relay" for t in topologies))
@@ -97,7 +97,7 @@ def _reexec_in_netns(args: argparse.Namespace) -> int | None:
     wanted = args.netns == "on" or turn or any(iut_needs_netns(i) for i in args.iut)
     if not wanted:
         return None
-    if not node.netns_available():
+    if not netns.available():
         _err(
             "note: no loopback-only network namespace here (needs root and unshare -n); running on the host's "
             "loopback: the shims restrict themselves to loopback, and libwebrtc cannot bind the emulator's addresses"
@@ -114,8 +114,8 @@ def _reexec_in_netns(args: argparse.Namespace) -> int | None:
     _out("running the interop matrix inside a loopback-only network namespace (unshare -n)")
     import subprocess
 
-    env = {**os.environ, NETNS_ENV: "1"}
-    proc = subprocess.run(node.netns_wrap(argv), env=env, check=False)
+    env = {**os.environ, netns.ENV: "1"}
+    proc = subprocess.run(netns.wrap(argv), env=env, check=False)
     return proc.returncode
 
 
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
         connect_deadline=args.deadline,
         loss_connect_deadline=args.loss_deadline,
         turn=args.turn,
-        netns=in_own_netns(),
+        netns=netns.inside(),
         progress=progress,
     )
     if not options.netns and any(iut_needs_netns(i) for i in args.iut):

@@ -8,15 +8,14 @@ Each cell runs as :class:`conformance.interop.cell.Cell` on its own address slot
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import deque
 
 from conformance.adapters.registry import get_iut
-from conformance.interop.cell import GATHER_ON_INTERFACE_ADDRESSES, NETNS_ENV, ip_addr, run_cell
+from conformance.interop.cell import GATHER_ON_INTERFACE_ADDRESSES, ip_addr, run_cell
 from conformance.interop.model import CellResult, CellSpec, RunOptions
 from conformance.netem import AddressPlan
 
-__all__ = ["in_own_netns", "iut_needs_netns", "run_matrix"]
+__all__ = ["iut_needs_netns", "run_matrix"]
 
 
 class _SlotPool:
@@ -64,8 +63,3 @@ async def run_matrix(cells: list[CellSpec], options: RunOptions) -> list[CellRes
 def iut_needs_netns(name: str) -> bool:
     """Whether the registry says the IUT must run in a loopback-only namespace (``IutSpec.netns``)."""
     return get_iut(name).netns or name in GATHER_ON_INTERFACE_ADDRESSES
-
-
-def in_own_netns() -> bool:
-    """Whether this process runs in the namespace the interop command made for it."""
-    return os.environ.get(NETNS_ENV) == "1"

@@ -8,14 +8,14 @@ or routes; :meth:`NamespaceNetwork.close` deletes every namespace (and with it e
 under :meth:`NamespaceNetwork.exec_prefix`. Linux conntrack maps endpoint-independently with port preservation
 unless ports collide (``masquerade``) or per destination (IP, port) (``masquerade random``), and filters
 address-and-port-dependently; other behaviours, hairpinning, rebinding and seeded loss are the userspace
-emulator's. :func:`namespace_support` says why a topology cannot run here; :func:`available` why this host cannot.
+emulator's. :func:`namespace_support` says why a topology cannot run here;
+:func:`conformance.netns.named_unavailable` why this host cannot.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from itertools import count
@@ -23,12 +23,12 @@ from itertools import count
 from conformance.netem.behavior import Filtering, MappingBehavior, NatBehavior
 from conformance.netem.topology import SIDES, Side, Topology
 from conformance.netem.topology import topology as _topology
+from conformance.netns import named_unavailable
 from conformance.verdict import HarnessError
 
 __all__ = [
     "NamespaceNetwork",
     "NamespacePlan",
-    "available",
     "masquerade_options",
     "namespace_support",
     "plan_namespaces",
@@ -43,35 +43,6 @@ _WAN = {"a": f"{PUBLIC_NET}.1", "b": f"{PUBLIC_NET}.2"}
 _DIRECT = {"a": f"{PUBLIC_NET}.11", "b": f"{PUBLIC_NET}.12"}
 _TIMEOUT = 10.0
 _serial = count()
-
-
-def available() -> str | None:
-    """None when this host can build namespaces, else the reason (logged by callers that skip)."""
-    if os.name != "posix" or not hasattr(os, "geteuid"):
-        return "network namespaces need Linux"
-    if os.geteuid() != 0:
-        return "network namespaces need root"
-    for tool in ("ip", "nft"):
-        if shutil.which(tool) is None:
-            return f"the {tool!r} command is missing (apt-get install -y iproute2 nftables)"
-    probe = f"icnprobe{os.getpid()}"
-    try:
-        made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=_TIMEOUT)
-        if made.returncode != 0:
-            return f"'ip netns add' failed: {made.stderr.strip()}"
-        nft = subprocess.run(
-            ["ip", "netns", "exec", probe, "nft", "add", "table", "ip", "probe"],
-            capture_output=True,
-            text=True,
-            timeout=_TIMEOUT,
-        )
-        if nft.returncode != 0:
-            return f"nftables does not work in a namespace: {nft.stderr.strip()}"
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"namespace probe failed: {exc}"
-    finally:
-        subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=_TIMEOUT, check=False)
-    return None
 
 
 def masquerade_options(nat: NatBehavior) -> str:
@@ -210,7 +181,7 @@ class NamespaceNetwork:
     @classmethod
     def create(cls, topology: Topology | str, prefix: str | None = None) -> NamespaceNetwork:
         """Build the namespaces; raises HarnessError with the reason when this host or topology cannot."""
-        reason = available()
+        reason = named_unavailable()
         if reason is not None:
             raise HarnessError(f"netem namespace mode unavailable: {reason}")
         plan = plan_namespaces(topology, prefix or f"icn{os.getpid() % 10000}{next(_serial) % 10}")
