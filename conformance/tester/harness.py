@@ -7,13 +7,15 @@ IUT sends (conformance/tester/monitor.py); the plugin grades what it finds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from conformance.adapters.base import Adapter, IutInfo
 from conformance.tester.capture import Capture
-from conformance.tester.endpoint import Endpoint
+from conformance.tester.endpoint import Endpoint, Predicate, Received
+from conformance.tester.expect import Expect
 from conformance.tester.ice import IcePeer, IceSession, NotificationLog
 from conformance.tester.monitor import Monitor
 from conformance.tester.options import case_options
@@ -46,6 +48,8 @@ class Harness:
         #: The passive monitor of every datagram the IUT sends in this case.
         self.monitor = Monitor(lambda: self.required_revisions)
         capture.observers.append(self.monitor.observe)
+        #: ``harness.expect(reply)``: verifiers graded against the case's requirement (conformance/tester/expect.py).
+        self.expect = Expect(findings)
 
     def require(self, *capabilities: str) -> None:
         """Raise UNSUPPORTED unless the IUT declares every capability."""
@@ -88,6 +92,69 @@ class Harness:
             self.capture.label((c.address, c.port), f"IUT {c.kind} {i + 1}")
         return s
 
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        """Every harness endpoint of the case: plain ones, then the peers'."""
+        return self._endpoints + [ep for p in self._peers for ep in p.endpoints if ep not in self._endpoints]
+
+    @property
+    def sessions(self) -> list[IceSession]:
+        """The IUT agents the case opened, oldest first."""
+        return list(self._sessions)
+
+    def received(self, predicate: Predicate | None = None, since: float = 0.0) -> list[Received]:
+        """Every datagram the case's endpoints received since ``since`` (matching ``predicate``), in arrival order."""
+        recs = [r for ep in self.endpoints for r in ep.find(predicate or (lambda r: True), since)]
+        return sorted(recs, key=lambda r: r.time)
+
+    async def wait(self, predicate: Predicate, timeout: float, since: float | None = None) -> Received | None:
+        """The first datagram at any endpoint of the case matching ``predicate``, or None at the deadline.
+
+        ``since`` (loop time) lets a datagram that already arrived count; by default only new arrivals do. The
+        predicate may judge the whole history (e.g. "the fifth data datagram"): it is asked on each arrival. The
+        time counts as a deliberate wait: it ends a window as soon as its evidence is in.
+        """
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        if since is not None:
+            seen = self.received(predicate, since)
+            if seen:
+                return seen[0]
+        future: asyncio.Future[Received] = loop.create_future()
+
+        def arrived(rec: Received) -> None:
+            if not future.done() and predicate(rec):
+                future.set_result(rec)
+
+        unhooks = [ep.on_datagram(arrived) for ep in self.endpoints]
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            for unhook in unhooks:
+                unhook()
+            self.extra_waited += loop.time() - began
+
+    async def observe(self, seconds: float, reason: str) -> None:
+        """A deliberate window of ``seconds``: nothing ends it early, because what it watches for must not happen.
+
+        ``reason`` says what the window is for ("no data before consent", "retransmissions of the old check"); what
+        arrived in it is judged afterwards from the endpoints' histories. Counts as a deliberate wait.
+        """
+        if seconds <= 0:
+            return
+        logger.debug("observing %.2f s: %s", seconds, reason)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        never: asyncio.Future[None] = loop.create_future()
+        try:
+            await asyncio.wait_for(never, seconds)
+        except TimeoutError:
+            pass
+        finally:
+            self.extra_waited += loop.time() - began
+
     def options_delivery(self) -> list[str]:
         """Per signalled option of every session, whether the IUT got it (``ice2: delivered``), for the report."""
         return list(dict.fromkeys(line for s in self._sessions for line in s.options_delivery()))
@@ -95,8 +162,7 @@ class Harness:
     @property
     def waited(self) -> float:
         """Seconds the case spent in deliberate waits (silence windows, protocol timers), over all endpoints."""
-        eps = self._endpoints + [ep for p in self._peers for ep in p.endpoints]
-        return sum(ep.waited for ep in eps) + self.extra_waited
+        return sum(ep.waited for ep in self.endpoints) + self.extra_waited
 
     def defer(self, cleanup: Callable[[], Awaitable[object]]) -> None:
         """Run ``cleanup`` when the case ends (last registered, first run), before sockets close."""

@@ -22,7 +22,6 @@ from conformance.tester.ice_steps import host_line, open_endpoints, requests_fro
 from conformance.tester.transactions import model_of
 from conformance.verdict import HarnessError
 
-ROLES = ["controlling", "controlled"]
 USE_CANDIDATE = 0x0025
 ICE_CONTROLLED, ICE_CONTROLLING = 0x8029, 0x802A
 
@@ -64,7 +63,6 @@ async def _checked_within(eps: list[Endpoint], timeout: float) -> list[Endpoint]
 
 
 @pytest.mark.requirement("ICE-PAIR-01")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="unordered-checks")
 async def test_first_checks_follow_pair_priority(harness: Harness, role: str) -> None:
     """ICE-PAIR-01 (RFC 8445 §6.1.2.3, §6.1.4.2): ordinary checks start in decreasing pair priority."""
@@ -176,7 +174,6 @@ async def test_pairs_stay_within_component_and_family(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("ICE-CHK-01")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="no-pacing")
 async def test_new_checks_are_paced(harness: Harness, role: str) -> None:
     """ICE-CHK-01 (RFC 8445 §14.2): new transactions paced by Ta (50 ms default); never more than one per 5 ms."""
@@ -219,7 +216,6 @@ async def test_new_checks_are_paced(harness: Harness, role: str) -> None:
 
 
 @pytest.mark.requirement("ICE-CHK-02")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="tiebreaker-per-check")
 async def test_checks_carry_one_role_attribute_and_a_constant_tiebreaker(harness: Harness, role: str) -> None:
     """ICE-CHK-02 (RFC 8445 §7.1.3, §16.1): exactly one role attribute, for the role; one tie-breaker per session."""
@@ -488,7 +484,6 @@ async def test_check_before_the_answer_is_answered_then_triggers_a_check(harness
 
 
 @pytest.mark.requirement("ICE-CHK-09")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="data-on-highest-pair")
 async def test_data_goes_only_on_the_selected_pair(harness: Harness, role: str) -> None:
     """ICE-CHK-09 (RFC 8445 §12.1): once a pair is selected, data uses only that pair; never a non-valid pair."""

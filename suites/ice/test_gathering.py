@@ -22,7 +22,6 @@ from conformance.tester.ice import IceSession
 from conformance.tester.stun_server import StunServer, nat_mapping
 from conformance.verdict import UnsupportedFeature
 
-ROLES = ["controlling", "controlled"]
 #: The loopback addresses of the harness's STUN servers (distinct IPs, so foundations must differ, §5.1.1.3).
 SERVER_HOSTS = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
 #: §14.2: no agent may start transactions more often than every 5 ms; Ta defaults to 50 ms.
@@ -220,7 +219,6 @@ async def test_gathering_transactions_are_paced_by_ta(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("ICE-GATH-05", "ICE-GATH-06")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="srflx-raddr-mapped", verdict="NON-STRICT", requirement="ICE-GATH-06")
 async def test_srflx_carries_the_mapped_address_and_its_base(harness: Harness, role: str) -> None:
     """ICE-GATH-05 (RFC 8445 §5.1.1.2): a srflx candidate at the mapped address the server reported (behind a
@@ -259,7 +257,6 @@ async def test_srflx_carries_the_mapped_address_and_its_base(harness: Harness, r
 
 
 @pytest.mark.requirement("ICE-GATH-07")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="srflx-host-priority")
 async def test_srflx_type_preference_sits_between_host_and_relayed(harness: Harness, role: str) -> None:
     """ICE-GATH-07 (RFC 8445 §5.1.2.1, §5.1.2.2): srflx type preference differs from host (MUST) and is below it
@@ -299,7 +296,6 @@ async def test_srflx_type_preference_sits_between_host_and_relayed(harness: Harn
 
 
 @pytest.mark.requirement("ICE-CAND-02")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="redundant-candidates", verdict="NON-STRICT")
 async def test_srflx_equal_to_the_host_candidate_is_eliminated(harness: Harness, role: str) -> None:
     """ICE-CAND-02 (RFC 8445 §5.1.3) while gathering: with no NAT the mapped address is the host candidate itself;

@@ -14,14 +14,12 @@ from conformance.tester.ice import BINDING, SUCCESS, IcePeer, IceSession
 from conformance.tester.ice_steps import error_code, is_check, role_of
 from conformance.verdict import HarnessError, UnsupportedFeature
 
-BOTH = ["controlling", "controlled"]
 ATTRIBUTE = {"controlling": "ICE-CONTROLLING", "controlled": "ICE-CONTROLLED"}
 OTHER = {"controlling": "controlled", "controlled": "controlling"}
 USE_CANDIDATE = 0x0025
 
 
 @pytest.mark.requirement("ICE-ROLE-01")
-@pytest.mark.parametrize("role", BOTH)
 @pytest.mark.selftest(fault="swapped-initial-role")
 async def test_checks_carry_the_role_the_iut_was_given(harness: Harness, role: str) -> None:
     """ICE-ROLE-01 (RFC 8445 §6.1.1): the offerer's checks carry ICE-CONTROLLING, the answerer's ICE-CONTROLLED."""
@@ -209,7 +207,6 @@ async def test_controlled_iut_with_the_smaller_tiebreaker_answers_487(harness: H
 
 
 @pytest.mark.requirement("ICE-ROLE-06")
-@pytest.mark.parametrize("role", BOTH)
 @pytest.mark.selftest(fault="ignore-487")
 @pytest.mark.selftest(fault="keep-tiebreaker")
 async def test_a_487_flips_the_role_and_changes_the_tiebreaker(harness: Harness, role: str) -> None:

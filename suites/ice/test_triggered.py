@@ -13,15 +13,13 @@ from conformance.tester.ice import BINDING, REQUEST, SUCCESS
 from conformance.tester.ice_steps import check_iut_alive, first_since, host_line, open_endpoints, run_exchange
 from conformance.tester.transactions import model_of
 
-ROLES = ["controlling", "controlled"]
-
 
 def _is_request(r: Received) -> bool:
     return r.is_type(BINDING, REQUEST)
 
 
 @pytest.mark.requirement("ICE-TRIG-01")
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", ["controlling", "controlled"])  # explicit: keeps the case IDs [state-role]
 @pytest.mark.parametrize("state", ["waiting", "failed"])
 @pytest.mark.selftest(fault="no-triggered-check")
 @pytest.mark.selftest(variant="limiting")
@@ -85,7 +83,6 @@ async def test_check_on_a_waiting_or_failed_pair_triggers_a_check(harness: Harne
 
 
 @pytest.mark.requirement("ICE-TRIG-02")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="recheck-succeeded")
 @pytest.mark.selftest(variant="pinging", verdict="INFO")
 async def test_check_on_a_succeeded_pair_triggers_nothing(harness: Harness, role: str) -> None:
@@ -142,7 +139,6 @@ def _answered(h: Harness) -> set[bytes]:
 
 
 @pytest.mark.requirement("ICE-TRIG-03")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="no-cancel-in-progress")
 async def test_check_on_an_in_progress_pair_replaces_its_transaction(harness: Harness, role: str) -> None:
     """ICE-TRIG-03 (RFC 8445 §7.3.1.4): on an In-Progress pair the old transaction stops and a new check goes out."""

@@ -16,8 +16,10 @@ from conformance.robustness.inputs import ICE_FAMILIES, TURN_FAMILIES, family_in
 from conformance.robustness.probe import check_survived, run_family
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
-from conformance.tester.turn_client import TurnClient
-from conformance.tester.turn_steps import allocated, relay_peers, start_turn_server
+from conformance.tester.turn_client import TurnClient, TurnServerUnderTest
+from conformance.tester.turn_steps import allocated, relay_peers
+
+pytestmark = pytest.mark.needs("turn_server")
 
 PROBE_TIMEOUT = 3.0  # the usual time: 0.5 s RTO doubling, three transmissions (RFC 8489 §6.2.1)
 #: Inputs between two probes: the storms are judged as a whole, the rest one input at a time.
@@ -25,26 +27,26 @@ PROBE_EVERY = {"refresh-storm": 100, "send-without-permission": 10}
 
 
 @pytest.mark.requirement("ROB-CRASH-01", "ROB-LIVE-01", "ROB-DISC-01")
-@pytest.mark.needs("turn_server")
 @pytest.mark.budget(150)
 @pytest.mark.parametrize("family", ICE_FAMILIES + TURN_FAMILIES)
-async def test_turn_server_survives_hostile_datagrams(harness: Harness, family: str) -> None:
+async def test_turn_server_survives_hostile_datagrams(
+    harness: Harness, turn_server: TurnServerUnderTest, family: str
+) -> None:
     """A full Allocate works before; each input, then an unauthenticated Allocate must get its 401; then a full
     Allocate from a new client must still succeed (RFC 8656 §7.2)."""
-    srv = await start_turn_server(harness)
-    await allocated(harness, srv, label="sanity client before")
-    prober = await TurnClient.open(harness, srv, label="probe client")
+    await allocated(harness, turn_server, label="sanity client before")
+    prober = await TurnClient.open(harness, turn_server, label="probe client")
 
     async def probe(when: str) -> Received | None:
         request = prober.build(ALLOCATE, REQUEST, [attr.RequestedTransport()], auth=False)
         return await prober.transact(request, PROBE_TIMEOUT, note=f"probe {when}")
 
     if family in ICE_FAMILIES:
-        attacker = await TurnClient.open(harness, srv, label="attacker")
+        attacker = await TurnClient.open(harness, turn_server, label="attacker")
         await attacker.challenge()
         inputs = family_inputs(family, attacker.build(ALLOCATE, REQUEST, [attr.RequestedTransport()]))
     else:
-        attacker = await allocated(harness, srv, label="attacker")
+        attacker = await allocated(harness, turn_server, label="attacker")
         [peer] = await relay_peers(harness, 1)
         if family == "channel-data":
             bound = await attacker.channel_bind(0x4000, peer.address)
@@ -56,9 +58,9 @@ async def test_turn_server_survives_hostile_datagrams(harness: Harness, family: 
 
         inputs = turn_family_inputs(family, build, peer.address)
     sent = await run_family(
-        harness, inputs, attacker.endpoint, srv.address, probe, probe_every=PROBE_EVERY.get(family, 1)
+        harness, inputs, attacker.endpoint, turn_server.address, probe, probe_every=PROBE_EVERY.get(family, 1)
     )
-    after = await TurnClient.open(harness, srv, label="sanity client after")
+    after = await TurnClient.open(harness, turn_server, label="sanity client after")
     rec = await after.allocate()
     check_survived(harness, f"the {family} family")
     if rec is None or not rec.is_type(ALLOCATE, SUCCESS):

@@ -30,7 +30,6 @@ from conformance.tester.ice_steps import (
 from conformance.tester.transactions import model_of
 from conformance.verdict import HarnessError, UnsupportedFeature
 
-ROLES = ["controlling", "controlled"]
 MAGIC_COOKIE = 0x2112A442
 UNKNOWN_REQUIRED = 0x7F31  # unassigned, comprehension-required (RFC 8489 §18.3)
 UNKNOWN_OPTIONAL = 0xC0DE  # unassigned, comprehension-optional
@@ -81,7 +80,6 @@ async def _send_and_wait(
 
 
 @pytest.mark.requirement("STUN-MSG-02")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="constant-txid")
 @pytest.mark.selftest(fault="recheck-not-retransmit", verdict="PASS")
 @pytest.mark.selftest(variant="pinging")
@@ -240,7 +238,6 @@ async def test_attributes_after_message_integrity_are_ignored(harness: Harness) 
 
 
 @pytest.mark.requirement("STUN-MSG-08")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="nonzero-padding")
 @pytest.mark.selftest(
     fault="nonzero-padding", requirement="STUN-MSG-08", message="RFC 8489 mechanism not implemented", revision_gap=True
@@ -347,7 +344,6 @@ def _limit_problems(rec: Received) -> list[str]:
 
 
 @pytest.mark.requirement("STUN-MSG-10")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="long-software")
 async def test_fields_sent_by_the_iut_respect_the_size_limits(harness: Harness, role: str) -> None:
     """STUN-MSG-10 (RFC 8489 §14.3, §14.8-14.10, §14.14): USERNAME, SOFTWARE, ERROR-CODE within their limits."""
@@ -396,7 +392,6 @@ async def test_check_with_missing_or_wrong_fingerprint_is_discarded(harness: Har
 
 
 @pytest.mark.requirement("STUN-AUTH-04")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="accept-unauthenticated-response")
 @pytest.mark.selftest(variant="pinging", verdict=["PASS", "UNSUPPORTED"])
 async def test_response_with_bad_integrity_is_discarded(harness: Harness, role: str) -> None:
@@ -483,7 +478,6 @@ async def _unhook(unhook: Any) -> None:
 
 
 @pytest.mark.requirement("STUN-RTX-06")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="fast-retransmit")
 @pytest.mark.selftest(fault="recheck-not-retransmit", verdict="UNSUPPORTED")
 @pytest.mark.selftest(variant="pinging", verdict="UNSUPPORTED")
@@ -637,7 +631,6 @@ async def test_error_and_malformed_responses_end_the_transaction(harness: Harnes
 @pytest.mark.slow
 @pytest.mark.budget(90)
 @pytest.mark.requirement("STUN-RTX-02")
-@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.selftest(fault="retransmit-indication")
 async def test_indications_are_never_retransmitted(harness: Harness, role: str) -> None:
     """STUN-RTX-02 (RFC 8489 §6.2.1, §6.3.2): every Binding indication (keepalive) carries a transaction ID once."""

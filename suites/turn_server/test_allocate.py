@@ -8,8 +8,10 @@ import pytest
 
 from conformance.packets import ALLOCATE, BINDING, ERROR, REFRESH, STUN, SUCCESS, attr, message_type
 from conformance.tester.harness import Harness
-from conformance.tester.turn_client import TurnClient, error_code, xor_address
-from conformance.tester.turn_steps import allocated, payload, peer_receives, relay_peers, start_turn_server
+from conformance.tester.turn_client import TurnClient, TurnServerUnderTest, error_code, xor_address
+from conformance.tester.turn_steps import allocated, payload, peer_receives, relay_peers
+
+pytestmark = pytest.mark.needs("turn_server")
 
 SILENCE = 3.0
 
@@ -19,48 +21,37 @@ def _described(rec: object) -> str:
 
 
 @pytest.mark.requirement("TURN-ALLOC-01")
-@pytest.mark.needs("turn_server")
 @pytest.mark.parametrize(("variant", "expected"), [("missing", 400), ("length-3", 400), ("protocol-254", 442)])
 @pytest.mark.selftest(fault="no-requested-transport-check")
-async def test_requested_transport_is_checked(harness: Harness, variant: str, expected: int) -> None:
+async def test_requested_transport_is_checked(
+    harness: Harness, turn_server: TurnServerUnderTest, variant: str, expected: int
+) -> None:
     """TURN-ALLOC-01 (RFC 8656 §7.2 step 3): no or malformed REQUESTED-TRANSPORT gets 400, protocol 254 gets 442."""
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     if variant == "missing":
         rec = await c.allocate(transport=False)
     elif variant == "length-3":
         rec = await c.allocate(attr.StunAttribute(type=0x0019, value=b"\x11\x00\x00"), transport=False)
     else:
         rec = await c.allocate(attr.RequestedTransport(protocol=254), transport=False)
-    harness.findings.check(
-        rec is not None and rec.is_type(ALLOCATE, ERROR) and error_code(rec) == expected,
-        "TURN-ALLOC-01",
-        f"Allocate with REQUESTED-TRANSPORT {variant}: expected a {expected} error, got {_described(rec)}",
-    )
+    harness.expect(rec, what=f"Allocate with REQUESTED-TRANSPORT {variant}").error(ALLOCATE, expected)
 
 
 @pytest.mark.requirement("TURN-ALLOC-02")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="no-437-on-second-allocate")
-async def test_second_allocate_on_a_5_tuple_gets_437(harness: Harness) -> None:
+async def test_second_allocate_on_a_5_tuple_gets_437(harness: Harness, allocation: TurnClient) -> None:
     """TURN-ALLOC-02 (RFC 8656 §7.2 step 2): a new Allocate (new txid) on a 5-tuple in use gets 437."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
-    rec = await c.allocate()
-    harness.findings.check(
-        rec is not None and rec.is_type(ALLOCATE, ERROR) and error_code(rec) == 437,
-        "TURN-ALLOC-02",
-        f"second Allocate with a new transaction ID: expected 437, got {_described(rec)}",
-    )
+    rec = await allocation.allocate()
+    harness.expect(rec, what="second Allocate with a new transaction ID").error(ALLOCATE, 437)
 
 
 @pytest.mark.requirement("TURN-ALLOC-03")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="wrong-mapped-address")
-async def test_allocate_success_carries_relayed_mapped_and_lifetime(harness: Harness) -> None:
+async def test_allocate_success_carries_relayed_mapped_and_lifetime(
+    harness: Harness, turn_server: TurnServerUnderTest
+) -> None:
     """TURN-ALLOC-03 (RFC 8656 §7.2): XOR-RELAYED-ADDRESS, LIFETIME and XOR-MAPPED-ADDRESS = the client's address."""
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     rec = await c.allocate()
     f = harness.findings
     f.check(rec is not None and rec.is_type(ALLOCATE, SUCCESS), "TURN-ALLOC-03", f"Allocate: {_described(rec)}")
@@ -76,14 +67,12 @@ async def test_allocate_success_carries_relayed_mapped_and_lifetime(harness: Har
 
 
 @pytest.mark.requirement("TURN-ALLOC-04")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="low-relay-ports", verdict="NON-STRICT")
-async def test_relayed_ports_come_from_the_dynamic_range(harness: Harness) -> None:
+async def test_relayed_ports_come_from_the_dynamic_range(harness: Harness, turn_server: TurnServerUnderTest) -> None:
     """TURN-ALLOC-04 (RFC 8656 §7.2): 20 relayed ports, all in 49152-65535 and none in 0-1023."""
-    srv = await start_turn_server(harness)
     ports = []
     for i in range(20):
-        c = await allocated(harness, srv, label=f"client {i + 1}")
+        c = await allocated(harness, turn_server, label=f"client {i + 1}")
         assert c.relayed is not None
         ports.append(c.relayed[1])
     harness.findings.info(f"relayed ports: {sorted(ports)}")
@@ -116,14 +105,14 @@ _ALLOC05: dict[str, tuple[list[Any], tuple[int, ...], int]] = {
 
 
 @pytest.mark.requirement("TURN-ALLOC-05")
-@pytest.mark.needs("turn_server")
 @pytest.mark.parametrize("variant", sorted(_ALLOC05))
 @pytest.mark.selftest(fault="skip-allocate-family-checks")
 @pytest.mark.selftest(fault="skip-allocate-family-checks", params="additional-family-ipv4", revision_gap=True)
-async def test_address_family_and_reservation_checks(harness: Harness, variant: str) -> None:
+async def test_address_family_and_reservation_checks(
+    harness: Harness, turn_server: TurnServerUnderTest, variant: str
+) -> None:
     """TURN-ALLOC-05 (RFC 8656 §7.2 steps 5-9): 400 for bad combinations, 508 for an unknown token, 440 for IPv6."""
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     extra, expected, step = _ALLOC05[variant]
     rec = await c.allocate(*extra)
     code = error_code(rec)
@@ -148,25 +137,20 @@ async def test_address_family_and_reservation_checks(harness: Harness, variant: 
 
 
 @pytest.mark.requirement("TURN-ALLOC-05")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="ipv6-relay-by-default")
-async def test_default_relay_family_is_ipv4(harness: Harness) -> None:
+async def test_default_relay_family_is_ipv4(harness: Harness, allocation: TurnClient) -> None:
     """TURN-ALLOC-05 (RFC 8656 §7.2 step 7): without REQUESTED-ADDRESS-FAMILY the relayed address is IPv4."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
-    assert c.relayed is not None
+    assert allocation.relayed is not None
     harness.findings.check(
-        ":" not in c.relayed[0], "TURN-ALLOC-05", f"relayed address {c.relayed} is not IPv4", "checks"
+        ":" not in allocation.relayed[0], "TURN-ALLOC-05", f"relayed address {allocation.relayed} is not IPv4", "checks"
     )
 
 
 @pytest.mark.requirement("TURN-ALLOC-06")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="ignore-even-port")
-async def test_even_port_reserves_the_next_port(harness: Harness) -> None:
+async def test_even_port_reserves_the_next_port(harness: Harness, turn_server: TurnServerUnderTest) -> None:
     """TURN-ALLOC-06 (RFC 8656 §7.2, §18.7, §18.10): EVEN-PORT R=1 gives an even port N and a token for N+1."""
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     rec = await c.allocate(attr.EvenPort(reserve=1))
     f = harness.findings
     f.check(
@@ -180,7 +164,7 @@ async def test_even_port_reserves_the_next_port(harness: Harness) -> None:
     token = rec.index.value(0x0022) if rec.index is not None else None
     f.check(token is not None and len(token) == 8, "TURN-ALLOC-06", f"no 8-byte RESERVATION-TOKEN: {rec.describe()}")
     assert token is not None
-    other = await TurnClient.open(harness, srv, label="TURN client 2")
+    other = await TurnClient.open(harness, turn_server, label="TURN client 2")
     rec2 = await other.allocate(attr.ReservationToken(token=token))
     f.check(
         rec2 is not None and rec2.is_type(ALLOCATE, SUCCESS) and other.relayed == (c.relayed[0], port + 1),
@@ -190,12 +174,12 @@ async def test_even_port_reserves_the_next_port(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("TURN-ALLOC-07")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="dont-fragment-400")
-async def test_dont_fragment_is_honoured_or_rejected_with_420(harness: Harness) -> None:
+async def test_dont_fragment_is_honoured_or_rejected_with_420(
+    harness: Harness, turn_server: TurnServerUnderTest
+) -> None:
     """TURN-ALLOC-07 (RFC 8656 §7.2 step 4): DONT-FRAGMENT gets success, or 420 listing 0x001A."""
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     rec = await c.allocate(attr.DontFragment())
     ok = rec is not None and rec.is_type(ALLOCATE, SUCCESS)
     if not ok and rec is not None and error_code(rec) == 420 and rec.msg is not None:
@@ -205,14 +189,11 @@ async def test_dont_fragment_is_honoured_or_rejected_with_420(harness: Harness) 
 
 
 @pytest.mark.requirement("TURN-ALLOC-08")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="no-software", verdict="NON-STRICT")
-async def test_allocate_and_refresh_responses_carry_software(harness: Harness) -> None:
+async def test_allocate_and_refresh_responses_carry_software(harness: Harness, allocation: TurnClient) -> None:
     """TURN-ALLOC-08 (RFC 8656 §5): the server SHOULD put SOFTWARE in Allocate and Refresh responses."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
-    rec = await c.refresh(600)
-    alloc = next((r for r in c.endpoint.history if r.is_type(ALLOCATE, SUCCESS)), None)
+    rec = await allocation.refresh(600)
+    alloc = next((r for r in allocation.endpoint.history if r.is_type(ALLOCATE, SUCCESS)), None)
     for what, r in (("Allocate", alloc), ("Refresh", rec)):
         if r is None or r.index is None:
             continue
@@ -222,13 +203,11 @@ async def test_allocate_and_refresh_responses_carry_software(harness: Harness) -
 
 
 @pytest.mark.requirement("TURN-ALLOC-13")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="no-441")
-async def test_other_username_on_an_allocation_gets_441(harness: Harness) -> None:
+async def test_other_username_on_an_allocation_gets_441(harness: Harness, turn_server: TurnServerUnderTest) -> None:
     """TURN-ALLOC-13 (RFC 8656 §5): a Refresh on alice's allocation authenticated as bob gets 441."""
-    srv = await start_turn_server(harness)
-    alice = await allocated(harness, srv)
-    bob = TurnClient(alice.endpoint, srv.address, "bob", srv.users["bob"])
+    alice = await allocated(harness, turn_server)
+    bob = TurnClient(alice.endpoint, turn_server.address, "bob", turn_server.users["bob"])
     bob.realm, bob.nonce = alice.realm, alice.nonce
     rec = await bob.refresh(600)
     if error_code(rec) == 438 and rec is not None:
@@ -242,18 +221,18 @@ async def test_other_username_on_an_allocation_gets_441(harness: Harness) -> Non
 
 
 @pytest.mark.requirement("TURN-ALLOC-14")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="no-437-without-allocation")
-async def test_without_an_allocation_requests_get_437_and_data_is_ignored(harness: Harness) -> None:
+async def test_without_an_allocation_requests_get_437_and_data_is_ignored(
+    harness: Harness, turn_server: TurnServerUnderTest
+) -> None:
     """TURN-ALLOC-14 (RFC 8656 §5): no allocation: Refresh gets 437; Send and ChannelData are silently ignored."""
-    srv = await start_turn_server(harness)
     (peer,) = await relay_peers(harness, 1)
-    owner = await allocated(harness, srv, label="owner")
+    owner = await allocated(harness, turn_server, label="owner")
     assert owner.relayed is not None
     perm = await owner.create_permission(peer.address)
     bind = await owner.channel_bind(0x4000, peer.address)
     harness.findings.info(f"owner set-up: {_described(perm)}; {_described(bind)}")
-    stranger = await TurnClient.open(harness, srv, label="no allocation")
+    stranger = await TurnClient.open(harness, turn_server, label="no allocation")
     rec = await stranger.refresh(600)
     harness.findings.check(
         rec is not None and error_code(rec) == 437,
@@ -273,12 +252,12 @@ async def test_without_an_allocation_requests_get_437_and_data_is_ignored(harnes
 
 
 @pytest.mark.requirement("STUN-MSG-06")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="ignore-unknown-attributes")
-async def test_unknown_comprehension_required_attribute_gets_420(harness: Harness) -> None:
+async def test_unknown_comprehension_required_attribute_gets_420(
+    harness: Harness, turn_server: TurnServerUnderTest
+) -> None:
     """STUN-MSG-06 (RFC 8489 §6.3.1, §14.13): an authenticated Allocate with 0x7F01 gets 420 listing it."""
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     await c.challenge()
     rec = await c.allocate(attr.StunAttribute(type=0x7F01, value=b"\x00\x00\x00\x00"))
     unknown = rec.msg.attr("UNKNOWN-ATTRIBUTES") if rec is not None and rec.msg is not None else None
@@ -291,12 +270,10 @@ async def test_unknown_comprehension_required_attribute_gets_420(harness: Harnes
 
 
 @pytest.mark.requirement("STUN-RTX-04")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="forget-retransmission")
-async def test_retransmitted_allocate_gets_the_same_success(harness: Harness) -> None:
+async def test_retransmitted_allocate_gets_the_same_success(harness: Harness, turn_server: TurnServerUnderTest) -> None:
     """STUN-RTX-04 (RFC 8489 §6.3.1, RFC 8656 §5): a replayed Allocate (same txid, 5-tuple) gets the same success."""
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     await c.challenge()
     msg = c.build(ALLOCATE, attributes=[attr.RequestedTransport()])
     first = await c.transact(msg)
@@ -325,12 +302,10 @@ _LIMITS = {0x0006: 763, 0x0014: 763, 0x0015: 763, 0x8022: 763}
 
 
 @pytest.mark.requirement("STUN-MSG-10")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="crash-on-long-username")
-async def test_long_username_gets_401_and_limits_hold(harness: Harness) -> None:
+async def test_long_username_gets_401_and_limits_hold(harness: Harness, turn_server: TurnServerUnderTest) -> None:
     """STUN-MSG-10 (RFC 8489 §14.3, §14.8-14.10): a 700-byte USERNAME gets 401; the IUT's fields respect the limits."""
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     await c.challenge()
     rec = await c.allocate(username="u" * 700)
     harness.findings.check(
@@ -338,7 +313,7 @@ async def test_long_username_gets_401_and_limits_hold(harness: Harness) -> None:
         "STUN-MSG-10",
         f"Allocate with a 700-byte USERNAME: expected a 401 (or 400), got {_described(rec)}",
     )
-    sanity = await allocated(harness, srv, label="sanity client")
+    sanity = await allocated(harness, turn_server, label="sanity client")
     assert sanity.relayed is not None
     for r in c.endpoint.history + sanity.endpoint.history:
         if r.index is None:
@@ -357,12 +332,12 @@ async def test_long_username_gets_401_and_limits_hold(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("STUN-MSG-11")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="require-auth-for-binding")
-async def test_binding_without_credentials_or_fingerprint_succeeds(harness: Harness) -> None:
+async def test_binding_without_credentials_or_fingerprint_succeeds(
+    harness: Harness, turn_server: TurnServerUnderTest
+) -> None:
     """STUN-MSG-11 (RFC 5389 §13): a plain Binding (no credentials, no FINGERPRINT) gets XOR-MAPPED-ADDRESS."""
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     rec = await c.transact(STUN(type=message_type("Binding", "request")))
     mapped = xor_address(rec, "XOR-MAPPED-ADDRESS")
     harness.findings.check(

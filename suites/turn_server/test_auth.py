@@ -8,8 +8,10 @@ from conformance.packets import ALLOCATE, SUCCESS, attr, check_integrity
 from conformance.protocol.keys import SecurityFeature, read_nonce_cookie
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
-from conformance.tester.turn_client import TurnClient, error_code
+from conformance.tester.turn_client import TurnClient, TurnServerUnderTest, error_code
 from conformance.tester.turn_steps import allocated, relay_peers, start_turn_server
+
+pytestmark = pytest.mark.needs("turn_server")
 
 
 def _d(rec: Received | None) -> str:
@@ -17,14 +19,14 @@ def _d(rec: Received | None) -> str:
 
 
 @pytest.mark.requirement("STUN-AUTH-11")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="no-realm-in-401")
 @pytest.mark.selftest(fault="rfc5389-server")
 @pytest.mark.selftest(fault="rfc5389-server", revision_gap=True)
-async def test_unauthenticated_allocate_gets_a_401_challenge(harness: Harness) -> None:
+async def test_unauthenticated_allocate_gets_a_401_challenge(
+    harness: Harness, turn_server: TurnServerUnderTest
+) -> None:
     """STUN-AUTH-11 (RFC 8489 §9.2.4, §9.2): 401 with REALM and an 'obMatJos2' NONCE, no integrity attributes."""
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     rec = await c.challenge()
     f = harness.findings
     f.check(error_code(rec) == 401, "STUN-AUTH-11", f"unauthenticated Allocate got {_d(rec)}", "challenge")
@@ -56,13 +58,11 @@ async def test_unauthenticated_allocate_gets_a_401_challenge(harness: Harness) -
 
 
 @pytest.mark.requirement("STUN-AUTH-12")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="shared-nonce")
-async def test_nonces_differ_per_source_and_attempt(harness: Harness) -> None:
+async def test_nonces_differ_per_source_and_attempt(harness: Harness, turn_server: TurnServerUnderTest) -> None:
     """STUN-AUTH-12 (RFC 8489 §9.2.4, RFC 8656 §5): two sources never share a NONCE; attempts get fresh ones."""
-    srv = await start_turn_server(harness)
-    a = await TurnClient.open(harness, srv, label="source A")
-    b = await TurnClient.open(harness, srv, label="source B")
+    a = await TurnClient.open(harness, turn_server, label="source A")
+    b = await TurnClient.open(harness, turn_server, label="source B")
     ra, rb = await a.challenge(), await b.challenge()
     na = ra.index.value(0x0015) if ra is not None and ra.index is not None else None
     nb = rb.index.value(0x0015) if rb is not None and rb.index is not None else None
@@ -75,7 +75,6 @@ async def test_nonces_differ_per_source_and_attempt(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("STUN-AUTH-13")
-@pytest.mark.needs("turn_server")
 @pytest.mark.parametrize(
     ("variant", "expected"),
     [("no-realm", 400), ("no-nonce", 400), ("no-username", 400), ("wrong-password", 401), ("unknown-user", 401)],
@@ -83,10 +82,11 @@ async def test_nonces_differ_per_source_and_attempt(harness: Harness) -> None:
 @pytest.mark.selftest(fault="no-400-on-missing-realm", params=["no-realm-400", "no-nonce-400", "no-username-400"])
 @pytest.mark.selftest(fault="unknown-user-gets-400", params="unknown-user-401")
 @pytest.mark.selftest(fault="accept-wrong-key", params="wrong-password-401")
-async def test_bad_credentials_get_400_or_401(harness: Harness, variant: str, expected: int) -> None:
+async def test_bad_credentials_get_400_or_401(
+    harness: Harness, turn_server: TurnServerUnderTest, variant: str, expected: int
+) -> None:
     """STUN-AUTH-13 (RFC 8489 §9.2.4): missing REALM/NONCE/USERNAME with MI: 400; wrong key or user: 401."""
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     await c.challenge()
     omit = {"no-realm": ("REALM",), "no-nonce": ("NONCE",), "no-username": ("USERNAME",)}.get(variant, ())
     if variant == "wrong-password":
@@ -107,7 +107,6 @@ async def test_bad_credentials_get_400_or_401(harness: Harness, variant: str, ex
 
 
 @pytest.mark.requirement("STUN-AUTH-14")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="stale-nonce-not-438")
 async def test_stale_nonce_gets_438_scaled(harness: Harness) -> None:
     """STUN-AUTH-14 (RFC 8489 §9.2.4), scaled: with a 3 s nonce lifetime, a 6 s old nonce gets 438 and a new NONCE."""
@@ -128,12 +127,10 @@ async def test_stale_nonce_gets_438_scaled(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("STUN-AUTH-15")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="md5-answered-with-sha256")
-async def test_no_algorithm_attributes_means_md5(harness: Harness) -> None:
+async def test_no_algorithm_attributes_means_md5(harness: Harness, turn_server: TurnServerUnderTest) -> None:
     """STUN-AUTH-15 (RFC 8489 §9.2.4): without algorithm attributes the request is MD5 and succeeds with MI."""
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     first = await c.challenge()
     rec = await c.allocate()
     f = harness.findings
@@ -151,28 +148,27 @@ async def test_no_algorithm_attributes_means_md5(harness: Harness) -> None:
         ("PASSWORD-ALGORITHM without PASSWORD-ALGORITHMS", [attr.PasswordAlgorithm(algorithm=0x0001)]),
         ("unlisted algorithm", [attr.PasswordAlgorithm(algorithm=0x0007)]),
     ):
-        d = await TurnClient.open(harness, srv, label=label)
+        d = await TurnClient.open(harness, turn_server, label=label)
         await d.challenge()
         r = await d.allocate(*extra)
         f.check(error_code(r) == 400, "STUN-AUTH-15", f"{label}: expected 400, got {_d(r)}")
 
 
 @pytest.mark.requirement("STUN-AUTH-16")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="no-integrity-on-channelbind")
-async def test_every_response_to_an_authenticated_request_has_integrity(harness: Harness) -> None:
+async def test_every_response_to_an_authenticated_request_has_integrity(
+    harness: Harness, allocation: TurnClient
+) -> None:
     """STUN-AUTH-16 (RFC 8489 §9.2.4): Allocate, Refresh, CreatePermission, ChannelBind and errors carry valid MI."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
     (peer,) = await relay_peers(harness, 1)
-    responses = [c.last]
-    responses.append(await c.create_permission(peer.address))
-    responses.append(await c.channel_bind(0x4000, peer.address))
-    responses.append(await c.refresh(600))
-    responses.append(await c.allocate())  # a 437 error after authentication
+    responses = [allocation.last]
+    responses.append(await allocation.create_permission(peer.address))
+    responses.append(await allocation.channel_bind(0x4000, peer.address))
+    responses.append(await allocation.refresh(600))
+    responses.append(await allocation.allocate())  # a 437 error after authentication
     for rec in responses:
         if rec is None:
             harness.findings.violation("STUN-AUTH-16", "an authenticated request got no response within 3 s")
             continue
-        reason = check_integrity(rec.data, c.key)
+        reason = check_integrity(rec.data, allocation.key)
         harness.findings.check(reason is None, "STUN-AUTH-16", f"{reason}: {rec.describe()}")

@@ -7,7 +7,7 @@ import pytest
 from conformance.packets import CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SUCCESS
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
-from conformance.tester.turn_client import TurnClient, error_code, relayed_payload
+from conformance.tester.turn_client import TurnClient, TurnServerUnderTest, error_code, relayed_payload
 from conformance.tester.turn_steps import (
     allocated,
     bound,
@@ -17,6 +17,8 @@ from conformance.tester.turn_steps import (
     relay_peers,
     start_turn_server,
 )
+
+pytestmark = pytest.mark.needs("turn_server")
 
 SILENCE = 3.0
 PROMPT = 2.0
@@ -30,27 +32,24 @@ def _d(rec: Received | None) -> str:
 
 
 @pytest.mark.requirement("TURN-PERM-02")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="relay-without-permission")
-async def test_peers_without_a_permission_are_not_relayed(harness: Harness) -> None:
+async def test_peers_without_a_permission_are_not_relayed(harness: Harness, allocation: TurnClient) -> None:
     """TURN-PERM-02 (RFC 8656 §9): datagrams from unpermitted IPs are dropped; a permitted IP from a new port passes."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
-    assert c.relayed is not None
+    assert allocation.relayed is not None
     good, bad1, bad2 = await relay_peers(harness, 3)
-    await permitted(c, good)
+    await permitted(allocation, good)
     leaks = [payload("unpermitted-1"), payload("unpermitted-2")]
-    bad1.send(leaks[0], c.relayed)
-    bad2.send(leaks[1], c.relayed)
+    bad1.send(leaks[0], allocation.relayed)
+    bad2.send(leaks[1], allocation.relayed)
     for leak, who in zip(leaks, (bad1, bad2), strict=True):
-        got = await c.relayed_within(leak, SILENCE if leak is leaks[0] else 0.2)
+        got = await allocation.relayed_within(leak, SILENCE if leak is leaks[0] else 0.2)
         harness.findings.check(
             got is None, "TURN-PERM-02", f"data from unpermitted peer {who.address} was relayed: {_d(got)}"
         )
     other_port = await harness.endpoint("permitted IP, new port", good.address[0])
     data = payload("new-port")
-    other_port.send(data, c.relayed)
-    got = await c.relayed_within(data, PROMPT)
+    other_port.send(data, allocation.relayed)
+    got = await allocation.relayed_within(data, PROMPT)
     harness.findings.check(
         got is not None,
         "TURN-PERM-02",
@@ -59,13 +58,13 @@ async def test_peers_without_a_permission_are_not_relayed(harness: Harness) -> N
 
 
 @pytest.mark.requirement("TURN-PERM-02")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="permissions-shared-across-allocations")
-async def test_a_permission_on_one_allocation_does_not_open_another(harness: Harness) -> None:
+async def test_a_permission_on_one_allocation_does_not_open_another(
+    harness: Harness, turn_server: TurnServerUnderTest
+) -> None:
     """TURN-PERM-02 (RFC 8656 §9, §21.2): permissions belong to one allocation only."""
-    srv = await start_turn_server(harness)
-    a = await allocated(harness, srv, label="client A")
-    b = await allocated(harness, srv, "bob", label="client B")
+    a = await allocated(harness, turn_server, label="client A")
+    b = await allocated(harness, turn_server, "bob", label="client B")
     assert b.relayed is not None
     (peer,) = await relay_peers(harness, 1)
     await permitted(a, peer)
@@ -76,15 +75,12 @@ async def test_a_permission_on_one_allocation_does_not_open_another(harness: Har
 
 
 @pytest.mark.requirement("TURN-PERM-03")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="permission-port-sensitive")
-async def test_one_create_permission_installs_every_peer(harness: Harness) -> None:
+async def test_one_create_permission_installs_every_peer(harness: Harness, allocation: TurnClient) -> None:
     """TURN-PERM-03 (RFC 8656 §10.2): two XOR-PEER-ADDRESS in one request; both IPs are relayed, ports ignored."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
-    assert c.relayed is not None
+    assert allocation.relayed is not None
     p1, p2 = await relay_peers(harness, 2)
-    rec = await c.create_permission((p1.address[0], 9), (p2.address[0], 10))
+    rec = await allocation.create_permission((p1.address[0], 9), (p2.address[0], 10))
     harness.findings.check(
         rec is not None and rec.is_type(CREATE_PERMISSION, SUCCESS),
         "TURN-PERM-03",
@@ -92,23 +88,24 @@ async def test_one_create_permission_installs_every_peer(harness: Harness) -> No
     )
     for p in (p1, p2):
         data = payload(p.address[0])
-        p.send(data, c.relayed)
-        got = await c.relayed_within(data, PROMPT)
+        p.send(data, allocation.relayed)
+        got = await allocation.relayed_within(data, PROMPT)
         harness.findings.check(
             got is not None, "TURN-PERM-03", f"peer {p.address} was not relayed after the permission"
         )
 
 
 @pytest.mark.requirement("TURN-PERM-04", "TURN-ERR-01")
-@pytest.mark.needs("turn_server")
 @pytest.mark.parametrize(("variant", "expected"), [("no-peer", 400), ("ipv6-peer", 443)])
 @pytest.mark.selftest(fault="accept-ipv6-peer", requirement="TURN-PERM-04", params="ipv6-peer-443")
 @pytest.mark.selftest(fault="accept-permission-without-peer", requirement="TURN-PERM-04", params="no-peer-400")
-async def test_create_permission_rejects_bad_peers(harness: Harness, variant: str, expected: int) -> None:
+async def test_create_permission_rejects_bad_peers(
+    harness: Harness, allocation: TurnClient, variant: str, expected: int
+) -> None:
     """TURN-PERM-04, TURN-ERR-01 (RFC 8656 §10.2, §19): no XOR-PEER-ADDRESS gets 400, an IPv6 peer on IPv4 443."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
-    rec = await (c.create_permission() if variant == "no-peer" else c.create_permission(("::1", 5000)))
+    rec = await (
+        allocation.create_permission() if variant == "no-peer" else allocation.create_permission(("::1", 5000))
+    )
     req, clause = ("TURN-PERM-04", "bad_peer") if variant == "no-peer" else ("TURN-PERM-04", "family_443")
     harness.findings.check(
         rec is not None and error_code(rec) == expected,
@@ -121,7 +118,6 @@ async def test_create_permission_rejects_bad_peers(harness: Harness, variant: st
 
 
 @pytest.mark.requirement("TURN-PERM-01")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="permissions-never-expire")
 async def test_permission_expires_at_its_lifetime_scaled(harness: Harness) -> None:
     """TURN-PERM-01 (RFC 8656 §9), scaled: with a 6 s permission lifetime, relayed at 4 s, dropped at 8 s."""
@@ -131,7 +127,6 @@ async def test_permission_expires_at_its_lifetime_scaled(harness: Harness) -> No
 @pytest.mark.slow
 @pytest.mark.budget(420)
 @pytest.mark.requirement("TURN-PERM-01")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="permissions-never-expire")
 async def test_permission_lasts_300_seconds(harness: Harness) -> None:
     """TURN-PERM-01 (RFC 8656 §9): a permission lasts exactly 300 s: relayed at 290 s, dropped at 310 s."""
@@ -170,7 +165,6 @@ async def _until(now: object, when: float) -> None:
 
 
 @pytest.mark.requirement("TURN-PERM-06")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="channeldata-refreshes-permission")
 async def test_channel_data_does_not_refresh_the_permission_scaled(harness: Harness) -> None:
     """TURN-PERM-06 (RFC 8656 §12.6), scaled: ChannelData alone does not keep a 6 s permission alive.
@@ -216,22 +210,23 @@ async def test_channel_data_does_not_refresh_the_permission_scaled(harness: Harn
 
 
 @pytest.mark.requirement("TURN-CHAN-01")
-@pytest.mark.needs("turn_server")
 @pytest.mark.parametrize("variant", ["0x3fff", "0x5000", "0x7fff", "rebind-number", "rebind-peer"])
 @pytest.mark.selftest(fault="accept-bad-channel-number", params=["0x3fff", "0x5000", "0x7fff"])
 @pytest.mark.selftest(fault="accept-bad-channel-number", params=["0x5000", "0x7fff"], revision_gap=True)
 @pytest.mark.selftest(fault="allow-channel-rebinding", params=["rebind-number", "rebind-peer"])
-async def test_channel_bind_rejects_bad_numbers_and_conflicts(harness: Harness, variant: str) -> None:
+async def test_channel_bind_rejects_bad_numbers_and_conflicts(
+    harness: Harness, allocation: TurnClient, variant: str
+) -> None:
     """TURN-CHAN-01 (RFC 8656 §12.2): numbers outside 0x4000-0x4FFF and conflicting bindings get 400."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
     p1, p2 = await relay_peers(harness, 2)
     if variant.startswith("0x"):
-        rec = await c.channel_bind(int(variant, 16), p1.address)
+        rec = await allocation.channel_bind(int(variant, 16), p1.address)
     else:
-        await bound(c, 0x4000, p1)
+        await bound(allocation, 0x4000, p1)
         rec = await (
-            c.channel_bind(0x4000, p2.address) if variant == "rebind-number" else c.channel_bind(0x4001, p1.address)
+            allocation.channel_bind(0x4000, p2.address)
+            if variant == "rebind-number"
+            else allocation.channel_bind(0x4001, p1.address)
         )
     harness.findings.check(
         rec is not None and error_code(rec) == 400,
@@ -243,22 +238,19 @@ async def test_channel_bind_rejects_bad_numbers_and_conflicts(harness: Harness, 
 
 
 @pytest.mark.requirement("TURN-CHAN-02", "TURN-CHAN-03", "TURN-CHAN-06")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="data-indication-despite-channel", requirement="TURN-CHAN-03")
-async def test_channel_bind_installs_permission_and_uses_channel_data(harness: Harness) -> None:
+async def test_channel_bind_installs_permission_and_uses_channel_data(harness: Harness, allocation: TurnClient) -> None:
     """TURN-CHAN-02/03/06 (RFC 8656 §12.2, §12.4, §12.5): bind alone relays, twice succeeds, ChannelData back."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
-    assert c.relayed is not None
+    assert allocation.relayed is not None
     (peer,) = await relay_peers(harness, 1)
-    await bound(c, 0x4000, peer)
-    again = await c.channel_bind(0x4000, peer.address)
+    await bound(allocation, 0x4000, peer)
+    again = await allocation.channel_bind(0x4000, peer.address)
     harness.findings.check(
         again is not None and again.is_type(CHANNEL_BIND, SUCCESS), "TURN-CHAN-02", f"the same bind twice: {_d(again)}"
     )
     data = payload("to-client")
-    peer.send(data, c.relayed)
-    got = await c.relayed_within(data, PROMPT)
+    peer.send(data, allocation.relayed)
+    got = await allocation.relayed_within(data, PROMPT)
     harness.findings.check(
         got is not None, "TURN-CHAN-02", "after only a ChannelBind the peer's datagram was not relayed"
     )
@@ -279,49 +271,45 @@ async def test_channel_bind_installs_permission_and_uses_channel_data(harness: H
 
 
 @pytest.mark.requirement("TURN-CHAN-04")
-@pytest.mark.needs("turn_server")
 @pytest.mark.parametrize("variant", ["unbound", "reserved-0x5000", "short"])
 @pytest.mark.selftest(fault="relay-bad-channel-data", params=["reserved-0x5000", "short"])
 @pytest.mark.selftest(fault="relay-on-unbound-channel", params="unbound")
-async def test_bad_channel_data_is_dropped(harness: Harness, variant: str) -> None:
+async def test_bad_channel_data_is_dropped(harness: Harness, allocation: TurnClient, variant: str) -> None:
     """TURN-CHAN-04 (RFC 8656 §12.6): ChannelData on an unbound or reserved channel, or truncated, is dropped."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
     (peer,) = await relay_peers(harness, 1)
-    await bound(c, 0x4000, peer)
+    await bound(allocation, 0x4000, peer)
     data = payload(variant)
     if variant == "unbound":
-        c.channel_data(0x4001, data)
+        allocation.channel_data(0x4001, data)
     elif variant == "reserved-0x5000":
-        c.channel_data(0x5000, data)
+        allocation.channel_data(0x5000, data)
     else:
-        c.channel_data(0x4000, data, length=len(data) + 8)
+        allocation.channel_data(0x4000, data, length=len(data) + 8)
     got = await peer_receives(peer, data, SILENCE)
     if got is None and variant == "short":
         got = next((r for r in peer.history if r.data.startswith(data[:8])), None)
     harness.findings.check(got is None, "TURN-CHAN-04", f"ChannelData {variant} reached the peer: {got!r}")
     sanity = payload("sanity")
-    c.channel_data(0x4000, sanity)
+    allocation.channel_data(0x4000, sanity)
     harness.findings.info(
         f"sanity ChannelData afterwards relayed: {await peer_receives(peer, sanity, PROMPT) is not None}"
     )
 
 
 @pytest.mark.requirement("TURN-CHAN-05")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="drop-empty-channeldata")
-async def test_empty_channel_data_becomes_an_empty_datagram(harness: Harness) -> None:
+async def test_empty_channel_data_becomes_an_empty_datagram(harness: Harness, allocation: TurnClient) -> None:
     """TURN-CHAN-05 (RFC 8656 §12.4, §12.6): ChannelData of length 0 gives a 0-byte UDP datagram from the relay."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
     (peer,) = await relay_peers(harness, 1)
-    await bound(c, 0x4000, peer)
-    c.channel_data(0x4000, b"")
+    await bound(allocation, 0x4000, peer)
+    allocation.channel_data(0x4000, b"")
     got = next((r for r in peer.history if r.data == b""), None) or await peer.expect_silence(
         lambda r: r.data == b"", PROMPT
     )
     harness.findings.check(
-        got is not None and got.src == c.relayed, "TURN-CHAN-05", f"no empty datagram from the relay {c.relayed}"
+        got is not None and got.src == allocation.relayed,
+        "TURN-CHAN-05",
+        f"no empty datagram from the relay {allocation.relayed}",
     )
 
 
@@ -329,52 +317,48 @@ async def test_empty_channel_data_becomes_an_empty_datagram(harness: Harness) ->
 
 
 @pytest.mark.requirement("TURN-DATA-01")
-@pytest.mark.needs("turn_server")
 @pytest.mark.parametrize("variant", ["no-data", "no-peer", "no-permission", "ipv6-peer"])
 @pytest.mark.selftest(fault="lenient-send-indications", params=["no-data", "no-peer", "ipv6-peer"])
 @pytest.mark.selftest(fault="relay-without-permission", params="no-permission")
-async def test_bad_send_indications_are_discarded(harness: Harness, variant: str) -> None:
+async def test_bad_send_indications_are_discarded(harness: Harness, allocation: TurnClient, variant: str) -> None:
     """TURN-DATA-01, TURN-ERR-01 (RFC 8656 §11.2): Send without DATA, peer or permission is discarded."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
     permitted_peer, stranger = await relay_peers(harness, 2)
-    await permitted(c, permitted_peer)
+    await permitted(allocation, permitted_peer)
     data = payload(variant)
     if variant == "no-data":
-        c.send_indication(permitted_peer.address, None)
+        allocation.send_indication(permitted_peer.address, None)
         got = await permitted_peer.expect_silence(lambda r: True, SILENCE)
     elif variant == "no-peer":
-        c.send_indication(None, data)
+        allocation.send_indication(None, data)
         got = await peer_receives(permitted_peer, data, SILENCE)
     elif variant == "no-permission":
-        c.send_indication(stranger.address, data)
+        allocation.send_indication(stranger.address, data)
         got = await peer_receives(stranger, data, SILENCE)
     else:
-        c.send_indication(("::1", permitted_peer.address[1]), data)
+        allocation.send_indication(("::1", permitted_peer.address[1]), data)
         got = await peer_receives(permitted_peer, data, SILENCE)
     harness.findings.check(got is None, "TURN-DATA-01", f"Send indication {variant} was relayed: {got!r}")
 
 
 @pytest.mark.requirement("TURN-DATA-02", "TURN-DATA-03", "TURN-DATA-04")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="data-indication-wrong-peer", requirement="TURN-DATA-03")
 @pytest.mark.selftest(fault="drop-send-indications", requirement="TURN-DATA-04")
-async def test_send_and_data_indications_relay_both_ways(harness: Harness) -> None:
+async def test_send_and_data_indications_relay_both_ways(harness: Harness, allocation: TurnClient) -> None:
     """TURN-DATA-02/03/04 (RFC 8656 §5, §11.2, §11.3): an unauthenticated Send is relayed; peer data comes back."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
     (peer,) = await relay_peers(harness, 1)
-    await permitted(c, peer)
+    await permitted(allocation, peer)
     data = payload("send")
-    c.send_indication(peer.address, data)
+    allocation.send_indication(peer.address, data)
     got = await peer_receives(peer, data, PROMPT)
     harness.findings.check(got is not None, "TURN-DATA-04", "a Send indication (no MESSAGE-INTEGRITY) was not relayed")
     assert got is not None
-    harness.findings.check(got.src == c.relayed, "TURN-DATA-02", f"relayed from {got.src}, not the relay {c.relayed}")
+    harness.findings.check(
+        got.src == allocation.relayed, "TURN-DATA-02", f"relayed from {got.src}, not the relay {allocation.relayed}"
+    )
     back = payload("data")
-    assert c.relayed is not None
-    peer.send(back, c.relayed)
-    rec = await c.relayed_within(back, PROMPT)
+    assert allocation.relayed is not None
+    peer.send(back, allocation.relayed)
+    rec = await allocation.relayed_within(back, PROMPT)
     harness.findings.check(rec is not None, "TURN-DATA-03", "the peer's datagram did not reach the client")
     assert rec is not None
     kind = relayed_payload(rec)
@@ -389,30 +373,27 @@ async def test_send_and_data_indications_relay_both_ways(harness: Harness) -> No
 
 
 @pytest.mark.requirement("TURN-LIFE-01")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="default-lifetime-300")
-async def test_default_lifetime_is_600(harness: Harness) -> None:
+async def test_default_lifetime_is_600(harness: Harness, allocation: TurnClient) -> None:
     """TURN-LIFE-01 (RFC 8656 §6, §7.2): an Allocate without LIFETIME gets LIFETIME 600."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
-    harness.findings.check(c.lifetime == 600, "TURN-LIFE-01", f"granted LIFETIME {c.lifetime}, expected 600")
+    harness.findings.check(
+        allocation.lifetime == 600, "TURN-LIFE-01", f"granted LIFETIME {allocation.lifetime}, expected 600"
+    )
 
 
 @pytest.mark.requirement("TURN-LIFE-02")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="lifetime-missing-in-refresh")
 @pytest.mark.selftest(fault="short-lifetime-granted")
-async def test_lifetime_rule_and_maximum(harness: Harness) -> None:
+async def test_lifetime_rule_and_maximum(harness: Harness, turn_server: TurnServerUnderTest) -> None:
     """TURN-LIFE-02 (RFC 8656 §7.2, §8.2): 30 gives the default 600; 1e6 gives at most 3600; Refresh has LIFETIME."""
-    srv = await start_turn_server(harness)
-    short = await allocated(harness, srv, lifetime=30, label="asks 30 s")
+    short = await allocated(harness, turn_server, lifetime=30, label="asks 30 s")
     harness.findings.check(
         short.lifetime == 600, "TURN-LIFE-02", f"asked 30 s, granted {short.lifetime} (expected 600)", "lifetime_rule"
     )
     rec = await short.refresh(30)
     has = rec is not None and rec.index is not None and rec.index.has(0x000D)
     harness.findings.check(has, "TURN-LIFE-02", f"Refresh success without LIFETIME: {_d(rec)}", "lifetime_rule")
-    long = await allocated(harness, srv, lifetime=1_000_000, label="asks 1e6 s")
+    long = await allocated(harness, turn_server, lifetime=1_000_000, label="asks 1e6 s")
     assert long.lifetime is not None
     harness.findings.check(
         long.lifetime >= 600, "TURN-LIFE-02", f"asked 1e6 s, granted {long.lifetime}", "lifetime_rule"
@@ -423,32 +404,29 @@ async def test_lifetime_rule_and_maximum(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("TURN-LIFE-03")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="ignore-lifetime-zero")
 @pytest.mark.selftest(fault="relay-after-delete")
-async def test_refresh_zero_deletes_the_allocation(harness: Harness) -> None:
+async def test_refresh_zero_deletes_the_allocation(harness: Harness, allocation: TurnClient) -> None:
     """TURN-LIFE-03 (RFC 8656 §8.2): Refresh 0 succeeds; then Refresh gets 437 and peer data is not relayed."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
-    assert c.relayed is not None
+    assert allocation.relayed is not None
     (peer,) = await relay_peers(harness, 1)
-    await permitted(c, peer)
-    rec = await c.refresh(0)
+    await permitted(allocation, peer)
+    rec = await allocation.refresh(0)
     harness.findings.check(
         rec is not None and rec.is_type(REFRESH, SUCCESS), "TURN-LIFE-03", f"Refresh LIFETIME=0: {_d(rec)}"
     )
     # RFC 8656 §8.2 deletes at once; a server that deletes on its next timer tick gets PROMPT s, so neither the relay
     # check nor the 437 races the deletion.
-    await c.endpoint.expect_silence(lambda r: False, PROMPT)
+    await allocation.endpoint.expect_silence(lambda r: False, PROMPT)
     data = payload("after-delete")
-    peer.send(data, c.relayed)
-    got = await c.relayed_within(data, SILENCE)
+    peer.send(data, allocation.relayed)
+    got = await allocation.relayed_within(data, SILENCE)
     harness.findings.check(
         got is None,
         "TURN-LIFE-03",
         f"relayed {PROMPT:g} s after Refresh LIFETIME=0 deleted the allocation (RFC 8656 §8.2): {_d(got)}",
     )
-    after = await c.refresh(600)
+    after = await allocation.refresh(600)
     harness.findings.check(
         error_code(after) == 437,
         "TURN-LIFE-03",
@@ -458,7 +436,6 @@ async def test_refresh_zero_deletes_the_allocation(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("TURN-LIFE-04")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="data-refreshes-allocation")
 async def test_data_does_not_refresh_the_allocation_scaled(harness: Harness) -> None:
     """TURN-LIFE-04 (RFC 8656 §6), scaled: ChannelData every second does not keep a short allocation alive."""
@@ -468,7 +445,6 @@ async def test_data_does_not_refresh_the_allocation_scaled(harness: Harness) -> 
 @pytest.mark.slow
 @pytest.mark.budget(720)
 @pytest.mark.requirement("TURN-LIFE-04")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="data-refreshes-allocation")
 async def test_data_does_not_refresh_the_allocation(harness: Harness) -> None:
     """TURN-LIFE-04 (RFC 8656 §6): with only ChannelData for 600 s the allocation expires at its lifetime."""
@@ -503,16 +479,16 @@ async def _allocation_expiry(h: Harness, options: dict[str, int] | None, limit: 
 
 
 @pytest.mark.requirement("SEC-04", "TURN-ALLOC-14")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="allocation-by-username", requirement="SEC-04")
-async def test_forged_refresh_cannot_delete_another_allocation(harness: Harness) -> None:
+async def test_forged_refresh_cannot_delete_another_allocation(
+    harness: Harness, turn_server: TurnServerUnderTest
+) -> None:
     """SEC-04 (RFC 8656 §21.1.3, §5): Refresh 0 as the same user from another 5-tuple gets 437; the victim relays."""
-    srv = await start_turn_server(harness)
-    victim = await allocated(harness, srv, label="victim")
+    victim = await allocated(harness, turn_server, label="victim")
     assert victim.relayed is not None
     (peer,) = await relay_peers(harness, 1)
     await permitted(victim, peer)
-    attacker = await TurnClient.open(harness, srv, label="attacker (same user)")
+    attacker = await TurnClient.open(harness, turn_server, label="attacker (same user)")
     rec = await attacker.refresh(0)
     harness.findings.check(error_code(rec) == 437, "SEC-04", f"forged Refresh 0 from another 5-tuple got {_d(rec)}")
     perm = await attacker.create_permission(("127.0.0.5", 1))
@@ -529,12 +505,12 @@ async def test_forged_refresh_cannot_delete_another_allocation(harness: Harness)
 
 
 @pytest.mark.requirement("SEC-04")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="unauthenticated-refresh")
-async def test_unauthenticated_refresh_on_the_victims_5_tuple_is_refused(harness: Harness) -> None:
+async def test_unauthenticated_refresh_on_the_victims_5_tuple_is_refused(
+    harness: Harness, turn_server: TurnServerUnderTest
+) -> None:
     """SEC-04 (RFC 8656 §21.1.3): Refresh 0 without MI on the victim's own 5-tuple gets 401; the allocation lives."""
-    srv = await start_turn_server(harness)
-    victim = await allocated(harness, srv, label="victim")
+    victim = await allocated(harness, turn_server, label="victim")
     assert victim.relayed is not None
     (peer,) = await relay_peers(harness, 1)
     await permitted(victim, peer)
@@ -551,29 +527,25 @@ async def test_unauthenticated_refresh_on_the_victims_5_tuple_is_refused(harness
 
 
 @pytest.mark.requirement("SEC-05")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="unauthenticated-permissions")
-async def test_only_authenticated_requests_create_permissions(harness: Harness) -> None:
+async def test_only_authenticated_requests_create_permissions(harness: Harness, allocation: TurnClient) -> None:
     """SEC-05 (RFC 8656 §21.2.1): CreatePermission without MI gets 401 and the peer stays blocked."""
-    srv = await start_turn_server(harness)
-    c = await allocated(harness, srv)
-    assert c.relayed is not None
+    assert allocation.relayed is not None
     (peer,) = await relay_peers(harness, 1)
     from conformance.packets import attr
 
-    msg = c.build(
+    msg = allocation.build(
         CREATE_PERMISSION, attributes=[attr.XorPeerAddress(family=1, address=peer.address[0], port=1)], auth=False
     )
-    rec = await c.transact(msg)
+    rec = await allocation.transact(msg)
     harness.findings.check(error_code(rec) == 401, "SEC-05", f"unauthenticated CreatePermission got {_d(rec)}")
     data = payload("blocked")
-    peer.send(data, c.relayed)
-    got = await c.relayed_within(data, SILENCE)
+    peer.send(data, allocation.relayed)
+    got = await allocation.relayed_within(data, SILENCE)
     harness.findings.check(got is None, "SEC-05", f"an unauthenticated CreatePermission opened the relay: {_d(got)}")
 
 
 @pytest.mark.requirement("SEC-06")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(fault="quota-by-address", verdict="NON-STRICT")
 async def test_allocation_quota_is_per_username(harness: Harness) -> None:
     """SEC-06 (RFC 8656 §7.2 step 10): with a quota of 2, the third Allocate of one username gets 486."""
@@ -586,15 +558,13 @@ async def test_allocation_quota_is_per_username(harness: Harness) -> None:
 
 
 @pytest.mark.requirement("SEC-07")
-@pytest.mark.needs("turn_server")
 @pytest.mark.selftest(verdict="INFO")
 @pytest.mark.selftest(fault="amplify-challenges", verdict="INFO")
-async def test_reflection_ratio_of_unauthenticated_requests(harness: Harness) -> None:
+async def test_reflection_ratio_of_unauthenticated_requests(harness: Harness, turn_server: TurnServerUnderTest) -> None:
     """SEC-07 (harness metric): response bytes / request bytes for a minimal Binding and a minimal Allocate."""
     from conformance.packets import STUN, attr, message_type
 
-    srv = await start_turn_server(harness)
-    c = await TurnClient.open(harness, srv)
+    c = await TurnClient.open(harness, turn_server)
     ratios = []
     for name, msg in (
         ("Binding", STUN(type=message_type("Binding", "request"))),
