@@ -64,9 +64,9 @@ class Harness:
             self._log = NotificationLog(self.iut)
         return self._log
 
-    async def endpoint(self, label: str = "harness", host: str | None = None) -> Endpoint:
-        """A plain UDP endpoint on loopback."""
-        ep = await Endpoint.open(self.capture, host or self.host, 0, label)
+    async def endpoint(self, label: str = "harness", host: str | None = None, port: int = 0) -> Endpoint:
+        """A plain UDP endpoint on loopback (on ``port``, or one the kernel picks)."""
+        ep = await Endpoint.open(self.capture, host or self.host, port, label)
         self._endpoints.append(ep)
         return ep
 

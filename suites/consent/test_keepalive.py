@@ -30,7 +30,7 @@ async def test_keepalives_on_the_selected_pair(harness: Harness) -> None:
         raise HarnessError("the IUT reported no selected pair (graded by ICE-NOM-02)")
     ep = x.session.peer.endpoint
     t_sel = x.selected.time
-    await ep.expect_silence(lambda r: False, 20)
+    await harness.observe(20, "keepalives on the idle pair within Tr")
     mine = [r for r in ep.find(lambda r: True, t_sel)]
     indications = [r for r in mine if r.is_type(BINDING, INDICATION)]
     for rec in indications:
@@ -99,7 +99,7 @@ async def test_checks_in_place_of_keepalives_are_answered_without_state_change(h
         "ICE-KA-03",
         f"a check in place of a keepalive was not answered with success: {response.describe() if response else None}",
     )
-    await ep.expect_silence(lambda r: False, 1.0)
+    await harness.observe(1.0, "no ICE state change from the keepalive check")
     changes = [n for n in harness.log.items[notes_before:] if n.method in ("state", "selected_pair")]
     f.check(not changes, "ICE-KA-03", f"the keepalive check changed the IUT's ICE state: {[n.params for n in changes]}")
     try:

@@ -133,7 +133,7 @@ async def test_priority_attribute_uses_the_prflx_type_preference(harness: Harnes
     prflx_prefs = set()
     harness.findings.check(bool(x.iut_checks), "ICE-PRIO-04", "the IUT sent no connectivity check")
     for rec in x.iut_checks:
-        raw = rec.index.value(0x0024) if rec.index else None
+        raw = rec.value("PRIORITY") if rec.index else None
         if raw is None or len(raw) != 4:
             harness.findings.violation("ICE-PRIO-04", f"no PRIORITY attribute in {rec.describe()}")
             continue

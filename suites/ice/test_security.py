@@ -30,7 +30,7 @@ async def test_candidate_pairs_are_limited(harness: Harness) -> None:
     loop_end = eps[0].now() + 40.0
     count = 0
     while eps[0].now() < loop_end:
-        await eps[0].expect_silence(lambda r: False, 3.0)
+        await harness.observe(3.0, "new destinations of checks, until none shows up (the pair limit)")
         probed = {r.dst for r in requests_from_iut(eps)}
         if len(probed) == count:
             break
@@ -85,7 +85,7 @@ async def test_alternate_server_is_ignored_while_gathering(harness: Harness) -> 
     harness.defer(lambda: _close(server))
     alternate = await harness.endpoint("alternate STUN server")
     server.responder = lambda rec: StunServer.try_alternate(rec, alternate.address)
-    s = await harness.session("controlling", stun_servers=[server.spec], connect=False)
+    await harness.session("controlling", stun_servers=[server.spec], connect=False)
     f = harness.findings
     f.info(f"{len(server.requests)} Binding requests reached the STUN server while gathering")
     if not server.requests:
@@ -99,7 +99,6 @@ async def test_alternate_server_is_ignored_while_gathering(harness: Harness) -> 
         + (contact.describe() if contact else ""),
         "ignore_alternate",
     )
-    assert s.agent
 
 
 async def _close(server: StunServer) -> None:

@@ -75,7 +75,7 @@ async def test_no_check_from_a_candidate_not_yet_trickled(harness: Harness) -> N
     peer.remote_ufrag, peer.remote_pwd = local.ufrag, local.pwd
     await harness.iut.connect(agent)
     await peer.endpoint.expect(is_check, 10, what="connectivity check from the IUT")
-    await peer.endpoint.expect_silence(lambda r: False, 4.0)
+    await harness.observe(4.0, "no check from a candidate not yet trickled")
     announced = {(c.address, c.port): t_gather for c in map(parse_candidate, local.candidates)}
     for n in harness.log.of("candidate"):
         if n.params.get("agent") == agent and n.params.get("candidate"):
@@ -102,7 +102,7 @@ async def test_nothing_trickles_after_end_of_candidates(harness: Harness) -> Non
     f = harness.findings
     x = await run_exchange(harness, "controlling", trickle=True)
     agent = x.session.agent
-    await x.session.peer.endpoint.expect_silence(lambda r: False, 2.0)
+    await harness.observe(2.0, "no candidate trickled after end-of-candidates")
     notes = [n for n in harness.log.of("candidate") if n.params.get("agent") == agent]
     ends = [i for i, n in enumerate(notes) if n.params.get("candidate") is None]
     if not ends:
@@ -161,7 +161,7 @@ async def test_pair_limit_keeps_the_highest_priority_pairs(harness: Harness) -> 
     deadline = eps[0].now() + 40
     count = -1
     while eps[0].now() < deadline:
-        await eps[0].expect_silence(lambda r: False, 3.0)
+        await harness.observe(3.0, "newly checked candidates, until none shows up (the pair limit)")
         checked = {ep.address for ep in eps if ep.find(is_check)}
         if len(checked) == count:
             break

@@ -10,7 +10,7 @@ from conformance.protocol.transactions import Request
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, REQUEST, SUCCESS
-from conformance.tester.ice_steps import check_iut_alive, first_since, host_line, open_endpoints, run_exchange
+from conformance.tester.ice_steps import check_iut_alive, host_line, open_endpoints, run_exchange
 from conformance.tester.transactions import model_of
 
 
@@ -74,7 +74,7 @@ async def test_check_on_a_waiting_or_failed_pair_triggers_a_check(harness: Harne
         findings=f,
         requirement="ICE-TRIG-01",
     )
-    username = triggered.index.value(0x0006) if triggered.index else None
+    username = triggered.value("USERNAME") if triggered.index else None
     expected = f"{peer.ufrag}:{peer.remote_ufrag}".encode()
     f.check(
         username == expected, "ICE-TRIG-01", f"USERNAME {username!r}, expected {expected!r}: {triggered.describe()}"
@@ -98,10 +98,10 @@ async def test_check_on_a_succeeded_pair_triggers_nothing(harness: Harness, role
     # one is a consent check (RFC 7675 §5.1: 4-6 s apart) in either window and is not counted.
     window = 1.2
     control_start = ep.now()
-    await ep.expect_silence(lambda r: False, window)
+    await harness.observe(window, "the control window: checks on the pair with no stimulus")
     sent = ep.now()
     await peer.transact(peer.check(), x.session.iut_address, timeout=2.0, note="check on the Succeeded pair")
-    await first_since(ep, lambda r: False, sent, window)
+    await harness.observe(sent + window - ep.now(), "the same window after the stimulus, to compare")
     model = model_of([ep])
     checks = model.transactions()
 
@@ -158,7 +158,7 @@ async def test_check_on_an_in_progress_pair_replaces_its_transaction(harness: Ha
         findings=f,
         requirement="ICE-TRIG-03",
     )
-    await ep.expect_silence(lambda r: False, 2.5)
+    await harness.observe(2.5, "no retransmission of the replaced transaction")
     late = [r for r in ep.find(_is_request, new.time + 0.1) if r.transaction_id == old.transaction_id]
     f.check(
         not late,

@@ -14,8 +14,7 @@ from conformance.verdict import HarnessError
 
 
 def _stun_from_iut(h: Harness) -> list[Received]:
-    eps = [ep for p in h._peers for ep in p.endpoints]
-    return [r for ep in eps for r in ep.history if r.data and r.data[0] < 4]
+    return h.received(lambda r: bool(r.data) and r.data[0] < 4)
 
 
 @pytest.mark.requirement("STUN-MSG-01")
@@ -41,14 +40,13 @@ async def test_every_message_has_a_sound_header(harness: Harness, role: str) -> 
 @pytest.mark.selftest(fault="no-fingerprint")
 async def test_checks_and_responses_carry_a_correct_fingerprint(harness: Harness, role: str) -> None:
     """STUN-FP-01 (RFC 8489 §14.7, RFC 8445 §7.2.4): every check and response carries FINGERPRINT, last and correct."""
-    x = await run_exchange(harness, role)
+    await run_exchange(harness, role)
     received = [r for r in _stun_from_iut(harness) if r.is_stun and r.index and r.index.method == BINDING]
     received = [r for r in received if r.index and r.index.msg_class in (REQUEST, SUCCESS, ERROR)]
     harness.findings.check(bool(received), "STUN-FP-01", "the IUT sent no Binding request or response")
     for rec in received:
         reason = check_fingerprint(rec.data)
         harness.findings.check(reason is None, "STUN-FP-01", f"{reason} in {rec.describe()}")
-    assert x.session.agent
 
 
 @pytest.mark.requirement("STUN-MI-01")
@@ -57,10 +55,16 @@ async def test_message_integrity_is_correct(harness: Harness, role: str) -> None
     """STUN-MI-01 (RFC 8489 §14.5): MI is an HMAC-SHA1 over the message up to it."""
     x = await run_exchange(harness, role)
     peer = x.session.peer
-    for rec in _stun_from_iut(harness):
-        if rec.index is None or rec.index.method != BINDING or not rec.index.has(0x0008):
-            continue
-        key = peer.local_key if rec.index.msg_class == REQUEST else peer.remote_key
+    signed = [
+        r for r in _stun_from_iut(harness) if r.index and r.index.method == BINDING and r.has("MESSAGE-INTEGRITY")
+    ]
+    if not signed:
+        # Nothing to recompute: no verdict on MI-01 (STUN-AUTH-01 and -03 grade the missing MESSAGE-INTEGRITY).
+        harness.findings.inconclusive("STUN-MI-01", "the IUT sent no Binding message with MESSAGE-INTEGRITY")
+        return
+    harness.findings.info(f"MESSAGE-INTEGRITY recomputed on {len(signed)} Binding messages from the IUT")
+    for rec in signed:
+        key = peer.local_key if rec.index and rec.index.msg_class == REQUEST else peer.remote_key
         reason = check_integrity(rec.data, key)
         harness.findings.check(reason is None, "STUN-MI-01", f"{reason} in {rec.describe()}")
 
@@ -74,18 +78,12 @@ async def test_checks_use_the_peers_short_term_credentials(harness: Harness, rol
     expected = f"{peer.ufrag}:{peer.remote_ufrag}".encode()
     harness.findings.check(bool(x.iut_checks), "STUN-AUTH-01", "the IUT sent no connectivity check")
     for rec in x.iut_checks:
-        username = rec.index.value(0x0006) if rec.index else None
+        username = rec.value("USERNAME")
         harness.findings.check(
             username == expected, "STUN-AUTH-01", f"USERNAME {username!r}, expected {expected!r} in {rec.describe()}"
         )
         reason = check_integrity(rec.data, peer.local_key, "sha1")
         harness.findings.check(reason is None, "STUN-AUTH-01", f"{reason} (key: harness pwd) in {rec.describe()}")
-
-
-def _no_auth_attributes(harness: Harness, rec: Received) -> None:
-    for code, name in ((0x0008, "MESSAGE-INTEGRITY"), (0x001C, "MESSAGE-INTEGRITY-SHA256"), (0x0006, "USERNAME")):
-        has = rec.index is not None and rec.index.has(code)
-        harness.findings.check(not has, "STUN-AUTH-02", f"the error carries {name}: {rec.describe()}", "no_integrity")
 
 
 @pytest.mark.requirement("STUN-AUTH-02")
@@ -127,15 +125,8 @@ async def test_failed_short_term_authentication_gets_the_right_error(
         requirement="STUN-AUTH-02",
         clause="error_code",
     )
-    code = reply.msg.error_code if reply.msg is not None else None
-    harness.findings.check(
-        reply.is_type(BINDING, ERROR) and code == expected,
-        "STUN-AUTH-02",
-        f"expected a {expected} error, got {reply.describe()}",
-        "error_code",
-    )
-    if reply.is_type(BINDING, ERROR):
-        _no_auth_attributes(harness, reply)
+    if harness.expect(reply, clause="error_code").error(BINDING, expected).ok:
+        harness.expect(reply, clause="no_integrity").lacks("MESSAGE-INTEGRITY", "MESSAGE-INTEGRITY-SHA256", "USERNAME")
 
 
 @pytest.mark.requirement("STUN-AUTH-03")
@@ -152,8 +143,7 @@ async def test_response_is_keyed_with_the_iuts_password(harness: Harness, role: 
     harness.findings.check(reply.is_type(BINDING, SUCCESS), "STUN-AUTH-03", f"expected success, got {reply.describe()}")
     reason = check_integrity(reply.data, peer.remote_key)
     harness.findings.check(reason is None, "STUN-AUTH-03", f"{reason} (key: IUT pwd) in {reply.describe()}")
-    has_username = reply.index is not None and reply.index.has(0x0006)
-    harness.findings.check(not has_username, "STUN-AUTH-03", f"the response carries USERNAME: {reply.describe()}")
+    harness.expect(reply, "STUN-AUTH-03").lacks("USERNAME")
 
 
 @pytest.mark.requirement("STUN-MSG-08", "STUN-AUTH-03")

@@ -33,17 +33,15 @@ from conformance.verdict import HarnessError, UnsupportedFeature
 MAGIC_COOKIE = 0x2112A442
 UNKNOWN_REQUIRED = 0x7F31  # unassigned, comprehension-required (RFC 8489 §18.3)
 UNKNOWN_OPTIONAL = 0xC0DE  # unassigned, comprehension-optional
-USE_CANDIDATE = 0x0025
 
 
 def _stun_from_iut(h: Harness) -> list[Received]:
-    eps = [ep for p in h._peers for ep in p.endpoints] + list(h._endpoints)
-    return [r for ep in eps for r in ep.history if r.is_stun]
+    return h.received(lambda r: r.is_stun)
 
 
 def _xor_mapped(rec: Received) -> Address | None:
     """XOR-MAPPED-ADDRESS decoded from the raw value (RFC 8489 §14.2), independent of the Scapy layer."""
-    value = rec.index.value(0x0020) if rec.index else None
+    value = rec.value("XOR-MAPPED-ADDRESS") if rec.index else None
     if value is None or len(value) not in (8, 20):
         return None
     port = struct.unpack_from("!H", value, 2)[0] ^ (MAGIC_COOKIE >> 16)
@@ -53,7 +51,7 @@ def _xor_mapped(rec: Received) -> Address | None:
 
 
 def _error_code(rec: Received) -> int | None:
-    value = rec.index.value(0x0009) if rec.index else None
+    value = rec.value("ERROR-CODE") if rec.index else None
     if value is None or len(value) < 4:
         return None
     return (value[2] & 0x07) * 100 + value[3]
@@ -92,7 +90,7 @@ async def test_transaction_ids_are_fresh_random_and_kept_on_retransmission(harne
     # No answers: every pair stays In-Progress. The IUT may check only some of the 40 (it may limit its pairs);
     # the wait ends when no new one is reached.
     await requests_until_quiet(eps, 3.0, 15.0)
-    await eps[-1].expect_silence(lambda r: False, 2.0)
+    await harness.observe(2.0, "retransmissions of the checks already sent, to compare their transaction IDs")
     # The transaction model tells a retransmission (same ID, same pair) from a new transaction: an agent that
     # checks a pair again with a fresh ID starts a new transaction, which RFC 8489 §5 wants with a new ID.
     model = model_of(eps)
@@ -205,7 +203,7 @@ async def test_unknown_comprehension_required_attribute_gets_420(harness: Harnes
         "STUN-MSG-06",
         f"expected a 420 error for attribute 0x{UNKNOWN_REQUIRED:04x}, got {reply.describe()}",
     )
-    raw = reply.index.value(0x000A) if reply.index else None
+    raw = reply.value("UNKNOWN-ATTRIBUTES") if reply.index else None
     listed = [struct.unpack_from("!H", raw, i)[0] for i in range(0, len(raw) - 1, 2)] if raw else []
     f.check(
         UNKNOWN_REQUIRED in listed,
@@ -304,7 +302,7 @@ async def test_success_carries_the_source_as_xor_mapped_address(harness: Harness
         f"XOR-MAPPED-ADDRESS decodes to {mapped}, the request came from {source[0]}:{source[1]}: {reply.describe()}",
         "xor_mapped",
     )
-    value = reply.index.value(0x0020) if reply.index else None
+    value = reply.value("XOR-MAPPED-ADDRESS") if reply.index else None
     f.check(
         value is not None and value[0] == 0,
         "STUN-MSG-09",
@@ -312,7 +310,7 @@ async def test_success_carries_the_source_as_xor_mapped_address(harness: Harness
         "xor_mapped",
     )
     f.check(
-        reply.index is not None and reply.index.has(0x8022),
+        reply.index is not None and reply.has("SOFTWARE"),
         "STUN-MSG-09",
         f"the success response carries no SOFTWARE: {reply.describe()}",
         "software",
@@ -398,7 +396,7 @@ async def test_response_with_bad_integrity_is_discarded(harness: Harness, role: 
     """STUN-AUTH-04 (RFC 8489 §9.1.4): a success with a wrong MI is dropped; the same txid is retransmitted."""
     peer = await harness.peer()
     peer.auto_respond = False
-    s = await harness.session(role, peer=peer)
+    await harness.session(role, peer=peer)
     ep = peer.endpoint
     first = await ep.expect(lambda r: r.is_type(BINDING, REQUEST), 10.0, what="connectivity check from the IUT")
     fixed = _corrupt_integrity(bytes(peer.success(first)))
@@ -447,7 +445,7 @@ async def test_response_with_bad_integrity_is_discarded(harness: Harness, role: 
                 r.is_type(BINDING, REQUEST)
                 and r.transaction_id not in earlier
                 and r.index is not None
-                and r.index.has(USE_CANDIDATE)
+                and r.has("USE-CANDIDATE")
             ),
             2.0,
         )
@@ -457,7 +455,6 @@ async def test_response_with_bad_integrity_is_discarded(harness: Harness, role: 
             "the IUT treated the pair as valid after a response with a wrong MESSAGE-INTEGRITY: "
             + (nomination.describe() if nomination else "it reported a selected pair"),
         )
-    assert s.agent
 
 
 def _corrupt_integrity(data: bytes) -> bytes:
@@ -566,7 +563,7 @@ async def test_error_and_malformed_responses_end_the_transaction(harness: Harnes
     ep = peer.endpoint
     first = await ep.expect(lambda r: r.is_type(BINDING, REQUEST), 10.0, what="connectivity check from the IUT")
     window = 8.0 if variant == "500" else 3.0
-    await ep.expect_silence(lambda r: False, window + control)
+    await harness.observe(window + control, "how often the pair is checked again after the error (a rate)")
     check_iut_alive(harness, f"after the {variant} responses")  # silence from a crashed IUT proves nothing
     model = model_of([ep])
     f.info(model.summary())
@@ -637,7 +634,7 @@ async def test_indications_are_never_retransmitted(harness: Harness, role: str) 
     x = await run_exchange(harness, role)
     ep = x.session.peer.endpoint
     # Keepalives come after Tr = 15 s without traffic (RFC 8445 §11); libnice's timer is 25 s: watch 30 s.
-    await ep.expect_silence(lambda r: False, 30.0)
+    await harness.observe(30.0, "keepalive indications, each of which must be sent once")
     indications = ep.find(lambda r: r.is_type(BINDING, 1))
     harness.findings.info(f"{len(indications)} Binding indications from the IUT in the exchange and 30 s after it")
     seen: dict[bytes, Received] = {}
