@@ -102,13 +102,24 @@ class Harness:
         """The IUT agents the case opened, oldest first."""
         return list(self._sessions)
 
-    def received(self, predicate: Predicate | None = None, since: float = 0.0) -> list[Received]:
-        """Every datagram the case's endpoints received since ``since`` (matching ``predicate``), in arrival order."""
-        recs = [r for ep in self.endpoints for r in ep.find(predicate or (lambda r: True), since)]
+    def received(
+        self, predicate: Predicate | None = None, since: float = 0.0, endpoints: list[Endpoint] | None = None
+    ) -> list[Received]:
+        """Every datagram the case's endpoints (or ``endpoints``) received since ``since`` matching ``predicate``,
+        in arrival order."""
+        eps = self.endpoints if endpoints is None else endpoints
+        recs = [r for ep in eps for r in ep.find(predicate or (lambda r: True), since)]
         return sorted(recs, key=lambda r: r.time)
 
-    async def wait(self, predicate: Predicate, timeout: float, since: float | None = None) -> Received | None:
-        """The first datagram at any endpoint of the case matching ``predicate``, or None at the deadline.
+    async def wait(
+        self,
+        predicate: Predicate,
+        timeout: float,
+        since: float | None = None,
+        endpoints: list[Endpoint] | None = None,
+    ) -> Received | None:
+        """The first datagram at any endpoint of the case (or of ``endpoints``, e.g. a scripted TURN server's)
+        matching ``predicate``, or None at the deadline.
 
         ``since`` (loop time) lets a datagram that already arrived count; by default only new arrivals do. The
         predicate may judge the whole history (e.g. "the fifth data datagram"): it is asked on each arrival. The
@@ -116,8 +127,9 @@ class Harness:
         """
         loop = asyncio.get_running_loop()
         began = loop.time()
+        eps = self.endpoints if endpoints is None else endpoints
         if since is not None:
-            seen = self.received(predicate, since)
+            seen = self.received(predicate, since, eps)
             if seen:
                 return seen[0]
         future: asyncio.Future[Received] = loop.create_future()
@@ -126,7 +138,7 @@ class Harness:
             if not future.done() and predicate(rec):
                 future.set_result(rec)
 
-        unhooks = [ep.on_datagram(arrived) for ep in self.endpoints]
+        unhooks = [ep.on_datagram(arrived) for ep in eps]
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:

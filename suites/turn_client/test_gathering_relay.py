@@ -30,7 +30,11 @@ SCALED_LIFETIME = 15
 
 
 def _authenticated_allocate(r: Received) -> bool:
-    return r.is_type(ALLOCATE, REQUEST) and r.index is not None and (r.index.has(0x0008) or r.index.has(0x001C))
+    return (
+        r.is_type(ALLOCATE, REQUEST)
+        and r.index is not None
+        and (r.has("MESSAGE-INTEGRITY") or r.has("MESSAGE-INTEGRITY-SHA256"))
+    )
 
 
 async def _gather(h: Harness, server: TurnServer, *, stun: StunServer | None = None) -> IceSession:

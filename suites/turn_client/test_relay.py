@@ -52,7 +52,7 @@ def _channel_peer(server: TurnServer, client: Address, r: Received) -> Address |
     peer: Address | None = None
     for req in server.requests_of(CHANNEL_BIND):
         if req.src == client and req.time <= r.time and req.index is not None:
-            raw = req.index.value(0x000C)
+            raw = req.value("CHANNEL-NUMBER")
             if raw is not None and struct.unpack_from("!H", raw)[0] == number:
                 peer = xor_address(req, "XOR-PEER-ADDRESS")
     return peer
@@ -83,7 +83,7 @@ def _inner(r: Received) -> bytes:
     if _is_channel_data(r):
         length = struct.unpack_from("!H", r.data, 2)[0]
         return r.data[4 : 4 + length]
-    value = r.index.value(0x0013) if r.index is not None else None
+    value = r.value("DATA") if r.index is not None else None
     return value or b""
 
 
@@ -97,8 +97,10 @@ async def test_no_data_to_a_peer_before_a_permission(harness: Harness) -> None:
     CreatePermission or ChannelBind covering that IP."""
     server = await scripted_turn_server(harness)
     session, _, client = await _connected(harness, server)
-    await harness.iut.send(session.agent, 1, payload("perm-05"))
-    await server.endpoint.expect_silence(lambda r: False, 0.5)
+    data, asked = payload("perm-05"), server.endpoint.now()
+    await harness.iut.send(session.agent, 1, data)
+    # The payload relayed (in a Send indication or ChannelData) is the evidence; half a second at most.
+    await harness.wait(lambda r: r.src == client and _inner(r) == data, 0.5, asked, [server.endpoint])
     sent = _destinations(server, client)
     if not sent:
         raise HarnessError("the IUT sent nothing through the relay")
@@ -196,7 +198,7 @@ async def test_400_to_channel_bind_restarts_the_allocation(harness: Harness) -> 
     allocation and start afresh with a new one."""
     server = await scripted_turn_server(harness)
     rule = server.script(
-        lambda r: r.is_type(CHANNEL_BIND, REQUEST) and r.index is not None and r.index.has(0x0008),
+        lambda r: r.is_type(CHANNEL_BIND, REQUEST) and r.index is not None and r.has("MESSAGE-INTEGRITY"),
         lambda r: server.error(r, 400, key=MD5_KEY),
     )
     await relay_session(harness, server)
@@ -207,7 +209,7 @@ async def test_400_to_channel_bind_restarts_the_allocation(harness: Harness) -> 
     hit = rule.hits[0]
 
     def deletes(r: Received) -> bool:
-        raw = r.index.value(0x000D) if r.index is not None else None
+        raw = r.value("LIFETIME") if r.index is not None else None
         return r.is_type(REFRESH, REQUEST) and raw == b"\x00\x00\x00\x00"
 
     await server.endpoint.expect(

@@ -31,8 +31,8 @@ async def test_unauthenticated_allocate_gets_a_401_challenge(
     f = harness.findings
     f.check(error_code(rec) == 401, "STUN-AUTH-11", f"unauthenticated Allocate got {_d(rec)}", "challenge")
     assert rec is not None and rec.index is not None
-    f.check(rec.index.has(0x0014), "STUN-AUTH-11", f"the 401 has no REALM: {rec.describe()}", "challenge")
-    nonce = rec.index.value(0x0015)
+    f.check(rec.has("REALM"), "STUN-AUTH-11", f"the 401 has no REALM: {rec.describe()}", "challenge")
+    nonce = rec.value("NONCE")
     f.check(nonce is not None, "STUN-AUTH-11", f"the 401 has no NONCE: {rec.describe()}", "challenge")
     assert nonce is not None
     for code, name in ((0x0006, "USERNAME"), (0x001E, "USERHASH"), (0x0008, "MI"), (0x001C, "MI-SHA256")):
@@ -49,10 +49,10 @@ async def test_unauthenticated_allocate_gets_a_401_challenge(
         wants = bool(cookie.features & SecurityFeature.PASSWORD_ALGORITHMS)
         f.info(f"nonce cookie features {int(cookie.features):#x}, read with {cookie.reading}")
         f.check(
-            rec.index.has(0x8002) == wants,
+            rec.has("PASSWORD-ALGORITHMS") == wants,
             "STUN-AUTH-11",
             f"nonce features {int(cookie.features):#x} ({cookie.reading}) but PASSWORD-ALGORITHMS "
-            f"present={rec.index.has(0x8002)}",
+            f"present={rec.has('PASSWORD-ALGORITHMS')}",
             "nonce_cookie",
         )
 
@@ -64,13 +64,13 @@ async def test_nonces_differ_per_source_and_attempt(harness: Harness, turn_serve
     a = await TurnClient.open(harness, turn_server, label="source A")
     b = await TurnClient.open(harness, turn_server, label="source B")
     ra, rb = await a.challenge(), await b.challenge()
-    na = ra.index.value(0x0015) if ra is not None and ra.index is not None else None
-    nb = rb.index.value(0x0015) if rb is not None and rb.index is not None else None
+    na = ra.value("NONCE") if ra is not None and ra.index is not None else None
+    nb = rb.value("NONCE") if rb is not None and rb.index is not None else None
     harness.findings.check(
         na is not None and na != nb, "STUN-AUTH-12", f"sources A and B both got NONCE {na!r}", "distinct_per_source"
     )
     again = await a.challenge()
-    na2 = again.index.value(0x0015) if again is not None and again.index is not None else None
+    na2 = again.value("NONCE") if again is not None and again.index is not None else None
     harness.findings.check(na2 != na, "STUN-AUTH-12", f"a second attempt got the same NONCE {na!r}", "fresh_nonce")
 
 
@@ -98,11 +98,13 @@ async def test_bad_credentials_get_400_or_401(
     f.check(error_code(rec) == expected, "STUN-AUTH-13", f"{variant}: expected {expected}, got {_d(rec)}")
     assert rec is not None and rec.index is not None
     if expected == 400:
-        f.check(not rec.index.has(0x0008), "STUN-AUTH-13", f"the 400 carries MESSAGE-INTEGRITY: {rec.describe()}")
+        f.check(
+            not rec.has("MESSAGE-INTEGRITY"), "STUN-AUTH-13", f"the 400 carries MESSAGE-INTEGRITY: {rec.describe()}"
+        )
     else:
-        ok = rec.index.has(0x0014) and rec.index.has(0x0015)
+        ok = rec.has("REALM") and rec.has("NONCE")
         f.check(ok, "STUN-AUTH-13", f"the 401 lacks REALM or NONCE: {rec.describe()}")
-        if variant == "unknown-user" and not rec.index.has(0x8002):
+        if variant == "unknown-user" and not rec.has("PASSWORD-ALGORITHMS"):
             f.info("8489 literal: the 401 for an unknown user has no PASSWORD-ALGORITHMS")
 
 
@@ -122,8 +124,8 @@ async def test_stale_nonce_gets_438_scaled(harness: Harness) -> None:
         f.violation("STUN-AUTH-14", f"a nonce 6 s old (lifetime 3 s) was still accepted: {rec.describe()}")
     f.check(error_code(rec) == 438, "STUN-AUTH-14", f"stale nonce: expected 438, got {_d(rec)}")
     assert rec is not None and rec.index is not None
-    new = rec.index.value(0x0015)
-    f.check(new is not None and new != old and rec.index.has(0x0014), "STUN-AUTH-14", f"the 438: {rec.describe()}")
+    new = rec.value("NONCE")
+    f.check(new is not None and new != old and rec.has("REALM"), "STUN-AUTH-14", f"the 438: {rec.describe()}")
 
 
 @pytest.mark.requirement("STUN-AUTH-15")
@@ -138,8 +140,8 @@ async def test_no_algorithm_attributes_means_md5(harness: Harness, turn_server: 
     assert rec is not None
     f.check(check_integrity(rec.data, c.key, "sha1") is None, "STUN-AUTH-15", f"no valid MI: {rec.describe()}")
     features = SecurityFeature.NONE
-    if first is not None and first.index is not None and first.index.value(0x0015):
-        cookie = read_nonce_cookie(first.index.value(0x0015) or b"")
+    if first is not None and first.index is not None and first.value("NONCE"):
+        cookie = read_nonce_cookie(first.value("NONCE") or b"")
         features = cookie.features if cookie is not None else SecurityFeature.NONE
     if not features & SecurityFeature.PASSWORD_ALGORITHMS:
         f.info("the server's nonce does not set the password-algorithms bit: the 400 sub-cases do not apply")
