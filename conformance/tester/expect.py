@@ -22,7 +22,9 @@ __all__ = ["Expect", "Verifier"]
 
 
 def _type(method: int, cls: int) -> str:
-    return f"{METHODS.get(method, f'method 0x{method:03x}')} {CLASSES[cls]}"
+    """``a Binding error response``, ``an Allocate success response``."""
+    name = f"{METHODS.get(method, f'method 0x{method:03x}')} {CLASSES[cls]}"
+    return ("an " if name[0] in "AEIOU" else "a ") + name
 
 
 class Verifier:
@@ -64,14 +66,14 @@ class Verifier:
     def success(self, method: int) -> Verifier:
         """A success response to ``method``."""
         ok = self.reply is not None and self.reply.is_type(method, SUCCESS)
-        return self._check(ok, f"a {_type(method, SUCCESS)}")
+        return self._check(ok, _type(method, SUCCESS))
 
     def error(self, method: int, *codes: int) -> Verifier:
         """An error response to ``method`` with one of ``codes`` (any code when none is given)."""
         ok = self.reply is not None and self.reply.is_type(method, ERROR)
         ok = ok and (not codes or (self.reply is not None and self.reply.error_code in codes))
         wanted = " or ".join(str(c) for c in codes)
-        return self._check(ok, f"a {_type(method, ERROR)}" + (f" {wanted}" if codes else ""))
+        return self._check(ok, _type(method, ERROR) + (f" {wanted}" if codes else ""))
 
     def has(self, *attributes: str) -> Verifier:
         """Every named attribute is present (RFC names, e.g. ``"XOR-MAPPED-ADDRESS"``)."""
