@@ -1,6 +1,6 @@
 """Repeat the default tier N times against an IUT and count verdict flips per case.
 
-Run: ``python benchmarks/stability.py [--iut aioice] [--runs 20] [-n 2] [CASES ...]`` (CASES as for ``run``; default:
+Run: ``python benchmarks/stability.py [--iut aioice] [--runs 20] [-n auto] [CASES ...]`` (CASES as for ``run``; default:
 the whole default tier). Prints the number of runs, the cases whose verdict changed between runs (flips), and exits
 1 if any case flipped.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ def main() -> int:
     parser.add_argument("cases", nargs="*", help="case selection, as for `ice-conformance run` (default: every case)")
     parser.add_argument("--iut", default="aioice")
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("-n", dest="workers", type=int, default=2)
+    parser.add_argument("-n", dest="workers", default="auto", help="workers, as for `run -n` (default auto)")
     parser.add_argument("--json", help="also write every case's verdict counts to this file (to merge several streams)")
     args = parser.parse_args()
     seen: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -30,8 +31,7 @@ def main() -> int:
         for i in range(args.runs):
             out = Path(tmp) / f"run{i}"
             argv = [sys.executable, "-m", "conformance.cli", "run", *args.cases, "--iut", args.iut, "--out", str(out)]
-            if args.workers:
-                argv += ["-n", str(args.workers)]
+            argv += ["-n", str(args.workers)]
             started = time.monotonic()
             proc = subprocess.run(argv, capture_output=True, check=False)
             counts: dict[str, int] = defaultdict(int)
@@ -40,7 +40,8 @@ def main() -> int:
                 counts[r["verdict"]] += 1
             took = time.monotonic() - started
             tally = dict(sorted(counts.items()))
-            print(f"run {i + 1}/{args.runs}: exit {proc.returncode}, {took:.0f} s, {tally}", flush=True)
+            load = "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+            print(f"run {i + 1}/{args.runs}: exit {proc.returncode}, {took:.0f} s, {tally}, load {load}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": args.runs, "verdicts": {c: dict(v) for c, v in seen.items()}}))
     flips = {case: dict(v) for case, v in seen.items() if len(v) > 1}

@@ -65,10 +65,10 @@ class UsageError(Exception):
 
 
 def _workers(text: str) -> str:
-    """``-n``: a whole number of workers, at least 1, or ``auto``."""
-    if text == "auto" or (text.isdigit() and int(text) >= 1):
-        return text
-    raise argparse.ArgumentTypeError(f"must be a whole number of workers (1 or more) or auto, not {text!r}")
+    """``-n``: a whole number of workers (0: serially, in one process), or ``auto``."""
+    if text == "auto" or text.isdigit():
+        return str(int(text)) if text.isdigit() else text
+    raise argparse.ArgumentTypeError(f"must be a whole number of workers (0 for serial) or auto, not {text!r}")
 
 
 def _count(text: str) -> int:
@@ -157,8 +157,9 @@ def _pytest_argv(args: argparse.Namespace, iut_args: list[str], out: Path) -> li
         argv += ["--iut-name", args.iut_name]
     if args.k:
         argv += ["-k", args.k]
-    if args.n:
-        argv += ["-n", str(args.n)]
+    argv += ["-n", str(args.n)]
+    if args.n == "auto" and (args.cases or args.req or args.k):
+        argv += ["--workers-cap", str(_selected(targets, [*reqs, *args.req], args.k, args.slow))]
     if args.slow:
         argv.append("--slow")
     if args.x:
@@ -174,6 +175,25 @@ def _pytest_argv(args: argparse.Namespace, iut_args: list[str], out: Path) -> li
         if value is not None:
             argv += [f"--{option.replace('_', '-')}", str(value)]
     return [*argv, *getattr(args, "pytest_args", [])]
+
+
+def _selected(targets: list[str], reqs: list[str], keyword: str | None, slow: bool) -> int:
+    """How many cases a narrowed run selects (collected in this process), so ``-n auto`` starts no idle worker."""
+    import pytest
+
+    class _Counter:
+        count = 0
+
+        def pytest_collection_finish(self, session: pytest.Session) -> None:
+            self.count = len(session.items)
+
+    counter = _Counter()
+    options = [x for pattern in reqs for x in ("--req", pattern)] + (["-k", keyword] if keyword else [])
+    if slow:
+        options.append("--slow")
+    with contextlib.redirect_stdout(io.StringIO()):
+        pytest.main([*targets, "--collect-only", "-q", "-p", "no:cacheprovider", *options], plugins=[counter])
+    return counter.count
 
 
 def _cache_dir() -> Path:
@@ -476,7 +496,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", default="reports/latest", help="output folder (default reports/latest)")
     run.add_argument("-k", help="select cases by keyword expression (as pytest -k)")
-    run.add_argument("-n", type=_workers, help="parallel workers: a whole number >= 1, or auto (pytest-xdist -n)")
+    run.add_argument(
+        "-n",
+        type=_workers,
+        default="auto",
+        help="parallel workers (pytest-xdist -n): a whole number, 0 = serial in one process; default auto = the "
+        "ice_workers ini setting, else the IUT's measured default (8; 2 for browsers)",
+    )
     run.add_argument("--slow", action="store_true", help="include the slow tier")
     run.add_argument(
         "--require",

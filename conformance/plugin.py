@@ -71,8 +71,11 @@ MONITOR_MERGED = pytest.StashKey[bool]()
 ARTIFACTS = pytest.StashKey[dict[str, str]]()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    from conformance import schedule
+
     add_options(parser)
+    pluginmanager.register(schedule, "ice-conformance-schedule")  # -n auto's worker count, longest cases first
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -229,6 +232,10 @@ def harness(
     """The case's harness: IUT, capture, endpoints, sessions; closed and archived after the case."""
     node = request.node
     allure_labels(findings)
+    hung = _hung_log(request.config)
+    hung_message = hung.verdict() if hung is not None else None
+    if hung_message is not None:
+        raise HarnessError(hung_message)  # before starting a shim: once hung, no case needs one
     adapter, info = iut_handle.get()
     allure_parameter("IUT", str(value(request.config, "iut_name") or value(request.config, "iut") or info.name))
     node.stash[IUT_INFO] = info
@@ -237,10 +244,6 @@ def harness(
         missing = [c for c in marker.args if c not in info.capabilities]
         if missing:
             raise UnsupportedFeature(f"{info.name} does not declare {', '.join(missing)}")
-    hung = _hung_log(request.config)
-    hung_message = hung.verdict() if hung is not None else None
-    if hung_message is not None:
-        raise HarnessError(hung_message)
     capture = Capture()
     h = Harness(adapter, info, findings, capture, "127.0.0.1")
     claimed = frozenset(value(request.config, "require") or ())

@@ -27,3 +27,15 @@ def load_vector(name: str) -> tuple[bytes, dict[str, Any]]:
 @pytest.fixture
 def vector() -> Any:
     return load_vector
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _two_workers_for_runs_the_tests_start() -> None:
+    """``ice-conformance run`` started by a test gets 2 workers by default (xdist's variable), not the IUT's default.
+
+    These tests check behaviour, not speed; on a 2-core machine that runs them two at a time, a run of a few cases
+    on 8 workers each would only add processes. Tests that need the default remove the variable.
+    """
+    import os
+
+    os.environ.setdefault("PYTEST_XDIST_AUTO_NUM_WORKERS", "2")

@@ -72,7 +72,7 @@ def test_run_in_process_and_stdio_give_identical_verdicts(tmp_path: Path) -> Non
 
 
 def test_run_parallel_and_serial_give_identical_verdicts(tmp_path: Path) -> None:
-    _, serial, _ = run(tmp_path / "s")
+    _, serial, _ = run(tmp_path / "s", "-n", "0")
     _, parallel, _ = run(tmp_path / "p", "-n", "2")
     assert verdicts(serial) == verdicts(parallel)
 
