@@ -59,7 +59,7 @@ from conformance.protocol.keys import (
 from conformance.reference.faults import TURN_CLIENT_FAULTS, TURN_SERVER_FAULTS
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
-from conformance.tester.turn_client import error_code, split_address, xor_address
+from conformance.tester.turn_client import split_address, xor_address
 from conformance.tester.turn_server import TurnServer
 
 __all__ = ["CLIENT_FAULTS", "NAME", "SERVER_FAULTS", "ReferenceTurnAdapter", "check_turn_faults"]
@@ -269,7 +269,7 @@ class ReferenceTurnAdapter:
                 and not rec.index.has("MESSAGE-INTEGRITY")
                 and not rec.index.has("MESSAGE-INTEGRITY-SHA256")
             )
-            code = error_code(rec)
+            code = rec.error_code if rec is not None else None
             lenient = (code == 400 and "accept-unauthenticated-400" in a.faults) or (
                 code == 300 and ("follow-unauthenticated-alternate" in a.faults or "rfc5389-client" in a.faults)
             )
@@ -287,8 +287,8 @@ class ReferenceTurnAdapter:
         msg = self._build(a, method, attrs, auth=not first_auth)
         rec = await self._transact(a, msg, to)
         retries = 0
-        while rec is not None and error_code(rec) in (401, 438) and retries < 5:
-            code = error_code(rec)
+        while rec is not None and rec.error_code in (401, 438) and retries < 5:
+            code = rec.error_code
             if code == 438 and "no-438-retry" in a.faults:
                 break
             if code == 401 and retries > 0 and "retry-401-forever" not in a.faults:
@@ -300,7 +300,7 @@ class ReferenceTurnAdapter:
             if "reuse-txid-after-401" in a.faults:
                 msg.transaction_id = bytes(rec.transaction_id)
             rec = await self._transact(a, msg, to)
-        if rec is None or error_code(rec) is not None:
+        if rec is None or rec.error_code is not None:
             raise _Failed(rec)
         return rec
 
@@ -376,7 +376,7 @@ class ReferenceTurnAdapter:
                 rec = await self._request(a, ALLOCATE, attrs, to)
                 break
             except _Failed as exc:
-                code = error_code(exc.rec)
+                code = exc.rec.error_code if exc.rec is not None else None
                 tried += 1
                 if code == 300 and exc.rec is not None and tried < 3 and "ignore-alternate" not in a.faults:
                     alt = exc.rec.msg.attr("ALTERNATE-SERVER") if exc.rec.msg is not None else None
@@ -414,7 +414,7 @@ class ReferenceTurnAdapter:
             try:
                 rec = await self._request(a, REFRESH, [attr.Lifetime(lifetime=600)])
             except _Failed as exc:
-                if error_code(exc.rec) == 437 and "ignore-437" not in a.faults:
+                if exc.rec is not None and exc.rec.error_code == 437 and "ignore-437" not in a.faults:
                     a.dead = True
                     await self._notify_state(a, "failed")
                 return
@@ -484,7 +484,7 @@ class ReferenceTurnAdapter:
             await self._notify_state(a, "failed")
         except _Failed as exc:
             logger.info("reference TURN client: %s", exc)
-            if error_code(exc.rec) == 400 and "no-restart-after-400" not in a.faults:
+            if exc.rec is not None and exc.rec.error_code == 400 and "no-restart-after-400" not in a.faults:
                 with contextlib.suppress(_Failed):  # start afresh (RFC 8656 §12.3)
                     await self._request(a, REFRESH, [attr.Lifetime(lifetime=0)])
                 a.nonce = None

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from conformance.adapters.base import IutCrashed, LocalDescription, Notification, RemoteError, describe_exit, iut_death
-from conformance.packets import BINDING, ERROR, REQUEST, SUCCESS
+from conformance.packets import BINDING, REQUEST, SUCCESS
 from conformance.tester.endpoint import Endpoint, Received
 from conformance.tester.harness import Harness
 from conformance.tester.ice import IceSession
@@ -22,7 +22,6 @@ from conformance.verdict import HarnessError
 __all__ = [
     "ROLE_ATTRIBUTES",
     "Exchange",
-    "error_code",
     "host_line",
     "is_check",
     "is_data",
@@ -30,7 +29,6 @@ __all__ = [
     "requests_from_iut",
     "requests_until_quiet",
     "restart_iut",
-    "role_of",
     "run_exchange",
     "sanity_probe",
     "send_data",
@@ -156,19 +154,6 @@ async def sanity_probe(h: Harness, session: IceSession, when: str, requirement: 
 # -- helpers for the role, nomination, consent and restart cases (RFC 8445 §7, §8, §9; RFC 7675) -----------------
 
 ROLE_ATTRIBUTES = {"controlling": "ICE-CONTROLLING", "controlled": "ICE-CONTROLLED"}
-
-
-def role_of(rec: Received) -> tuple[str | None, int | None]:
-    """The role attribute of a check and its tiebreaker (RFC 8445 §7.1.3), (None, None) without one.
-
-    Kept for the suites; new code reads :attr:`Received.role` and :attr:`Received.tiebreaker`.
-    """
-    return (ROLE_ATTRIBUTES[rec.role] if rec.role is not None else None), rec.tiebreaker
-
-
-def error_code(rec: Received) -> int | None:
-    """The ERROR-CODE of an error response (RFC 8489 §14.8), or None; new code reads :attr:`Received.error_code`."""
-    return rec.error_code if rec.index is not None and rec.index.msg_class == ERROR else None
 
 
 def is_check(rec: Received) -> bool:

@@ -44,7 +44,6 @@ __all__ = [
     "USERS",
     "TurnClient",
     "TurnServerUnderTest",
-    "error_code",
     "format_address",
     "relayed_payload",
     "split_address",
@@ -71,11 +70,6 @@ def split_address(text: str) -> Address:
 def format_address(address: Address) -> str:
     """An address tuple as ``host:port``."""
     return f"[{address[0]}]:{address[1]}" if ":" in address[0] else f"{address[0]}:{address[1]}"
-
-
-def error_code(rec: Received | None) -> int | None:
-    """The ERROR-CODE of a response (None for a success, a non-STUN datagram or no response)."""
-    return rec.error_code if rec is not None else None
 
 
 def xor_address(rec: Received | None, name: str) -> Address | None:
@@ -238,7 +232,7 @@ class TurnClient:
         """Send the request without credentials and learn REALM and NONCE from the 401 (RFC 8489 §9.2.3.1)."""
         attrs = list(attributes) if attributes is not None else [attr.RequestedTransport()]
         rec = await self.transact(self.build(method, REQUEST, attrs, auth=False))
-        if error_code(rec) == 401 and rec is not None:
+        if rec is not None and rec.error_code == 401:
             self.learn(rec)
         return rec
 
@@ -249,10 +243,10 @@ class TurnClient:
         attrs = list(attributes)
         if self.nonce is None:
             first = await self.challenge(method, attrs)
-            if first is None or error_code(first) != 401 or self.nonce is None:
+            if first is None or first.error_code != 401 or self.nonce is None:
                 return first
         rec = await self.transact(self.build(method, REQUEST, attrs, **build), timeout)
-        if error_code(rec) == 438 and rec is not None:
+        if rec is not None and rec.error_code == 438:
             self.learn(rec)
             rec = await self.transact(self.build(method, REQUEST, attrs, **build), timeout)
         return rec

@@ -266,6 +266,13 @@ class TurnServer:
         attrs: list[Any] = [ErrorCode(code), *extra]
         return self._finish(method, ERROR, request.transaction_id, attrs, key, sha256)
 
+    def success(
+        self, request: Received, attrs: Iterable[Any] = (), *, key: bytes | None = None, sha256: bool = False
+    ) -> bytes:
+        """A success response to ``request`` carrying ``attrs``; integrity-protected when ``key`` is given."""
+        method = request.index.method if request.index else ALLOCATE
+        return self._finish(method, SUCCESS, request.transaction_id, list(attrs), key, sha256)
+
     def challenge(self, request: Received, code: int = 401, *, nonce: bytes | None = None) -> bytes:
         """A 401 (or 438) with REALM, a fresh NONCE and PASSWORD-ALGORITHMS when that feature is on."""
         nonce = nonce or self.challenge_nonce(request.src)

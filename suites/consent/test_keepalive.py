@@ -7,14 +7,14 @@ import itertools
 import pytest
 
 from conformance.adapters.base import Unsupported
-from conformance.packets import STUN, attr
+from conformance.packets import STUN, attr, attribute_code
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, INDICATION, SUCCESS
 from conformance.tester.ice_steps import is_check, run_exchange, send_data
 from conformance.verdict import HarnessError
 
-AUTH = (0x0006, 0x0008, 0x001C)  # USERNAME, MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256
-FINGERPRINT = 0x8028
+AUTH = ("USERNAME", "MESSAGE-INTEGRITY", "MESSAGE-INTEGRITY-SHA256")
+FINGERPRINT = attribute_code("FINGERPRINT")
 
 
 @pytest.mark.requirement("ICE-KA-01", "ICE-KA-02")

@@ -13,6 +13,7 @@ import struct
 
 import pytest
 
+from conformance.packets import attribute_code
 from conformance.protocol.candidate import parse_candidate
 from conformance.protocol.priority import pair_priority
 from conformance.tester.endpoint import Address, Endpoint, Received
@@ -22,7 +23,7 @@ from conformance.tester.ice_steps import host_line, open_endpoints, requests_fro
 from conformance.tester.transactions import model_of
 from conformance.verdict import HarnessError
 
-ICE_CONTROLLED, ICE_CONTROLLING = 0x8029, 0x802A
+ICE_CONTROLLED, ICE_CONTROLLING = attribute_code("ICE-CONTROLLED"), attribute_code("ICE-CONTROLLING")
 
 
 def _norm(address: Address) -> Address:

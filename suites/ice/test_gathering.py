@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from conformance.packets import attribute_code
 from conformance.protocol.candidate import Candidate, format_candidate
 from conformance.tester.endpoint import Address
 from conformance.tester.harness import Harness
@@ -26,7 +27,6 @@ from conformance.verdict import UnsupportedFeature
 SERVER_HOSTS = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
 #: §14.2: no agent may start transactions more often than every 5 ms; Ta defaults to 50 ms.
 TA_FLOOR, TA_DEFAULT = 0.005, 0.050
-USERNAME, MESSAGE_INTEGRITY, MESSAGE_INTEGRITY_SHA256 = 0x0006, 0x0008, 0x001C
 PRIVACY = {("0.0.0.0", 9), ("::", 9)}
 #: Every case hands the IUT STUN servers: an adapter that does not deliver them gives these cases nothing to grade.
 pytestmark = pytest.mark.needs("stun_client")
@@ -147,15 +147,7 @@ async def test_binding_requests_to_the_stun_server_are_not_authenticated(harness
     _queried(g)
     for rec in g.servers[0].records:
         types = rec.attribute_types
-        found = [
-            n
-            for code, n in (
-                (USERNAME, "USERNAME"),
-                (MESSAGE_INTEGRITY, "MESSAGE-INTEGRITY"),
-                (MESSAGE_INTEGRITY_SHA256, "MESSAGE-INTEGRITY-SHA256"),
-            )
-            if code in types
-        ]
+        found = [n for n in ("USERNAME", "MESSAGE-INTEGRITY", "MESSAGE-INTEGRITY-SHA256") if attribute_code(n) in types]
         harness.findings.check(
             not found,
             "ICE-GATH-02",

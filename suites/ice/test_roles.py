@@ -10,11 +10,10 @@ import pytest
 from conformance.protocol.roles import TIEBREAKER_MAX, Role, RoleAction, decide_role_conflict
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
-from conformance.tester.ice import BINDING, SUCCESS, IcePeer, IceSession
-from conformance.tester.ice_steps import error_code, is_check, role_of
+from conformance.tester.ice import BINDING, ERROR, SUCCESS, IcePeer, IceSession
+from conformance.tester.ice_steps import is_check
 from conformance.verdict import HarnessError, UnsupportedFeature
 
-ATTRIBUTE = {"controlling": "ICE-CONTROLLING", "controlled": "ICE-CONTROLLED"}
 OTHER = {"controlling": "controlled", "controlled": "controlling"}
 
 
@@ -31,12 +30,11 @@ async def test_checks_carry_the_role_the_iut_was_given(harness: Harness, role: s
     )
     await harness.observe(1.0, "further checks, each of which must carry the given role")
     for rec in ep.find(is_check):
-        name, _ = role_of(rec)
         harness.findings.check(
-            name == ATTRIBUTE[role],
+            rec.role == role,
             "ICE-ROLE-01",
             f"the IUT was created {role} ({'offerer' if role == 'controlling' else 'answerer'}), "
-            f"with no role conflict, but its check carries {name}: {rec.describe()}",
+            f"with no role conflict, but its check claims {rec.role}: {rec.describe()}",
         )
 
 
@@ -53,12 +51,11 @@ async def test_full_agent_facing_a_lite_peer_is_controlling(harness: Harness) ->
     first = await peer.endpoint.expect(
         is_check, 10, what="connectivity check from the IUT", findings=harness.findings, requirement="ICE-ROLE-01"
     )
-    name, _ = role_of(first)
     harness.findings.check(
-        name == "ICE-CONTROLLING",
+        first.role == "controlling",
         "ICE-ROLE-01",
-        f"the harness's description says a=ice-lite, so the full IUT must be controlling, but its check carries "
-        f"{name}: {first.describe()}",
+        f"the harness's description says a=ice-lite, so the full IUT must be controlling, but its check claims "
+        f"{first.role}: {first.describe()}",
     )
 
 
@@ -73,9 +70,10 @@ async def _first_check(h: Harness, role: str) -> tuple[IceSession, IcePeer, Rece
     peer.auto_respond = False
     session = await h.session(role, peer=peer)
     first = await peer.endpoint.expect(is_check, 10, what="connectivity check from the IUT")
-    name, _ = role_of(first)
-    if name != ATTRIBUTE[role]:
-        raise HarnessError(f"the IUT created {role} checks with {name} (graded by ICE-ROLE-01): {first.describe()}")
+    if first.role != role:
+        raise HarnessError(
+            f"the IUT created {role} checks claiming {first.role} (graded by ICE-ROLE-01): {first.describe()}"
+        )
     return session, peer, first
 
 
@@ -88,7 +86,7 @@ async def _conflict(h: Harness, role: str, variant: str, expected: RoleAction, r
     """Send the IUT a check with its own role attribute and the variant's tiebreaker; grade by the role table."""
     f = h.findings
     session, peer, first = await _first_check(h, role)
-    _, own = role_of(first)
+    own = first.tiebreaker
     assert own is not None
     ours = _tiebreaker(variant, own)
     attribute: Literal["ICE-CONTROLLING", "ICE-CONTROLLED"] = "ICE-CONTROLLING"
@@ -106,11 +104,10 @@ async def _conflict(h: Harness, role: str, variant: str, expected: RoleAction, r
     if response is None:
         f.violation(requirement, f"no response within 5 s to a check carrying {what}")
         return
-    code = error_code(response)
     peer.auto_respond = True
     if expected is RoleAction.SEND_487:
         f.check(
-            code == 487,
+            response.is_type(BINDING, ERROR) and response.error_code == 487,
             requirement,
             f"a check carrying {what} must get a 487 (Role Conflict) error, got {response.describe()}",
         )
@@ -126,11 +123,10 @@ async def _conflict(h: Harness, role: str, variant: str, expected: RoleAction, r
         except HarnessError:
             f.info("the IUT started no new check within 12 s of the 487: the kept role is judged from the 487 alone")
             return
-        name, _ = role_of(later)
         f.check(
-            name == ATTRIBUTE[role],
+            later.role == role,
             requirement,
-            f"after answering 487 the IUT must keep the {role} role, but its next check carries {name}: "
+            f"after answering 487 the IUT must keep the {role} role, but its next check claims {later.role}: "
             f"{later.describe()}",
         )
         return
@@ -148,11 +144,10 @@ async def _conflict(h: Harness, role: str, variant: str, expected: RoleAction, r
         findings=f,
         requirement=requirement,
     )
-    name, _ = role_of(later)
     f.check(
-        name == ATTRIBUTE[new_role],
+        later.role == new_role,
         requirement,
-        f"after losing the conflict ({what}) the IUT must be {new_role}, but its next check carries {name}: "
+        f"after losing the conflict ({what}) the IUT must be {new_role}, but its next check claims {later.role}: "
         f"{later.describe()}",
     )
     if new_role == "controlled":
@@ -223,8 +218,8 @@ async def test_a_487_flips_the_role_and_changes_the_tiebreaker(harness: Harness,
     await harness.session(role, peer=peer)
     ep = peer.endpoint
     first = await ep.expect(is_check, 10, what="connectivity check from the IUT")
-    name, tiebreaker = role_of(first)
-    if name != ATTRIBUTE[role] or first.transaction_id != conflicted[0]:
+    tiebreaker = first.tiebreaker
+    if first.role != role or first.transaction_id != conflicted[0]:
         raise HarnessError(f"unexpected first check (role attribute graded by ICE-ROLE-01): {first.describe()}")
     again = await ep.expect(
         lambda r: is_check(r) and r.transaction_id != first.transaction_id and (r.src, r.dst) == (first.src, first.dst),
@@ -234,12 +229,12 @@ async def test_a_487_flips_the_role_and_changes_the_tiebreaker(harness: Harness,
         findings=f,
         requirement="ICE-ROLE-06",
     )
-    new_name, new_tiebreaker = role_of(again)
+    new_tiebreaker = again.tiebreaker
     f.check(
-        new_name == ATTRIBUTE[OTHER[role]],
+        again.role == OTHER[role],
         "ICE-ROLE-06",
-        f"after a 487 to its {name} check the IUT must switch to {OTHER[role]}, but the repeated check carries "
-        f"{new_name}: {again.describe()}",
+        f"after a 487 to its {role} check the IUT must switch to {OTHER[role]}, but the repeated check claims "
+        f"{again.role}: {again.describe()}",
     )
     f.check(
         new_tiebreaker != tiebreaker,

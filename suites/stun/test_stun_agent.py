@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conformance.packets import STUN, attr
+from conformance.packets import STUN, attr, attribute_code
 from conformance.packets.fast import index
 from conformance.protocol.transactions import txid_randomness_problems
 from conformance.tester.endpoint import Address, Received
@@ -48,13 +48,6 @@ def _xor_mapped(rec: Received) -> Address | None:
     mask = struct.pack("!I", MAGIC_COOKIE) + (rec.transaction_id if len(value) == 20 else b"")
     raw = bytes(a ^ b for a, b in zip(value[4:], mask, strict=True))
     return str(ipaddress.ip_address(raw)), port
-
-
-def _error_code(rec: Received) -> int | None:
-    value = rec.value("ERROR-CODE") if rec.index else None
-    if value is None or len(value) < 4:
-        return None
-    return (value[2] & 0x07) * 100 + value[3]
 
 
 async def _send_and_wait(
@@ -199,7 +192,7 @@ async def test_unknown_comprehension_required_attribute_gets_420(harness: Harnes
     )
     f = harness.findings
     f.check(
-        reply.is_type(BINDING, ERROR) and _error_code(reply) == 420,
+        reply.is_type(BINDING, ERROR) and reply.error_code == 420,
         "STUN-MSG-06",
         f"expected a 420 error for attribute 0x{UNKNOWN_REQUIRED:04x}, got {reply.describe()}",
     )
@@ -317,8 +310,15 @@ async def test_success_carries_the_source_as_xor_mapped_address(harness: Harness
     )
 
 
-_LIMITS = {0x0006: ("USERNAME", 509, "bytes"), 0x0014: ("REALM", 128, "chars"), 0x0015: ("NONCE", 128, "chars")}
-_LIMITS[0x8022] = ("SOFTWARE", 128, "chars")
+_LIMITS = {
+    attribute_code(name): (name, limit, unit)
+    for name, limit, unit in (
+        ("USERNAME", 509, "bytes"),
+        ("REALM", 128, "chars"),
+        ("NONCE", 128, "chars"),
+        ("SOFTWARE", 128, "chars"),
+    )
+}
 
 
 def _limit_problems(rec: Received) -> list[str]:
@@ -331,7 +331,7 @@ def _limit_problems(rec: Received) -> list[str]:
             size = len(value) if unit == "bytes" else len(value.decode("utf-8", "replace"))
             if size >= limit:
                 out.append(f"{name} is {size} {unit} (must be < {limit})")
-        elif code == 0x0009 and length >= 4:
+        elif code == attribute_code("ERROR-CODE") and length >= 4:
             cls, number = value[2] & 0x07, value[3]
             reason = value[4:].decode("utf-8", "replace")
             if not 3 <= cls <= 6 or number > 99:
@@ -461,7 +461,7 @@ def _corrupt_integrity(data: bytes) -> bytes:
     """The same message with one MESSAGE-INTEGRITY byte flipped and FINGERPRINT recomputed."""
     idx = index(data)
     assert idx is not None
-    offset = next(off for code, off, _ in idx.attributes if code == 0x0008)
+    offset = next(off for code, off, _ in idx.attributes if code == attribute_code("MESSAGE-INTEGRITY"))
     raw = bytearray(data)
     raw[offset] ^= 0xFF
     msg = STUN(bytes(raw))

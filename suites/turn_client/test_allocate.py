@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from conformance.packets import ALLOCATE, REFRESH, REQUEST, SUCCESS, attr
+from conformance.packets import ALLOCATE, REFRESH, REQUEST, attr
 from conformance.protocol.keys import long_term_key
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
@@ -115,7 +115,7 @@ async def test_unusable_relayed_family_is_deleted_and_not_retried(harness: Harne
             attr.Lifetime(lifetime=600),
             attr.XorMappedAddress(family=1, address=r.src[0], port=r.src[1]),
         ]
-        return server._finish(ALLOCATE, SUCCESS, r.transaction_id, attrs, MD5_KEY)
+        return server.success(r, attrs, key=MD5_KEY)
 
     rule = server.script(_auth_allocate, ipv6_relay)
     await start_relay_agent(harness, server)

@@ -6,9 +6,20 @@ from typing import Any
 
 import pytest
 
-from conformance.packets import ALLOCATE, BINDING, ERROR, REFRESH, STUN, SUCCESS, attr, message_type
+from conformance.packets import (
+    ALLOCATE,
+    ATTRIBUTE_NAMES,
+    BINDING,
+    ERROR,
+    REFRESH,
+    STUN,
+    SUCCESS,
+    attr,
+    attribute_code,
+    message_type,
+)
 from conformance.tester.harness import Harness
-from conformance.tester.turn_client import TurnClient, TurnServerUnderTest, error_code, xor_address
+from conformance.tester.turn_client import TurnClient, TurnServerUnderTest, xor_address
 from conformance.tester.turn_steps import allocated, payload, peer_receives, relay_peers
 
 pytestmark = pytest.mark.needs("turn_server")
@@ -31,7 +42,9 @@ async def test_requested_transport_is_checked(
     if variant == "missing":
         rec = await c.allocate(transport=False)
     elif variant == "length-3":
-        rec = await c.allocate(attr.StunAttribute(type=0x0019, value=b"\x11\x00\x00"), transport=False)
+        rec = await c.allocate(
+            attr.StunAttribute(type=attribute_code("REQUESTED-TRANSPORT"), value=b"\x11\x00\x00"), transport=False
+        )
     else:
         rec = await c.allocate(attr.RequestedTransport(protocol=254), transport=False)
     harness.expect(rec, what=f"Allocate with REQUESTED-TRANSPORT {variant}").error(ALLOCATE, expected)
@@ -115,7 +128,7 @@ async def test_address_family_and_reservation_checks(
     c = await TurnClient.open(harness, turn_server)
     extra, expected, step = _ALLOC05[variant]
     rec = await c.allocate(*extra)
-    code = error_code(rec)
+    code = rec.error_code if rec is not None else None
     if variant == "family-ipv6-unsupported" and rec is not None and rec.is_type(ALLOCATE, SUCCESS):
         relayed = xor_address(rec, "XOR-RELAYED-ADDRESS")
         harness.findings.check(
@@ -182,9 +195,9 @@ async def test_dont_fragment_is_honoured_or_rejected_with_420(
     c = await TurnClient.open(harness, turn_server)
     rec = await c.allocate(attr.DontFragment())
     ok = rec is not None and rec.is_type(ALLOCATE, SUCCESS)
-    if not ok and rec is not None and error_code(rec) == 420 and rec.msg is not None:
+    if not ok and rec is not None and rec.error_code == 420 and rec.msg is not None:
         unknown = rec.msg.attr("UNKNOWN-ATTRIBUTES")
-        ok = unknown is not None and 0x001A in list(getattr(unknown, "types", []))
+        ok = unknown is not None and attribute_code("DONT-FRAGMENT") in list(getattr(unknown, "types", []))
     harness.findings.check(ok, "TURN-ALLOC-07", f"Allocate with DONT-FRAGMENT: {_described(rec)}")
 
 
@@ -208,11 +221,11 @@ async def test_other_username_on_an_allocation_gets_441(harness: Harness, turn_s
     bob = TurnClient(alice.endpoint, turn_server.address, "bob", turn_server.users["bob"])
     bob.realm, bob.nonce = alice.realm, alice.nonce
     rec = await bob.refresh(600)
-    if error_code(rec) == 438 and rec is not None:
+    if rec is not None and rec.error_code == 438:
         bob.learn(rec)
         rec = await bob.refresh(600)
     harness.findings.check(
-        rec is not None and error_code(rec) == 441,
+        rec is not None and rec.error_code == 441,
         "TURN-ALLOC-13",
         f"Refresh as bob on alice's allocation (same 5-tuple): expected 441, got {_described(rec)}",
     )
@@ -233,7 +246,7 @@ async def test_without_an_allocation_requests_get_437_and_data_is_ignored(
     stranger = await TurnClient.open(harness, turn_server, label="no allocation")
     rec = await stranger.refresh(600)
     harness.findings.check(
-        rec is not None and error_code(rec) == 437,
+        rec is not None and rec.error_code == 437,
         "TURN-ALLOC-14",
         f"Refresh from a 5-tuple without an allocation: expected 437, got {_described(rec)}",
     )
@@ -257,11 +270,11 @@ async def test_unknown_comprehension_required_attribute_gets_420(
     """STUN-MSG-06 (RFC 8489 §6.3.1, §14.13): an authenticated Allocate with 0x7F01 gets 420 listing it."""
     c = await TurnClient.open(harness, turn_server)
     await c.challenge()
-    rec = await c.allocate(attr.StunAttribute(type=0x7F01, value=b"\x00\x00\x00\x00"))
+    rec = await c.allocate(attr.StunAttribute(type=UNKNOWN_REQUIRED, value=b"\x00\x00\x00\x00"))
     unknown = rec.msg.attr("UNKNOWN-ATTRIBUTES") if rec is not None and rec.msg is not None else None
     listed = list(getattr(unknown, "types", [])) if unknown is not None else []
     harness.findings.check(
-        rec is not None and error_code(rec) == 420 and 0x7F01 in listed,
+        rec is not None and rec.error_code == 420 and UNKNOWN_REQUIRED in listed,
         "STUN-MSG-06",
         f"expected 420 with UNKNOWN-ATTRIBUTES [0x7f01], got {_described(rec)}",
     )
@@ -296,7 +309,10 @@ async def test_retransmitted_allocate_gets_the_same_success(harness: Harness, tu
     )
 
 
-_LIMITS = {0x0006: 763, 0x0014: 763, 0x0015: 763, 0x8022: 763}
+#: Attributes whose value must be shorter than 128 characters (RFC 8489 §14.9, §14.10, §14.14).
+_CHARACTER_LIMITED = {attribute_code(name) for name in ("REALM", "NONCE", "SOFTWARE")}
+#: An unassigned comprehension-required code (RFC 8489 §14, §18.3): deliberately unknown to every agent.
+UNKNOWN_REQUIRED = 0x7F01
 
 
 @pytest.mark.requirement("STUN-MSG-10")
@@ -307,7 +323,7 @@ async def test_long_username_gets_401_and_limits_hold(harness: Harness, turn_ser
     await c.challenge()
     rec = await c.allocate(username="u" * 700)
     harness.findings.check(
-        rec is not None and error_code(rec) in (400, 401),
+        rec is not None and rec.error_code in (400, 401),
         "STUN-MSG-10",
         f"Allocate with a 700-byte USERNAME: expected a 401 (or 400), got {_described(rec)}",
     )
@@ -317,15 +333,17 @@ async def test_long_username_gets_401_and_limits_hold(harness: Harness, turn_ser
         if r.index is None:
             continue
         for code, off, length in r.index.attributes:
-            if code == 0x0009 and length >= 4:
+            if code == attribute_code("ERROR-CODE") and length >= 4:
                 cls, num = r.data[off + 2] & 0x07, r.data[off + 3]
                 harness.findings.check(
                     3 <= cls <= 6 and num < 100, "STUN-MSG-10", f"ERROR-CODE class {cls} number {num}: {r.describe()}"
                 )
-            if code in (0x0014, 0x0015, 0x8022):
+            if code in _CHARACTER_LIMITED:
                 text = r.data[off : off + length].decode("utf-8", "replace")
                 harness.findings.check(
-                    len(text) < 128, "STUN-MSG-10", f"attribute 0x{code:04x} has {len(text)} characters: {r.describe()}"
+                    len(text) < 128,
+                    "STUN-MSG-10",
+                    f"{ATTRIBUTE_NAMES[code]} has {len(text)} characters: {r.describe()}",
                 )
 
 

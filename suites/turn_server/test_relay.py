@@ -7,7 +7,7 @@ import pytest
 from conformance.packets import CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SUCCESS
 from conformance.tester.endpoint import Received
 from conformance.tester.harness import Harness
-from conformance.tester.turn_client import TurnClient, TurnServerUnderTest, error_code, relayed_payload
+from conformance.tester.turn_client import TurnClient, TurnServerUnderTest, relayed_payload
 from conformance.tester.turn_steps import (
     allocated,
     bound,
@@ -108,13 +108,15 @@ async def test_create_permission_rejects_bad_peers(
     )
     req, clause = ("TURN-PERM-04", "bad_peer") if variant == "no-peer" else ("TURN-PERM-04", "family_443")
     harness.findings.check(
-        rec is not None and error_code(rec) == expected,
+        rec is not None and rec.error_code == expected,
         req,
         f"CreatePermission {variant}: expected {expected}, got {_d(rec)}",
         clause,
     )
     if variant == "ipv6-peer":
-        harness.findings.check(error_code(rec) == 443, "TURN-ERR-01", f"IPv6 peer on an IPv4 relay: {_d(rec)}")
+        harness.findings.check(
+            rec is not None and rec.error_code == 443, "TURN-ERR-01", f"IPv6 peer on an IPv4 relay: {_d(rec)}"
+        )
 
 
 @pytest.mark.requirement("TURN-PERM-01")
@@ -229,7 +231,7 @@ async def test_channel_bind_rejects_bad_numbers_and_conflicts(
             else allocation.channel_bind(0x4001, p1.address)
         )
     harness.findings.check(
-        rec is not None and error_code(rec) == 400,
+        rec is not None and rec.error_code == 400,
         "TURN-CHAN-01",
         f"ChannelBind {variant}: expected 400, got {_d(rec)}",
         # 0x5000-0x7FFF were valid channels in RFC 5766 §11; RFC 8656 §12 narrowed the range.
@@ -428,7 +430,7 @@ async def test_refresh_zero_deletes_the_allocation(harness: Harness, allocation:
     )
     after = await allocation.refresh(600)
     harness.findings.check(
-        error_code(after) == 437,
+        after is not None and after.error_code == 437,
         "TURN-LIFE-03",
         f"Refresh {PROMPT + SILENCE:g} s after Refresh LIFETIME=0 deleted the allocation (RFC 8656 §8.2) did not "
         f"get 437 (RFC 8656 §5): {_d(after)}",
@@ -471,7 +473,9 @@ async def _allocation_expiry(h: Harness, options: dict[str, int] | None, limit: 
         t += step
     rec = await c.refresh(600)
     h.findings.check(
-        error_code(rec) == 437, "TURN-LIFE-04", f"{c.lifetime + margin:g} s after a {c.lifetime} s grant: {_d(rec)}"
+        rec is not None and rec.error_code == 437,
+        "TURN-LIFE-04",
+        f"{c.lifetime + margin:g} s after a {c.lifetime} s grant: {_d(rec)}",
     )
 
 
@@ -490,9 +494,11 @@ async def test_forged_refresh_cannot_delete_another_allocation(
     await permitted(victim, peer)
     attacker = await TurnClient.open(harness, turn_server, label="attacker (same user)")
     rec = await attacker.refresh(0)
-    harness.findings.check(error_code(rec) == 437, "SEC-04", f"forged Refresh 0 from another 5-tuple got {_d(rec)}")
+    harness.findings.check(
+        rec is not None and rec.error_code == 437, "SEC-04", f"forged Refresh 0 from another 5-tuple got {_d(rec)}"
+    )
     perm = await attacker.create_permission(("127.0.0.5", 1))
-    code = error_code(perm)
+    code = perm.error_code if perm is not None else None
     harness.findings.check(
         code is not None and code >= 400, "SEC-04", f"forged CreatePermission from another 5-tuple got {_d(perm)}"
     )
@@ -517,7 +523,9 @@ async def test_unauthenticated_refresh_on_the_victims_5_tuple_is_refused(
     from conformance.packets import attr
 
     rec = await victim.transact(victim.build(REFRESH, attributes=[attr.Lifetime(lifetime=0)], auth=False))
-    harness.findings.check(error_code(rec) == 401, "SEC-04", f"unauthenticated Refresh 0 got {_d(rec)}")
+    harness.findings.check(
+        rec is not None and rec.error_code == 401, "SEC-04", f"unauthenticated Refresh 0 got {_d(rec)}"
+    )
     data = payload("still-alive")
     peer.send(data, victim.relayed)
     got = await victim.relayed_within(data, PROMPT)
@@ -538,7 +546,9 @@ async def test_only_authenticated_requests_create_permissions(harness: Harness, 
         CREATE_PERMISSION, attributes=[attr.XorPeerAddress(family=1, address=peer.address[0], port=1)], auth=False
     )
     rec = await allocation.transact(msg)
-    harness.findings.check(error_code(rec) == 401, "SEC-05", f"unauthenticated CreatePermission got {_d(rec)}")
+    harness.findings.check(
+        rec is not None and rec.error_code == 401, "SEC-05", f"unauthenticated CreatePermission got {_d(rec)}"
+    )
     data = payload("blocked")
     peer.send(data, allocation.relayed)
     got = await allocation.relayed_within(data, SILENCE)
@@ -554,7 +564,9 @@ async def test_allocation_quota_is_per_username(harness: Harness) -> None:
         await allocated(harness, srv, label=f"alice {i + 1}")
     third = await TurnClient.open(harness, srv, label="alice 3")
     rec = await third.allocate()
-    harness.findings.check(error_code(rec) == 486, "SEC-06", f"third allocation of alice: {_d(rec)}", "by_username")
+    harness.findings.check(
+        rec is not None and rec.error_code == 486, "SEC-06", f"third allocation of alice: {_d(rec)}", "by_username"
+    )
 
 
 @pytest.mark.requirement("SEC-07")
