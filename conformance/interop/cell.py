@@ -72,6 +72,7 @@ GATHER_BUDGET = 5.0
 TURN_USER = "interop"
 TURN_PASSWORD = "interop-secret"
 TURN_REALM = "interop.test"
+TURN_PORT = 3478
 #: Deadlines of the adapter requests (the stdio adapters have their own, these bound the in-process ones too).
 _REQUEST_DEADLINE = 30.0
 _SHUTDOWN_DEADLINE = 10.0
@@ -207,14 +208,6 @@ class Cell:
             await self._teardown()
         r.duration = loop.time() - t0
         judge(self)
-        if not r.connected and not r.error and self.turn_proxies:
-            r.notes.append(
-                "each TURN server (coturn) reports its own relayed address (127.55/56.<slot>.1) while the peer "
-                "reaches it through the emulator's proxy (127.100.<slot>.1x, same port), like a TURN server behind a "
-                "NAT: a check sent from a relayed candidate is answered with a mapped address unlike that candidate, "
-                "so its sender learns a local peer-reflexive candidate (RFC 8445 §7.2.5.3.1) and must nominate that "
-                "valid pair (§7.3.1.5); see the IUT logs for how it did"
-            )
         write_artifacts(self)
         return r
 
@@ -226,18 +219,7 @@ class Cell:
         if self.wants_turn:
             # One TURN server per side (RFC 8656), each on its own IP outside the plan (docs/netem.md, wiring 1),
             # so a TURN client socket that binds no address can still be charged to its side (see _route_turn).
-            for side, second in (("a", 55), ("b", 56)):
-                adapter = CoturnAdapter()
-                self.turns[side] = adapter
-                await asyncio.wait_for(adapter.initialize(), _REQUEST_DEADLINE)
-                _, address = await asyncio.wait_for(
-                    adapter.start_server(
-                        "turn", f"127.{second}.{slot}.1:3478", realm=TURN_REALM, users={TURN_USER: TURN_PASSWORD}
-                    ),
-                    _REQUEST_DEADLINE,
-                )
-                h, _, p = address.rpartition(":")
-                self.turn_servers[side] = (h, int(p))
+            self.turn_servers = {side: (f"127.{second}.{slot}.1", TURN_PORT) for side, second in (("a", 55), ("b", 56))}
             upstreams.append(self.turn_servers["b"][0])
         self.net = Network(
             self.topology,
@@ -251,6 +233,23 @@ class Cell:
             proxy = self.net.public_address(server)
             self.turn_proxies[side] = proxy
             self.capture.label(proxy, f"TURN server of {side.upper()} (coturn, netem proxy)")
+            # Peers reach the server's relayed addresses only through its proxy (same ports), so the server is told
+            # the proxy's IP as its external address: its XOR-RELAYED-ADDRESS is then where peers reach it, as for a
+            # TURN server configured for the translation in front of it (RFC 8656 §7.2). Without it a check from a
+            # relayed candidate comes back with a mapped address unlike that candidate.
+            adapter = CoturnAdapter()
+            self.turns[side] = adapter
+            await asyncio.wait_for(adapter.initialize(), _REQUEST_DEADLINE)
+            await asyncio.wait_for(
+                adapter.start_server(
+                    "turn",
+                    f"{server[0]}:{server[1]}",
+                    realm=TURN_REALM,
+                    users={TURN_USER: TURN_PASSWORD},
+                    external_ip=proxy[0],
+                ),
+                _REQUEST_DEADLINE,
+            )
             if self.options.netns and side not in self.plan.routable:
                 await self._route_turn(side, proxy[0])
         for s in (self.a, self.b):

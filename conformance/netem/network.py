@@ -205,7 +205,8 @@ class Network:
         self._bind_created()
         if exposure.kind == "blackhole":
             self._ensure(exposure.address, "blackhole")
-        elif exposure.kind == "proxy":
+        elif exposure.kind == "proxy" or self.fabric.is_proxy(exposure.address):
+            # a real server's address, or one it already reports as its proxy (a TURN server told its external IP)
             self._ensure(exposure.address, "proxy")
         return exposure.address
 

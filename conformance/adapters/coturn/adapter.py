@@ -72,8 +72,14 @@ def turnserver_argv(
     realm: str,
     users: dict[str, str],
     options: dict[str, Any],
+    external_ip: str | None = None,
 ) -> list[str]:
-    """The ``turnserver`` command line for one server (flags of iuts.md §6)."""
+    """The ``turnserver`` command line for one server (flags of iuts.md §6).
+
+    ``external_ip``: the public IP that stands for ``host`` (coturn's ``--external-ip=PUBLIC/PRIVATE``), so a server
+    behind an address translation reports its relayed addresses as peers reach them
+    (RFC 8656 §7.2, XOR-RELAYED-ADDRESS).
+    """
     argv = [
         binary,
         "-c",
@@ -97,6 +103,8 @@ def turnserver_argv(
         "--simple-log",
         "-v",
     ]
+    if external_ip:
+        argv.append(f"--external-ip={external_ip}/{host}")
     argv += [f"--user={name}:{password}" for name, password in users.items()]
     for key, value in options.items():
         if key == "default_allocation_lifetime":
@@ -173,8 +181,12 @@ class CoturnAdapter:
         realm: str | None = None,
         users: dict[str, str] | None = None,
         options: dict[str, Any] | None = None,
+        external_ip: str | None = None,
     ) -> tuple[str, str]:
-        """Start one turnserver; returns (server id, "host:port") once it answers a Binding request."""
+        """Start one turnserver; returns (server id, "host:port") once it answers a Binding request.
+
+        ``external_ip`` is for the interop emulator only (not in the adapter contract): see :func:`turnserver_argv`.
+        """
         if kind not in ("turn", "stun"):
             raise AdapterError(f"coturn: unknown server kind {kind!r}")
         binary = self._binary()
@@ -184,7 +196,15 @@ class CoturnAdapter:
         base = random.randrange(49152, 65000 - 64, 64)
         folder = Path(tempfile.mkdtemp(prefix="coturn-"))
         argv = turnserver_argv(
-            binary, folder, host, port, (base, base + 63), realm or "iut.test", dict(users or {}), dict(options or {})
+            binary,
+            folder,
+            host,
+            port,
+            (base, base + 63),
+            realm or "iut.test",
+            dict(users or {}),
+            dict(options or {}),
+            external_ip,
         )
         logger.info("starting %s", " ".join(argv))
         log = (folder / "turn.log").open("wb")
