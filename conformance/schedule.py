@@ -3,7 +3,7 @@
 Theory of operation: a case mostly waits (on the IUT's timers, on silence windows), so a run is wait-bound, not
 CPU-bound, and more workers than cores pay off. ``ice-conformance run`` passes ``-n auto``; this plugin answers
 xdist's ``pytest_xdist_auto_num_workers`` hook for runs against an IUT: the ``ice_workers`` ini setting when
-set, else the IUT's measured default (:data:`DEFAULT_WORKERS`, :data:`FALLBACK_WORKERS` for others). ``-n N`` on the
+set, else the IUT's ``workers`` in its ``iut.toml``, else :data:`FALLBACK_WORKERS`. ``-n N`` on the
 command line and xdist's ``PYTEST_XDIST_AUTO_NUM_WORKERS`` variable take precedence.
 
 Under xdist the cases are handed out longest first (greedy longest-processing-time scheduling with ``--dist load``),
@@ -28,15 +28,10 @@ import pytest
 
 from conformance.options import iut_label, value
 
-__all__ = ["DEFAULT_WORKERS", "FALLBACK_WORKERS", "default_workers", "durations_file"]
+__all__ = ["FALLBACK_WORKERS", "default_workers", "durations_file"]
 
-#: Workers per IUT with ``-n auto`` (measured on a 2-core machine: benchmarks/suite.py, docs/reports.md).
-DEFAULT_WORKERS: Final[dict[str, int]] = {
-    "chromium": 2,
-    "firefox": 2,
-}
-
-#: Workers for every other IUT with ``-n auto``.
+#: Workers with ``-n auto`` for an IUT whose ``iut.toml`` sets no ``workers`` (measured on a 2-core machine:
+#: benchmarks/suite.py, docs/reports.md).
 FALLBACK_WORKERS: Final = 8
 
 _INI = "ice_workers"
@@ -45,8 +40,15 @@ _HINTS = Path(__file__).resolve().parent / "durations.json"
 
 
 def default_workers(iut: str | None) -> int:
-    """The measured default number of workers for ``iut`` (a registry name, or None for a shim command)."""
-    return DEFAULT_WORKERS.get(iut or "", FALLBACK_WORKERS)
+    """The default number of workers for ``iut`` (a registry name, or None for a shim command): its ``iut.toml``'s
+    ``workers``, else :data:`FALLBACK_WORKERS`."""
+    from conformance.adapters.registry import UnknownIut, get_iut
+
+    try:
+        spec = get_iut(iut) if iut else None
+    except UnknownIut:
+        spec = None
+    return spec.workers if spec is not None and spec.workers else FALLBACK_WORKERS
 
 
 def _cache_dir() -> Path:

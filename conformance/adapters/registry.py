@@ -120,6 +120,8 @@ class IutSpec:
     netns: bool = False
     #: Gathers on every address of an interface, not only the ones asked for (interop places it on side addresses).
     gathers_on_interfaces: bool = False
+    #: xdist workers for a run with ``-n auto`` when not the general default (conformance/schedule.py).
+    workers: int | None = None
     #: The version the capabilities were verified against.
     pinned_version: str | None = None
     #: The installed IUT's version, read from the software itself (``ice-conformance list``); None if unknown.
@@ -285,12 +287,21 @@ def load_iut_file(path: Path) -> IutSpec:
             stdio_options=options,
             netns=bool(data.get("netns", False)),
             gathers_on_interfaces=bool(data.get("gathers_on_interfaces", False)),
+            workers=_workers(data.get("workers")),
             pinned_version=None if pinned is None else str(pinned),
             version=None if probe is None else _resolve(str(probe), path),
             folder=folder,
         )
     except ValueError as exc:
         raise IutFileError(f"{path}: {exc}") from exc
+
+
+def _workers(raw: Any) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ValueError(f"workers must be a whole number >= 1, not {raw!r}")
+    return raw
 
 
 @functools.cache
