@@ -52,7 +52,7 @@ def test_list_reads_the_version_from_the_browser(name: str) -> None:
     assert text and any(ch.isdigit() for ch in text), text
 
 
-@pytest.mark.parametrize("name", [pytest.param("chromium"), pytest.param("firefox", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", BROWSERS)
 def test_browser_pair_connects_in_a_loopback_namespace(name: str) -> None:
     """Two pages of one browser each (one shim per side), offerer controlling: both report the pair, then closed."""
     reason = _browser_missing(name)
