@@ -73,10 +73,10 @@ def test_shim_killed_mid_case_is_graded_by_signal_and_the_run_goes_on(
         check=False,
     )
     records = {r["case_id"]: r for r in json.loads((out / "summary.json").read_text())["records"]}
-    killed = records["test_a_shim_killed_mid_case"]
+    killed = records["test_kill.py::test_a_shim_killed_mid_case"]
     assert killed["verdict"] == verdict, proc.stdout[-2000:]
     assert f"killed by {kill_with}" in killed["message"], killed["message"]
     if verdict == "FAIL":
         assert killed["message"].startswith("ROB-CRASH-01 (MUST)"), killed["message"]
     # The case's own verdict: the passive monitor also grades what the IUT sends (libnice's habits, baselined).
-    assert records["test_b_next_case_runs_on_a_fresh_shim"]["case_verdict"] == "PASS", proc.stdout[-2000:]
+    assert records["test_kill.py::test_b_next_case_runs_on_a_fresh_shim"]["case_verdict"] == "PASS", proc.stdout[-2000:]
