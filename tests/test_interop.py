@@ -227,3 +227,37 @@ def test_interop_chromium_cell_outside_the_run_namespace_is_unsupported_with_the
     r = asyncio.run(run_cell(CellSpec("chromium", "aioice", "direct"), RunOptions(out=tmp_path, netns=False), 9))
     assert r.verdict == "UNSUPPORTED" and not r.connected
     assert "skips loopback" in r.error and "own network namespace" in r.error, r.error
+
+
+def _judged(nat_caps: frozenset[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An unconnected cell on nat-eim-adf-both whose side a has the capabilities ``nat_caps``, judged."""
+    from types import SimpleNamespace
+
+    from conformance.interop import diagnosis
+    from conformance.interop.model import CellResult
+    from conformance.netem.topology import TOPOLOGIES
+
+    wire = SimpleNamespace(checks=dict, unattributed_checks=0, violations=[], suppressed={})
+    monkeypatch.setattr(diagnosis, "wire_report", lambda cell: wire)
+    monkeypatch.setattr(diagnosis, "cause", lambda cell, wire: "checks never reached B")
+    side = {"connect_at": 0.0, "connected_at": None, "selected": None}
+    spec = CellSpec("libre", "aioice", "nat-eim-adf-both")
+    cell = SimpleNamespace(
+        result=CellResult(spec),
+        topology=TOPOLOGIES["nat-eim-adf-both"],
+        a=SimpleNamespace(side="a", iut="libre", caps=nat_caps, **side),
+        b=SimpleNamespace(side="b", iut="aioice", caps=frozenset({"stun_client"}), **side),
+    )
+    diagnosis.judge(cell)  # type: ignore[arg-type]
+    return cell.result
+
+
+def test_an_unconnected_cell_fails_unless_a_natted_side_cannot_gather_server_reflexive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not connecting is FAIL; where a side behind a NAT gathers no srflx candidate (no stun_client), it is INFO."""
+    failed = _judged(frozenset({"controlling", "stun_client"}), monkeypatch)
+    assert failed.verdict == "FAIL" and failed.cause
+    blind = _judged(frozenset({"controlling"}), monkeypatch)
+    assert blind.verdict == "INFO", blind
+    assert any("A (libre)" in n and "stun_client" in n for n in blind.notes), blind.notes

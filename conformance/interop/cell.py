@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import subprocess
@@ -120,6 +121,10 @@ class CellSide:
                 raise AdapterError(f"{self.label}: {what} did not complete within {timeout:g} s") from None
 
 
+#: Serial numbers of host namespaces in this process (their names and veths are never reused).
+_HOST_NAMESPACES = itertools.count(1)
+
+
 async def ip(argv: list[str]) -> None:
     """Run ``ip ARGV`` (only inside the run's own namespace); AdapterError with its stderr on failure."""
     proc = await asyncio.create_subprocess_exec("ip", *argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -157,6 +162,7 @@ class Cell:
         self.turn_proxies: dict[str, tuple[str, int]] = {}
         self.routes: list[str] = []
         self.host_ns: dict[str, str] = {}  #: side -> its host namespace (a side in ``plan.routable``)
+        self.host_links: list[str] = []  #: the run-side ends of the host namespaces' veths
         self.local_routes: list[str] = []
         self.turn_log = ""
         self.stun_refused: Counter[str] = Counter()  #: per side: requests the emulator's STUN server refused
@@ -301,15 +307,19 @@ class Cell:
             raise AdapterError(f"{s.iut}: only a stdio shim can run in a host namespace")
         side = s.side
         iface = self.plan.interface(side)
-        name = f"icn{os.getpid()}-{self.plan.slot}{side}"
-        link = f"ich{self.plan.slot}{side}"
+        # Names are new for every cell: a slot's previous host namespace can outlive its cell while the browser's
+        # last processes exit, and `ip` here lets "File exists" pass, so a reused name would be a stale device.
+        serial = next(_HOST_NAMESPACES)
+        name = f"icn{os.getpid()}-{serial}{side}"
+        link = f"ich{serial}{side}"
         await ip(["netns", "add", name])
         self.host_ns[side] = name
         await ip(["link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", name])
+        self.host_links.append(link)
         for key, value in ((f"ipv4/conf/{link}/route_localnet", "1"), (f"ipv6/conf/{link}/disable_ipv6", "1")):
             Path("/proc/sys/net", key).write_text(value, encoding="ascii")
         await ip(["link", "set", link, "up"])
-        await ip(["route", "add", f"{iface}/32", "dev", link])
+        await ip(["route", "replace", f"{iface}/32", "dev", link])
         blackhole = self.plan.blackhole(side)  # the emulator binds it (docs/netem.md): local, as 127.0.0.0/8 is
         await ip(["route", "add", "local", f"{blackhole}/32", "dev", "lo", "table", "local"])
         self.local_routes.append(blackhole)
@@ -600,7 +610,10 @@ class Cell:
         for proxy_ip in self.routes:
             with contextlib.suppress(AdapterError, OSError):
                 await ip(["route", "del", "local", f"{proxy_ip}/32", "dev", "lo", "table", "local"])
-        for name in self.host_ns.values():  # its veth goes with it
+        for link in self.host_links:  # both ends and their routes go now, even if the namespace lingers
+            with contextlib.suppress(AdapterError, OSError):
+                await ip(["link", "del", link])
+        for name in self.host_ns.values():
             with contextlib.suppress(AdapterError, OSError):
                 await ip(["netns", "del", name])
         for address in self.local_routes:

@@ -68,8 +68,20 @@ def judge(cell: Cell) -> None:
         return
     verdicts = ["PASS"]
     if not r.connected:
-        verdicts.append("FAIL")
         r.cause = cause(cell, wire)
+        # A side behind a NAT that gathers no server-reflexive candidate (its adapter declares no stun_client) lacks
+        # the path the topology's direct expectation rests on (RFC 8445 §5.1.1.2): not connecting is no proof of a
+        # fault, so the cell is INFO with the cause, not FAIL.
+        blind = [s for s in (a, b) if cell.topology.side(s.side).nat is not None and "stun_client" not in s.caps]
+        if blind:
+            names = ", ".join(f"{s.side.upper()} ({s.iut})" for s in blind)
+            r.notes.append(
+                f"{names} is behind a NAT and gathers no server-reflexive candidate (no stun_client capability): "
+                "inconclusive, not a failure"
+            )
+            verdicts.append("INFO")
+        else:
+            verdicts.append("FAIL")
     elif r.path != r.expected:
         r.notes.append(f"connected through a {r.path} pair where the topology expects {r.expected}")
         verdicts.append("INFO")
