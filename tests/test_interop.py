@@ -261,3 +261,13 @@ def test_an_unconnected_cell_fails_unless_a_natted_side_cannot_gather_server_ref
     blind = _judged(frozenset({"controlling"}), monkeypatch)
     assert blind.verdict == "INFO", blind
     assert any("A (libre)" in n and "stun_client" in n for n in blind.notes), blind.notes
+
+
+def test_an_unsupported_cell_says_unsupported_not_error() -> None:
+    """A cell refused for a missing capability is UNSUPPORTED in its message too; a harness failure stays ERROR."""
+    from conformance.interop.model import CellResult
+
+    r = CellResult(CellSpec("libre", "aioice", "symmetric-both"), verdict="UNSUPPORTED", error="no turn_client")
+    assert r.message().startswith("UNSUPPORTED: no turn_client"), r.message()
+    r = CellResult(CellSpec("libre", "aioice", "direct"), verdict="ERROR", error="OSError: boom")
+    assert r.message().startswith("ERROR (harness or adapter): OSError: boom"), r.message()

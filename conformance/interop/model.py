@@ -105,7 +105,9 @@ class CellResult:
     def message(self) -> str:
         """The report's message: outcome, cause, violations, notes."""
         lines: list[str] = []
-        if self.error:
+        if self.error and self.verdict == "UNSUPPORTED":
+            lines.append(f"UNSUPPORTED: {self.error}")
+        elif self.error:
             lines.append(f"ERROR (harness or adapter): {self.error}")
         elif self.connected:
             t = ", ".join(f"{s}: {v:.3f} s" for s, v in sorted(self.times.items()) if v is not None)
