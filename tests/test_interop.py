@@ -229,7 +229,7 @@ def test_interop_chromium_cell_outside_the_run_namespace_is_unsupported_with_the
     assert "skips loopback" in r.error and "own network namespace" in r.error, r.error
 
 
-def _judged(nat_caps: frozenset[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+def _judged(nat_caps: frozenset[str], monkeypatch: pytest.MonkeyPatch, expected: str = "direct") -> Any:
     """An unconnected cell on nat-eim-adf-both whose side a has the capabilities ``nat_caps``, judged."""
     from types import SimpleNamespace
 
@@ -243,7 +243,7 @@ def _judged(nat_caps: frozenset[str], monkeypatch: pytest.MonkeyPatch) -> Any:
     side = {"connect_at": 0.0, "connected_at": None, "selected": None}
     spec = CellSpec("libre", "aioice", "nat-eim-adf-both")
     cell = SimpleNamespace(
-        result=CellResult(spec),
+        result=CellResult(spec, expected=expected),
         topology=TOPOLOGIES["nat-eim-adf-both"],
         a=SimpleNamespace(side="a", iut="libre", caps=nat_caps, **side),
         b=SimpleNamespace(side="b", iut="aioice", caps=frozenset({"stun_client"}), **side),
@@ -261,6 +261,9 @@ def test_an_unconnected_cell_fails_unless_a_natted_side_cannot_gather_server_ref
     blind = _judged(frozenset({"controlling"}), monkeypatch)
     assert blind.verdict == "INFO", blind
     assert any("A (libre)" in n and "stun_client" in n for n in blind.notes), blind.notes
+    # Where the topology expects a relay pair, server-reflexive candidates are not the path: still FAIL.
+    relay = _judged(frozenset({"controlling", "turn_client"}), monkeypatch, expected="relay")
+    assert relay.verdict == "FAIL", relay
 
 
 def test_an_unsupported_cell_says_unsupported_not_error() -> None:

@@ -72,7 +72,11 @@ def judge(cell: Cell) -> None:
         # A side behind a NAT that gathers no server-reflexive candidate (its adapter declares no stun_client) lacks
         # the path the topology's direct expectation rests on (RFC 8445 §5.1.1.2): not connecting is no proof of a
         # fault, so the cell is INFO with the cause, not FAIL.
-        blind = [s for s in (a, b) if cell.topology.side(s.side).nat is not None and "stun_client" not in s.caps]
+        blind = [
+            s
+            for s in (a, b)
+            if r.expected == "direct" and cell.topology.side(s.side).nat is not None and "stun_client" not in s.caps
+        ]
         if blind:
             names = ", ".join(f"{s.side.upper()} ({s.iut})" for s in blind)
             r.notes.append(
