@@ -48,44 +48,15 @@ class NoPairError(ConnectionError):
     """No pair may carry data on that component: none is valid yet, or consent was lost (RFC 7675 §5.1)."""
 
 
-@dataclass(eq=False)
-class LocalCandidate:
-    """A host candidate and its socket (RFC 8445 §5.1.1.1)."""
+class _CandidateBase:
+    """What a local and a remote candidate share: address, IP version and SDP form (RFC 8839 §5.1)."""
 
     component: int
     host: str
     port: int
+    priority: int
     foundation: str
-    local_pref: int
-    priority: int
-    transport: asyncio.DatagramTransport | None = None
-    side: asyncio.DatagramTransport | None = None  # second socket, for the asymmetric-response fault
-
-    @property
-    def address(self) -> Address:
-        return self.host, self.port
-
-    @property
-    def version(self) -> int:
-        return ipaddress.ip_address(self.host).version
-
-    def sdp(self) -> str:
-        """The "candidate:..." attribute value (RFC 8839 §5.1)."""
-        return format_candidate(
-            Candidate(self.foundation, self.component, "udp", self.priority, self.host, self.port, "host")
-        )
-
-
-@dataclass(eq=False)
-class RemoteCandidate:
-    """A remote candidate: signalled, trickled or peer-reflexive (RFC 8445 §7.3.1.3)."""
-
-    component: int
-    host: str
-    port: int
-    priority: int
     type: str
-    foundation: str
 
     @property
     def address(self) -> Address:
@@ -100,6 +71,34 @@ class RemoteCandidate:
         return format_candidate(
             Candidate(self.foundation, self.component, "udp", self.priority, self.host, self.port, self.type)
         )
+
+
+@dataclass(eq=False)
+class LocalCandidate(_CandidateBase):
+    """A host candidate and its socket (RFC 8445 §5.1.1.1)."""
+
+    component: int
+    host: str
+    port: int
+    foundation: str
+    local_pref: int
+    priority: int
+    transport: asyncio.DatagramTransport | None = None
+    side: asyncio.DatagramTransport | None = None  # second socket, for the asymmetric-response fault
+
+    type = "host"
+
+
+@dataclass(eq=False)
+class RemoteCandidate(_CandidateBase):
+    """A remote candidate: signalled, trickled or peer-reflexive (RFC 8445 §7.3.1.3)."""
+
+    component: int
+    host: str
+    port: int
+    priority: int
+    type: str
+    foundation: str
 
 
 @dataclass(frozen=True)
