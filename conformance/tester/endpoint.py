@@ -14,6 +14,9 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
+import select
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -33,7 +36,40 @@ logger = logging.getLogger(__name__)
 Address = tuple[str, int]
 
 _SIOCGSTAMPNS = 0x8907  # Linux: the kernel's receive time of the socket's last datagram (socket(7))
+_SO_TIMESTAMPNS = 35  # Linux: ask for a receive stamp with each datagram (socket(7))
 _STAMP_MAX_LAG = 5.0  # seconds; a kernel stamp further back (or in the future) is not trusted
+_STAMP_HOLDER: list[socket.socket] = []  #: one socket per process that keeps the kernel's receive stamping on
+
+
+def _hold_kernel_stamps(deadline: float = 2.0) -> None:
+    """Switch the kernel's receive stamping on for this process and wait until it is on (socket(7) SO_TIMESTAMPNS).
+
+    Linux stamps arrivals only while some socket asks for stamps, and a kernel worker turns the switch on a little
+    after the first asks: a datagram received before then is stamped with the time it is read, which would make
+    ``Received.arrived`` the read time. One socket held open for the process keeps the switch on; a probe to itself
+    confirms it is on (a stamp taken before the read began). Bounded by ``deadline`` seconds; on failure the
+    endpoints fall back to the read time, which is logged.
+    """
+    if _STAMP_HOLDER:
+        return
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    sock.bind(("127.0.0.1", 0))
+    _STAMP_HOLDER.append(sock)
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        sock.sendto(b"stamp", sock.getsockname())
+        if not select.select([sock], [], [], max(0.0, end - time.monotonic()))[0]:
+            break
+        before = time.time()
+        _, ancillary, _, _ = sock.recvmsg(16, socket.CMSG_SPACE(16))
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= 16:
+                sec, nsec = struct.unpack("@qq", payload[:16])
+                if sec + nsec / 1e9 < before:  # stamped on arrival, not on reading: the switch is on
+                    return
+        os.sched_yield()  # give the kernel's worker a turn
+    logger.warning("kernel receive stamps are not on; datagram times are read times")
 
 
 @dataclass(eq=False)
@@ -176,6 +212,7 @@ class Endpoint:
     @classmethod
     async def open(cls, capture: Capture, host: str = "127.0.0.1", port: int = 0, label: str = "harness") -> Endpoint:
         """Bind a UDP socket on a loopback address."""
+        _hold_kernel_stamps()
         ep = cls(capture, label)
         transport, _ = await ep._loop.create_datagram_endpoint(lambda: _Protocol(ep), local_addr=(host, port))
         ep._transport = transport
