@@ -59,9 +59,13 @@ class Verifier:
         """Any other property of the reply: ``ok`` must hold; ``expected`` says what it means."""
         return self._check(ok, expected)
 
-    def arrived(self) -> Verifier:
-        """A reply arrived at all."""
-        return self._check(self.reply is not None, "a response")
+    def arrived(self, expected: str = "a response") -> Verifier:
+        """A reply arrived at all (``expected`` names it when it is not a response: ``"the peer's datagram"``)."""
+        return self._check(self.reply is not None, expected)
+
+    def silence(self, expected: str = "no response") -> Verifier:
+        """Nothing arrived: the message was discarded (``expected`` names what should not have come)."""
+        return self._check(self.reply is None, expected)
 
     def success(self, method: int) -> Verifier:
         """A success response to ``method``."""
@@ -74,6 +78,11 @@ class Verifier:
         ok = ok and (not codes or (self.reply is not None and self.reply.error_code in codes))
         wanted = " or ".join(str(c) for c in codes)
         return self._check(ok, _type(method, ERROR) + (f" {wanted}" if codes else ""))
+
+    def code(self, *codes: int) -> Verifier:
+        """An ERROR-CODE of one of ``codes``, whatever the message's type (RFC 8489 §14.8)."""
+        ok = self.reply is not None and self.reply.error_code in codes
+        return self._check(ok, "ERROR-CODE " + " or ".join(str(c) for c in codes))
 
     def has(self, *attributes: str) -> Verifier:
         """Every named attribute is present (RFC names, e.g. ``"XOR-MAPPED-ADDRESS"``)."""

@@ -10,7 +10,6 @@ from conformance.packets import (
     ALLOCATE,
     ATTRIBUTE_NAMES,
     BINDING,
-    ERROR,
     REFRESH,
     STUN,
     SUCCESS,
@@ -18,6 +17,7 @@ from conformance.packets import (
     attribute_code,
     message_type,
 )
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
 from conformance.tester.turn_client import TurnClient, TurnServerUnderTest, xor_address
 from conformance.tester.turn_steps import allocated, payload, peer_receives, relay_peers
@@ -61,22 +61,14 @@ async def test_second_allocate_on_a_5_tuple_gets_437(harness: Harness, allocatio
 @pytest.mark.requirement("TURN-ALLOC-03")
 @pytest.mark.selftest(fault="wrong-mapped-address")
 async def test_allocate_success_carries_relayed_mapped_and_lifetime(
-    harness: Harness, turn_server: TurnServerUnderTest
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
 ) -> None:
     """TURN-ALLOC-03 (RFC 8656 §7.2): XOR-RELAYED-ADDRESS, LIFETIME and XOR-MAPPED-ADDRESS = the client's address."""
     c = await TurnClient.open(harness, turn_server)
     rec = await c.allocate()
-    f = harness.findings
-    f.check(rec is not None and rec.is_type(ALLOCATE, SUCCESS), "TURN-ALLOC-03", f"Allocate: {_described(rec)}")
-    assert rec is not None
-    for name in ("XOR-RELAYED-ADDRESS", "LIFETIME", "XOR-MAPPED-ADDRESS"):
-        f.check(rec.msg is not None and rec.msg.attr(name) is not None, "TURN-ALLOC-03", f"no {name}: {rec.describe()}")
-    mapped = xor_address(rec, "XOR-MAPPED-ADDRESS")
-    f.check(
-        mapped == c.address,
-        "TURN-ALLOC-03",
-        f"XOR-MAPPED-ADDRESS {mapped} is not the client's address {c.address}: {rec.describe()}",
-    )
+    reply = expect(rec, what="Allocate").success(ALLOCATE).has("XOR-RELAYED-ADDRESS", "LIFETIME", "XOR-MAPPED-ADDRESS")
+    mapped = xor_address(rec, "XOR-MAPPED-ADDRESS") if rec is not None else None
+    reply.that(mapped == c.address, f"XOR-MAPPED-ADDRESS {c.address} (the client's address), not {mapped}")
 
 
 @pytest.mark.requirement("TURN-ALLOC-04")
@@ -122,31 +114,21 @@ _ALLOC05: dict[str, tuple[list[Any], tuple[int, ...], int]] = {
 @pytest.mark.selftest(fault="skip-allocate-family-checks")
 @pytest.mark.selftest(fault="skip-allocate-family-checks", params="additional-family-ipv4", revision_gap=True)
 async def test_address_family_and_reservation_checks(
-    harness: Harness, turn_server: TurnServerUnderTest, variant: str
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect, variant: str
 ) -> None:
     """TURN-ALLOC-05 (RFC 8656 §7.2 steps 5-9): 400 for bad combinations, 508 for an unknown token, 440 for IPv6."""
     c = await TurnClient.open(harness, turn_server)
     extra, expected, step = _ALLOC05[variant]
     rec = await c.allocate(*extra)
-    code = rec.error_code if rec is not None else None
     if variant == "family-ipv6-unsupported" and rec is not None and rec.is_type(ALLOCATE, SUCCESS):
         relayed = xor_address(rec, "XOR-RELAYED-ADDRESS")
-        harness.findings.check(
-            relayed is not None and ":" in relayed[0],
-            "TURN-ALLOC-05",
-            f"REQUESTED-ADDRESS-FAMILY IPv6 was granted with a non-IPv6 relay: {rec.describe()}",
-            "checks",
-        )
+        granted = expect(rec, clause="checks", what="REQUESTED-ADDRESS-FAMILY IPv6 granted")
+        granted.that(relayed is not None and ":" in relayed[0], "an IPv6 relayed address")
         harness.findings.info(f"the IUT relays IPv6: {relayed}")
         return
-    harness.findings.check(
-        rec is not None and rec.is_type(ALLOCATE, ERROR) and code in expected,
-        "TURN-ALLOC-05",
-        f"Allocate {variant}: expected {' or '.join(str(e) for e in expected)} (RFC 8656 §7.2 step {step}), "
-        f"got {_described(rec)}",
-        # ADDITIONAL-ADDRESS-FAMILY is new in RFC 8656; the other checks were in RFC 5766 and RFC 6156.
-        "additional_family" if "additional" in variant else "checks",
-    )
+    # ADDITIONAL-ADDRESS-FAMILY is new in RFC 8656; the other checks were in RFC 5766 and RFC 6156.
+    clause = "additional_family" if "additional" in variant else "checks"
+    expect(rec, clause=clause, what=f"Allocate {variant} (RFC 8656 §7.2 step {step})").error(ALLOCATE, *expected)
 
 
 @pytest.mark.requirement("TURN-ALLOC-05")
@@ -161,35 +143,31 @@ async def test_default_relay_family_is_ipv4(harness: Harness, allocation: TurnCl
 
 @pytest.mark.requirement("TURN-ALLOC-06")
 @pytest.mark.selftest(fault="ignore-even-port")
-async def test_even_port_reserves_the_next_port(harness: Harness, turn_server: TurnServerUnderTest) -> None:
+async def test_even_port_reserves_the_next_port(
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
+) -> None:
     """TURN-ALLOC-06 (RFC 8656 §7.2, §18.7, §18.10): EVEN-PORT R=1 gives an even port N and a token for N+1."""
     c = await TurnClient.open(harness, turn_server)
     rec = await c.allocate(attr.EvenPort(reserve=1))
-    f = harness.findings
-    f.check(
-        rec is not None and rec.is_type(ALLOCATE, SUCCESS),
-        "TURN-ALLOC-06",
-        f"Allocate with EVEN-PORT R=1: expected success, got {_described(rec)}",
-    )
+    reply = expect(rec, what="Allocate with EVEN-PORT R=1").success(ALLOCATE)
     assert rec is not None and c.relayed is not None
     port = c.relayed[1]
-    f.check(port % 2 == 0, "TURN-ALLOC-06", f"EVEN-PORT gave the odd relayed port {port}: {rec.describe()}")
+    reply.that(port % 2 == 0, f"an even relayed port, not {port}")
     token = rec.value("RESERVATION-TOKEN") if rec.index is not None else None
-    f.check(token is not None and len(token) == 8, "TURN-ALLOC-06", f"no 8-byte RESERVATION-TOKEN: {rec.describe()}")
+    reply.that(token is not None and len(token) == 8, "an 8-byte RESERVATION-TOKEN")
     assert token is not None
     other = await TurnClient.open(harness, turn_server, label="TURN client 2")
     rec2 = await other.allocate(attr.ReservationToken(token=token))
-    f.check(
+    expect(rec2, what="Allocate with the token from another socket").that(
         rec2 is not None and rec2.is_type(ALLOCATE, SUCCESS) and other.relayed == (c.relayed[0], port + 1),
-        "TURN-ALLOC-06",
-        f"Allocate with the token from another socket: expected relayed port {port + 1}, got {_described(rec2)}",
+        f"an Allocate success response with relayed port {port + 1}",
     )
 
 
 @pytest.mark.requirement("TURN-ALLOC-07")
 @pytest.mark.selftest(fault="dont-fragment-400")
 async def test_dont_fragment_is_honoured_or_rejected_with_420(
-    harness: Harness, turn_server: TurnServerUnderTest
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
 ) -> None:
     """TURN-ALLOC-07 (RFC 8656 §7.2 step 4): DONT-FRAGMENT gets success, or 420 listing 0x001A."""
     c = await TurnClient.open(harness, turn_server)
@@ -198,24 +176,26 @@ async def test_dont_fragment_is_honoured_or_rejected_with_420(
     if not ok and rec is not None and rec.error_code == 420 and rec.msg is not None:
         unknown = rec.msg.attr("UNKNOWN-ATTRIBUTES")
         ok = unknown is not None and attribute_code("DONT-FRAGMENT") in list(getattr(unknown, "types", []))
-    harness.findings.check(ok, "TURN-ALLOC-07", f"Allocate with DONT-FRAGMENT: {_described(rec)}")
+    expect(rec, what="Allocate with DONT-FRAGMENT").that(ok, "a success, or 420 listing DONT-FRAGMENT")
 
 
 @pytest.mark.requirement("TURN-ALLOC-08")
 @pytest.mark.selftest(fault="no-software", verdict="NON-STRICT")
-async def test_allocate_and_refresh_responses_carry_software(harness: Harness, allocation: TurnClient) -> None:
+async def test_allocate_and_refresh_responses_carry_software(allocation: TurnClient, expect: Expect) -> None:
     """TURN-ALLOC-08 (RFC 8656 §5): the server SHOULD put SOFTWARE in Allocate and Refresh responses."""
     rec = await allocation.refresh(600)
     alloc = next((r for r in allocation.endpoint.history if r.is_type(ALLOCATE, SUCCESS)), None)
     for what, r in (("Allocate", alloc), ("Refresh", rec)):
         if r is None or r.index is None:
             continue
-        harness.findings.check(r.has("SOFTWARE"), "TURN-ALLOC-08", f"{what} response without SOFTWARE: {r.describe()}")
+        expect(r, what=f"{what} response").has("SOFTWARE")
 
 
 @pytest.mark.requirement("TURN-ALLOC-13")
 @pytest.mark.selftest(fault="no-441")
-async def test_other_username_on_an_allocation_gets_441(harness: Harness, turn_server: TurnServerUnderTest) -> None:
+async def test_other_username_on_an_allocation_gets_441(
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
+) -> None:
     """TURN-ALLOC-13 (RFC 8656 §5): a Refresh on alice's allocation authenticated as bob gets 441."""
     alice = await allocated(harness, turn_server)
     bob = TurnClient(alice.endpoint, turn_server.address, "bob", turn_server.users["bob"])
@@ -224,17 +204,13 @@ async def test_other_username_on_an_allocation_gets_441(harness: Harness, turn_s
     if rec is not None and rec.error_code == 438:
         bob.learn(rec)
         rec = await bob.refresh(600)
-    harness.findings.check(
-        rec is not None and rec.error_code == 441,
-        "TURN-ALLOC-13",
-        f"Refresh as bob on alice's allocation (same 5-tuple): expected 441, got {_described(rec)}",
-    )
+    expect(rec, what="Refresh as bob on alice's allocation (same 5-tuple)").code(441)
 
 
 @pytest.mark.requirement("TURN-ALLOC-14")
 @pytest.mark.selftest(fault="no-437-without-allocation")
 async def test_without_an_allocation_requests_get_437_and_data_is_ignored(
-    harness: Harness, turn_server: TurnServerUnderTest
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
 ) -> None:
     """TURN-ALLOC-14 (RFC 8656 §5): no allocation: Refresh gets 437; Send and ChannelData are silently ignored."""
     (peer,) = await relay_peers(harness, 1)
@@ -245,18 +221,12 @@ async def test_without_an_allocation_requests_get_437_and_data_is_ignored(
     harness.findings.info(f"owner set-up: {_described(perm)}; {_described(bind)}")
     stranger = await TurnClient.open(harness, turn_server, label="no allocation")
     rec = await stranger.refresh(600)
-    harness.findings.check(
-        rec is not None and rec.error_code == 437,
-        "TURN-ALLOC-14",
-        f"Refresh from a 5-tuple without an allocation: expected 437, got {_described(rec)}",
-    )
+    expect(rec, what="Refresh from a 5-tuple without an allocation").code(437)
     a, b = payload("send"), payload("chan")
     stranger.send_indication(peer.address, a)
     stranger.channel_data(0x4000, b)
     got = await peer_receives(peer, a, SILENCE) or await peer_receives(peer, b, 0.1)
-    harness.findings.check(
-        got is None, "TURN-ALLOC-14", f"data from a 5-tuple without an allocation reached the peer: {got!r}"
-    )
+    expect(got, what="data from a 5-tuple without an allocation").silence("nothing at the peer")
     replies = [r for r in stranger.endpoint.history if r.index is not None and r.index.msg_class >= SUCCESS]
     answered = [r for r in replies if r.index is not None and r.index.method != REFRESH]
     harness.findings.check(not answered, "TURN-ALLOC-14", f"the indication or ChannelData got an answer: {answered}")
@@ -265,7 +235,7 @@ async def test_without_an_allocation_requests_get_437_and_data_is_ignored(
 @pytest.mark.requirement("STUN-MSG-06")
 @pytest.mark.selftest(fault="ignore-unknown-attributes")
 async def test_unknown_comprehension_required_attribute_gets_420(
-    harness: Harness, turn_server: TurnServerUnderTest
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
 ) -> None:
     """STUN-MSG-06 (RFC 8489 §6.3.1, §14.13): an authenticated Allocate with 0x7F01 gets 420 listing it."""
     c = await TurnClient.open(harness, turn_server)
@@ -273,40 +243,32 @@ async def test_unknown_comprehension_required_attribute_gets_420(
     rec = await c.allocate(attr.StunAttribute(type=UNKNOWN_REQUIRED, value=b"\x00\x00\x00\x00"))
     unknown = rec.msg.attr("UNKNOWN-ATTRIBUTES") if rec is not None and rec.msg is not None else None
     listed = list(getattr(unknown, "types", [])) if unknown is not None else []
-    harness.findings.check(
-        rec is not None and rec.error_code == 420 and UNKNOWN_REQUIRED in listed,
-        "STUN-MSG-06",
-        f"expected 420 with UNKNOWN-ATTRIBUTES [0x7f01], got {_described(rec)}",
+    expect(rec).that(
+        rec is not None and rec.error_code == 420 and UNKNOWN_REQUIRED in listed, "420 with UNKNOWN-ATTRIBUTES [0x7f01]"
     )
 
 
 @pytest.mark.requirement("STUN-RTX-04")
 @pytest.mark.selftest(fault="forget-retransmission")
-async def test_retransmitted_allocate_gets_the_same_success(harness: Harness, turn_server: TurnServerUnderTest) -> None:
+async def test_retransmitted_allocate_gets_the_same_success(
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
+) -> None:
     """STUN-RTX-04 (RFC 8489 §6.3.1, RFC 8656 §5): a replayed Allocate (same txid, 5-tuple) gets the same success."""
     c = await TurnClient.open(harness, turn_server)
     await c.challenge()
     msg = c.build(ALLOCATE, attributes=[attr.RequestedTransport()])
     first = await c.transact(msg)
-    if first is None or not first.is_type(ALLOCATE, SUCCESS):
-        harness.findings.violation("STUN-RTX-04", f"precondition: Allocate did not succeed: {_described(first)}")
+    if not expect(first, what="precondition: Allocate").success(ALLOCATE).ok or first is None:
         return
     again = await c.transact(bytes(msg), note="replay of the successful Allocate")
     same = again is not None and again.is_type(ALLOCATE, SUCCESS)
     same = same and xor_address(again, "XOR-RELAYED-ADDRESS") == xor_address(first, "XOR-RELAYED-ADDRESS")
-    harness.findings.check(
-        same,
-        "STUN-RTX-04",
-        f"retransmission of {first.describe()} got {_described(again)}, expected the same success",
-    )
+    expect(again, what=f"retransmission of {first.describe()}").that(same, "the same success")
     bmsg = STUN(type=message_type("Binding", "request"), attributes=[attr.Fingerprint()])
     b1 = await c.transact(bmsg)
     b2 = await c.transact(bytes(bmsg), note="replay of the Binding")
-    harness.findings.check(
-        b1 is not None and b2 is not None and b1.is_type(BINDING, SUCCESS) and b2.is_type(BINDING, SUCCESS),
-        "STUN-RTX-04",
-        f"Binding and its retransmission: {_described(b1)}; {_described(b2)}",
-    )
+    expect(b1, what="Binding").success(BINDING)
+    expect(b2, what="its retransmission").success(BINDING)
 
 
 #: Attributes whose value must be shorter than 128 characters (RFC 8489 §14.9, §14.10, §14.14).
@@ -317,16 +279,14 @@ UNKNOWN_REQUIRED = 0x7F01
 
 @pytest.mark.requirement("STUN-MSG-10")
 @pytest.mark.selftest(fault="crash-on-long-username")
-async def test_long_username_gets_401_and_limits_hold(harness: Harness, turn_server: TurnServerUnderTest) -> None:
+async def test_long_username_gets_401_and_limits_hold(
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
+) -> None:
     """STUN-MSG-10 (RFC 8489 §14.3, §14.8-14.10): a 700-byte USERNAME gets 401; the IUT's fields respect the limits."""
     c = await TurnClient.open(harness, turn_server)
     await c.challenge()
     rec = await c.allocate(username="u" * 700)
-    harness.findings.check(
-        rec is not None and rec.error_code in (400, 401),
-        "STUN-MSG-10",
-        f"Allocate with a 700-byte USERNAME: expected a 401 (or 400), got {_described(rec)}",
-    )
+    expect(rec, what="Allocate with a 700-byte USERNAME").code(401, 400)
     sanity = await allocated(harness, turn_server, label="sanity client")
     assert sanity.relayed is not None
     for r in c.endpoint.history + sanity.endpoint.history:
@@ -350,14 +310,13 @@ async def test_long_username_gets_401_and_limits_hold(harness: Harness, turn_ser
 @pytest.mark.requirement("STUN-MSG-11")
 @pytest.mark.selftest(fault="require-auth-for-binding")
 async def test_binding_without_credentials_or_fingerprint_succeeds(
-    harness: Harness, turn_server: TurnServerUnderTest
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
 ) -> None:
     """STUN-MSG-11 (RFC 5389 §13): a plain Binding (no credentials, no FINGERPRINT) gets XOR-MAPPED-ADDRESS."""
     c = await TurnClient.open(harness, turn_server)
     rec = await c.transact(STUN(type=message_type("Binding", "request")))
     mapped = xor_address(rec, "XOR-MAPPED-ADDRESS")
-    harness.findings.check(
+    expect(rec, what="plain Binding").that(
         rec is not None and rec.is_type(BINDING, SUCCESS) and mapped == c.address,
-        "STUN-MSG-11",
-        f"plain Binding: expected success with XOR-MAPPED-ADDRESS {c.address}, got {_described(rec)}",
+        f"a Binding success response with XOR-MAPPED-ADDRESS {c.address}",
     )

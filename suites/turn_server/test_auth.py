@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.packets import ALLOCATE, SUCCESS, attr, check_integrity
+from conformance.packets import ALLOCATE, attr, check_integrity
 from conformance.protocol.keys import PasswordAlgorithm, SecurityFeature, read_nonce_cookie
-from conformance.tester.endpoint import Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
 from conformance.tester.turn_client import TurnClient, TurnServerUnderTest
 from conformance.tester.turn_steps import allocated, relay_peers, start_turn_server
@@ -14,34 +14,23 @@ from conformance.tester.turn_steps import allocated, relay_peers, start_turn_ser
 pytestmark = pytest.mark.needs("turn_server")
 
 
-def _d(rec: Received | None) -> str:
-    return rec.describe() if rec is not None else "no response within 3 s"
-
-
 @pytest.mark.requirement("STUN-AUTH-11")
 @pytest.mark.selftest(fault="no-realm-in-401")
 @pytest.mark.selftest(fault="rfc5389-server")
 @pytest.mark.selftest(fault="rfc5389-server", revision_gap=True)
 async def test_unauthenticated_allocate_gets_a_401_challenge(
-    harness: Harness, turn_server: TurnServerUnderTest
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
 ) -> None:
     """STUN-AUTH-11 (RFC 8489 §9.2.4, §9.2): 401 with REALM and an 'obMatJos2' NONCE, no integrity attributes."""
     c = await TurnClient.open(harness, turn_server)
     rec = await c.challenge()
     f = harness.findings
-    f.check(
-        rec is not None and rec.error_code == 401,
-        "STUN-AUTH-11",
-        f"unauthenticated Allocate got {_d(rec)}",
-        "challenge",
-    )
+    expect(rec, clause="challenge", what="unauthenticated Allocate").code(401).has("REALM", "NONCE")
     assert rec is not None and rec.index is not None
-    f.check(rec.has("REALM"), "STUN-AUTH-11", f"the 401 has no REALM: {rec.describe()}", "challenge")
     nonce = rec.value("NONCE")
-    f.check(nonce is not None, "STUN-AUTH-11", f"the 401 has no NONCE: {rec.describe()}", "challenge")
     assert nonce is not None
-    for name in ("USERNAME", "USERHASH", "MESSAGE-INTEGRITY", "MESSAGE-INTEGRITY-SHA256"):
-        f.check(not rec.index.has(name), "STUN-AUTH-11", f"the 401 carries {name}: {rec.describe()}", "no_integrity")
+    no_integrity = ("USERNAME", "USERHASH", "MESSAGE-INTEGRITY", "MESSAGE-INTEGRITY-SHA256")
+    expect(rec, clause="no_integrity", what="the 401").lacks(*no_integrity)
     # Last: an RFC 5389 server has no cookie, and that finding ends the case (RFC 8489 §9.2 is new).
     try:
         cookie = read_nonce_cookie(nonce)
@@ -88,7 +77,7 @@ async def test_nonces_differ_per_source_and_attempt(harness: Harness, turn_serve
 @pytest.mark.selftest(fault="unknown-user-gets-400", params="unknown-user-401")
 @pytest.mark.selftest(fault="accept-wrong-key", params="wrong-password-401")
 async def test_bad_credentials_get_400_or_401(
-    harness: Harness, turn_server: TurnServerUnderTest, variant: str, expected: int
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect, variant: str, expected: int
 ) -> None:
     """STUN-AUTH-13 (RFC 8489 §9.2.4): missing REALM/NONCE/USERNAME with MI: 400; wrong key or user: 401."""
     c = await TurnClient.open(harness, turn_server)
@@ -99,25 +88,19 @@ async def test_bad_credentials_get_400_or_401(
     if variant == "unknown-user":
         c.username = "mallory"
     rec = await c.transact(c.build(ALLOCATE, attributes=[attr.RequestedTransport()], omit=omit))
-    f = harness.findings
-    f.check(
-        rec is not None and rec.error_code == expected, "STUN-AUTH-13", f"{variant}: expected {expected}, got {_d(rec)}"
-    )
+    expect(rec, what=variant).code(expected)
     assert rec is not None and rec.index is not None
     if expected == 400:
-        f.check(
-            not rec.has("MESSAGE-INTEGRITY"), "STUN-AUTH-13", f"the 400 carries MESSAGE-INTEGRITY: {rec.describe()}"
-        )
+        expect(rec, what="the 400").lacks("MESSAGE-INTEGRITY")
     else:
-        ok = rec.has("REALM") and rec.has("NONCE")
-        f.check(ok, "STUN-AUTH-13", f"the 401 lacks REALM or NONCE: {rec.describe()}")
+        expect(rec, what="the 401").has("REALM", "NONCE")
         if variant == "unknown-user" and not rec.has("PASSWORD-ALGORITHMS"):
-            f.info("8489 literal: the 401 for an unknown user has no PASSWORD-ALGORITHMS")
+            harness.findings.info("8489 literal: the 401 for an unknown user has no PASSWORD-ALGORITHMS")
 
 
 @pytest.mark.requirement("STUN-AUTH-14")
 @pytest.mark.selftest(fault="stale-nonce-not-438")
-async def test_stale_nonce_gets_438_scaled(harness: Harness) -> None:
+async def test_stale_nonce_gets_438_scaled(harness: Harness, expect: Expect) -> None:
     """STUN-AUTH-14 (RFC 8489 §9.2.4), scaled: with a 3 s nonce lifetime, a 6 s old nonce gets 438 and a new NONCE."""
     import asyncio
 
@@ -126,32 +109,32 @@ async def test_stale_nonce_gets_438_scaled(harness: Harness) -> None:
     old = c.nonce
     await asyncio.sleep(6.0)  # the nonce lifetime this case measures
     rec = await c.transact(c.build(0x004, attributes=[attr.Lifetime(lifetime=600)]))
-    f = harness.findings
-    if rec is not None and rec.is_type(0x004, SUCCESS):
-        f.violation("STUN-AUTH-14", f"a nonce 6 s old (lifetime 3 s) was still accepted: {rec.describe()}")
-    f.check(rec is not None and rec.error_code == 438, "STUN-AUTH-14", f"stale nonce: expected 438, got {_d(rec)}")
+    stale = expect(rec, what="Refresh with a nonce 6 s old (lifetime 3 s)").code(438)
     assert rec is not None and rec.index is not None
     new = rec.value("NONCE")
-    f.check(new is not None and new != old and rec.has("REALM"), "STUN-AUTH-14", f"the 438: {rec.describe()}")
+    stale.that(new is not None and new != old and rec.has("REALM"), f"a new NONCE (not {old!r}) and REALM")
 
 
 @pytest.mark.requirement("STUN-AUTH-15")
 @pytest.mark.selftest(fault="md5-answered-with-sha256")
-async def test_no_algorithm_attributes_means_md5(harness: Harness, turn_server: TurnServerUnderTest) -> None:
+async def test_no_algorithm_attributes_means_md5(
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
+) -> None:
     """STUN-AUTH-15 (RFC 8489 §9.2.4): without algorithm attributes the request is MD5 and succeeds with MI."""
     c = await TurnClient.open(harness, turn_server)
     first = await c.challenge()
     rec = await c.allocate()
-    f = harness.findings
-    f.check(rec is not None and rec.is_type(ALLOCATE, SUCCESS), "STUN-AUTH-15", f"MD5 Allocate: {_d(rec)}")
+    md5 = expect(rec, what="MD5 Allocate").success(ALLOCATE)
     assert rec is not None
-    f.check(check_integrity(rec.data, c.key, "sha1") is None, "STUN-AUTH-15", f"no valid MI: {rec.describe()}")
+    md5.that(check_integrity(rec.data, c.key, "sha1") is None, "a valid MESSAGE-INTEGRITY")
     features = SecurityFeature.NONE
     if first is not None and first.index is not None and first.value("NONCE"):
         cookie = read_nonce_cookie(first.value("NONCE") or b"")
         features = cookie.features if cookie is not None else SecurityFeature.NONE
     if not features & SecurityFeature.PASSWORD_ALGORITHMS:
-        f.info("the server's nonce does not set the password-algorithms bit: the 400 sub-cases do not apply")
+        harness.findings.info(
+            "the server's nonce does not set the password-algorithms bit: the 400 sub-cases do not apply"
+        )
         return
     for label, extra in (
         ("PASSWORD-ALGORITHM without PASSWORD-ALGORITHMS", [attr.PasswordAlgorithm(algorithm=PasswordAlgorithm.MD5)]),
@@ -160,13 +143,13 @@ async def test_no_algorithm_attributes_means_md5(harness: Harness, turn_server: 
         d = await TurnClient.open(harness, turn_server, label=label)
         await d.challenge()
         r = await d.allocate(*extra)
-        f.check(r is not None and r.error_code == 400, "STUN-AUTH-15", f"{label}: expected 400, got {_d(r)}")
+        expect(r, what=label).code(400)
 
 
 @pytest.mark.requirement("STUN-AUTH-16")
 @pytest.mark.selftest(fault="no-integrity-on-channelbind")
 async def test_every_response_to_an_authenticated_request_has_integrity(
-    harness: Harness, allocation: TurnClient
+    harness: Harness, allocation: TurnClient, expect: Expect
 ) -> None:
     """STUN-AUTH-16 (RFC 8489 §9.2.4): Allocate, Refresh, CreatePermission, ChannelBind and errors carry valid MI."""
     (peer,) = await relay_peers(harness, 1)
@@ -176,8 +159,6 @@ async def test_every_response_to_an_authenticated_request_has_integrity(
     responses.append(await allocation.refresh(600))
     responses.append(await allocation.allocate())  # a 437 error after authentication
     for rec in responses:
-        if rec is None:
-            harness.findings.violation("STUN-AUTH-16", "an authenticated request got no response within 3 s")
-            continue
-        reason = check_integrity(rec.data, allocation.key)
-        harness.findings.check(reason is None, "STUN-AUTH-16", f"{reason}: {rec.describe()}")
+        reason = check_integrity(rec.data, allocation.key) if rec is not None else None
+        what = reason or "an authenticated request"
+        expect(rec, what=what).arrived().that(reason is None, "a valid MESSAGE-INTEGRITY")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.packets import CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SUCCESS
+from conformance.packets import CHANNEL_BIND, CREATE_PERMISSION, REFRESH
 from conformance.tester.endpoint import Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
 from conformance.tester.turn_client import TurnClient, TurnServerUnderTest, relayed_payload
 from conformance.tester.turn_steps import (
@@ -33,7 +34,9 @@ def _d(rec: Received | None) -> str:
 
 @pytest.mark.requirement("TURN-PERM-02")
 @pytest.mark.selftest(fault="relay-without-permission")
-async def test_peers_without_a_permission_are_not_relayed(harness: Harness, allocation: TurnClient) -> None:
+async def test_peers_without_a_permission_are_not_relayed(
+    harness: Harness, allocation: TurnClient, expect: Expect
+) -> None:
     """TURN-PERM-02 (RFC 8656 §9): datagrams from unpermitted IPs are dropped; a permitted IP from a new port passes."""
     assert allocation.relayed is not None
     good, bad1, bad2 = await relay_peers(harness, 3)
@@ -43,24 +46,20 @@ async def test_peers_without_a_permission_are_not_relayed(harness: Harness, allo
     bad2.send(leaks[1], allocation.relayed)
     for leak, who in zip(leaks, (bad1, bad2), strict=True):
         got = await allocation.relayed_within(leak, SILENCE if leak is leaks[0] else 0.2)
-        harness.findings.check(
-            got is None, "TURN-PERM-02", f"data from unpermitted peer {who.address} was relayed: {_d(got)}"
-        )
+        expect(got, what=f"data from unpermitted peer {who.address}").silence("nothing relayed")
     other_port = await harness.endpoint("permitted IP, new port", good.address[0])
     data = payload("new-port")
     other_port.send(data, allocation.relayed)
     got = await allocation.relayed_within(data, PROMPT)
-    harness.findings.check(
-        got is not None,
-        "TURN-PERM-02",
-        f"a permission on {good.address[0]} did not admit the same IP from port {other_port.address[1]}",
+    expect(got, what=f"a permission on {good.address[0]}, the same IP from port {other_port.address[1]}").arrived(
+        "its datagram relayed"
     )
 
 
 @pytest.mark.requirement("TURN-PERM-02")
 @pytest.mark.selftest(fault="permissions-shared-across-allocations")
 async def test_a_permission_on_one_allocation_does_not_open_another(
-    harness: Harness, turn_server: TurnServerUnderTest
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
 ) -> None:
     """TURN-PERM-02 (RFC 8656 §9, §21.2): permissions belong to one allocation only."""
     a = await allocated(harness, turn_server, label="client A")
@@ -71,28 +70,24 @@ async def test_a_permission_on_one_allocation_does_not_open_another(
     data = payload("cross")
     peer.send(data, b.relayed)
     got = await b.relayed_within(data, SILENCE)
-    harness.findings.check(got is None, "TURN-PERM-02", f"A's permission opened B's relay: {_d(got)}")
+    expect(got, what="a peer permitted on A only, sending to B's relay").silence("nothing relayed")
 
 
 @pytest.mark.requirement("TURN-PERM-03")
 @pytest.mark.selftest(fault="permission-port-sensitive")
-async def test_one_create_permission_installs_every_peer(harness: Harness, allocation: TurnClient) -> None:
+async def test_one_create_permission_installs_every_peer(
+    harness: Harness, allocation: TurnClient, expect: Expect
+) -> None:
     """TURN-PERM-03 (RFC 8656 §10.2): two XOR-PEER-ADDRESS in one request; both IPs are relayed, ports ignored."""
     assert allocation.relayed is not None
     p1, p2 = await relay_peers(harness, 2)
     rec = await allocation.create_permission((p1.address[0], 9), (p2.address[0], 10))
-    harness.findings.check(
-        rec is not None and rec.is_type(CREATE_PERMISSION, SUCCESS),
-        "TURN-PERM-03",
-        f"CreatePermission with two peers: {_d(rec)}",
-    )
+    expect(rec, what="CreatePermission with two peers").success(CREATE_PERMISSION)
     for p in (p1, p2):
         data = payload(p.address[0])
         p.send(data, allocation.relayed)
         got = await allocation.relayed_within(data, PROMPT)
-        harness.findings.check(
-            got is not None, "TURN-PERM-03", f"peer {p.address} was not relayed after the permission"
-        )
+        expect(got, what=f"peer {p.address} after the permission").arrived("its datagram relayed")
 
 
 @pytest.mark.requirement("TURN-PERM-04", "TURN-ERR-01")
@@ -100,23 +95,16 @@ async def test_one_create_permission_installs_every_peer(harness: Harness, alloc
 @pytest.mark.selftest(fault="accept-ipv6-peer", requirement="TURN-PERM-04", params="ipv6-peer-443")
 @pytest.mark.selftest(fault="accept-permission-without-peer", requirement="TURN-PERM-04", params="no-peer-400")
 async def test_create_permission_rejects_bad_peers(
-    harness: Harness, allocation: TurnClient, variant: str, expected: int
+    allocation: TurnClient, expect: Expect, variant: str, expected: int
 ) -> None:
     """TURN-PERM-04, TURN-ERR-01 (RFC 8656 §10.2, §19): no XOR-PEER-ADDRESS gets 400, an IPv6 peer on IPv4 443."""
     rec = await (
         allocation.create_permission() if variant == "no-peer" else allocation.create_permission(("::1", 5000))
     )
-    req, clause = ("TURN-PERM-04", "bad_peer") if variant == "no-peer" else ("TURN-PERM-04", "family_443")
-    harness.findings.check(
-        rec is not None and rec.error_code == expected,
-        req,
-        f"CreatePermission {variant}: expected {expected}, got {_d(rec)}",
-        clause,
-    )
+    clause = "bad_peer" if variant == "no-peer" else "family_443"
+    expect(rec, "TURN-PERM-04", clause, f"CreatePermission {variant}").code(expected)
     if variant == "ipv6-peer":
-        harness.findings.check(
-            rec is not None and rec.error_code == 443, "TURN-ERR-01", f"IPv6 peer on an IPv4 relay: {_d(rec)}"
-        )
+        expect(rec, "TURN-ERR-01", what="IPv6 peer on an IPv4 relay").code(443)
 
 
 @pytest.mark.requirement("TURN-PERM-01")
@@ -148,13 +136,13 @@ async def _permission_lifetime(h: Harness, lifetime: float, *, scaled: bool) -> 
     before = payload("before-expiry")
     peer.send(before, c.relayed)
     got = await c.relayed_within(before, 1.0)
-    h.findings.check(got is not None, "TURN-PERM-01", f"not relayed {lifetime - margin:g} s after CreatePermission")
+    h.expect(got, what=f"{lifetime - margin:g} s after CreatePermission").arrived("the peer's datagram relayed")
     await _until(peer.now, start + lifetime + margin)
     await c.refresh(600)  # keep the allocation: only the permission may expire
     after = payload("after-expiry")
     peer.send(after, c.relayed)
     got = await c.relayed_within(after, SILENCE)
-    h.findings.check(got is None, "TURN-PERM-01", f"still relayed {lifetime + margin:g} s after CreatePermission")
+    h.expect(got, what=f"{lifetime + margin:g} s after CreatePermission").silence("nothing relayed")
 
 
 async def _until(now: object, when: float) -> None:
@@ -201,10 +189,8 @@ async def test_channel_data_does_not_refresh_the_permission_scaled(harness: Harn
             "that carried ChannelData)",
         )
         return
-    f.check(
-        got is None,
-        "TURN-PERM-06",
-        f"ChannelData kept the permission alive past 6 s while the control channel's permission expired: {_d(got)}",
+    harness.expect(got, what="past 6 s with only ChannelData, while the control channel's permission expired").silence(
+        "nothing relayed"
     )
 
 
@@ -217,7 +203,7 @@ async def test_channel_data_does_not_refresh_the_permission_scaled(harness: Harn
 @pytest.mark.selftest(fault="accept-bad-channel-number", params=["0x5000", "0x7fff"], revision_gap=True)
 @pytest.mark.selftest(fault="allow-channel-rebinding", params=["rebind-number", "rebind-peer"])
 async def test_channel_bind_rejects_bad_numbers_and_conflicts(
-    harness: Harness, allocation: TurnClient, variant: str
+    harness: Harness, allocation: TurnClient, expect: Expect, variant: str
 ) -> None:
     """TURN-CHAN-01 (RFC 8656 §12.2): numbers outside 0x4000-0x4FFF and conflicting bindings get 400."""
     p1, p2 = await relay_peers(harness, 2)
@@ -230,36 +216,30 @@ async def test_channel_bind_rejects_bad_numbers_and_conflicts(
             if variant == "rebind-number"
             else allocation.channel_bind(0x4001, p1.address)
         )
-    harness.findings.check(
-        rec is not None and rec.error_code == 400,
-        "TURN-CHAN-01",
-        f"ChannelBind {variant}: expected 400, got {_d(rec)}",
-        # 0x5000-0x7FFF were valid channels in RFC 5766 §11; RFC 8656 §12 narrowed the range.
-        "range" if variant in ("0x5000", "0x7fff") else "attributes",
-    )
+    # 0x5000-0x7FFF were valid channels in RFC 5766 §11; RFC 8656 §12 narrowed the range.
+    clause = "range" if variant in ("0x5000", "0x7fff") else "attributes"
+    expect(rec, clause=clause, what=f"ChannelBind {variant}").code(400)
 
 
 @pytest.mark.requirement("TURN-CHAN-02", "TURN-CHAN-03", "TURN-CHAN-06")
 @pytest.mark.selftest(fault="data-indication-despite-channel", requirement="TURN-CHAN-03")
-async def test_channel_bind_installs_permission_and_uses_channel_data(harness: Harness, allocation: TurnClient) -> None:
+async def test_channel_bind_installs_permission_and_uses_channel_data(
+    harness: Harness, allocation: TurnClient, expect: Expect
+) -> None:
     """TURN-CHAN-02/03/06 (RFC 8656 §12.2, §12.4, §12.5): bind alone relays, twice succeeds, ChannelData back."""
     assert allocation.relayed is not None
     (peer,) = await relay_peers(harness, 1)
     await bound(allocation, 0x4000, peer)
     again = await allocation.channel_bind(0x4000, peer.address)
-    harness.findings.check(
-        again is not None and again.is_type(CHANNEL_BIND, SUCCESS), "TURN-CHAN-02", f"the same bind twice: {_d(again)}"
-    )
+    expect(again, "TURN-CHAN-02", what="the same bind twice").success(CHANNEL_BIND)
     data = payload("to-client")
     peer.send(data, allocation.relayed)
     got = await allocation.relayed_within(data, PROMPT)
-    harness.findings.check(
-        got is not None, "TURN-CHAN-02", "after only a ChannelBind the peer's datagram was not relayed"
-    )
+    expect(got, "TURN-CHAN-02", what="after only a ChannelBind").arrived("the peer's datagram relayed")
     assert got is not None
     kind = relayed_payload(got)
-    harness.findings.check(
-        kind is not None and kind[0] == "channel", "TURN-CHAN-03", f"a bound peer's data came as {_d(got)}"
+    expect(got, "TURN-CHAN-03", what="a bound peer's data").that(
+        kind is not None and kind[0] == "channel", "ChannelData"
     )
     import struct
 
@@ -276,7 +256,9 @@ async def test_channel_bind_installs_permission_and_uses_channel_data(harness: H
 @pytest.mark.parametrize("variant", ["unbound", "reserved-0x5000", "short"])
 @pytest.mark.selftest(fault="relay-bad-channel-data", params=["reserved-0x5000", "short"])
 @pytest.mark.selftest(fault="relay-on-unbound-channel", params="unbound")
-async def test_bad_channel_data_is_dropped(harness: Harness, allocation: TurnClient, variant: str) -> None:
+async def test_bad_channel_data_is_dropped(
+    harness: Harness, allocation: TurnClient, expect: Expect, variant: str
+) -> None:
     """TURN-CHAN-04 (RFC 8656 §12.6): ChannelData on an unbound or reserved channel, or truncated, is dropped."""
     (peer,) = await relay_peers(harness, 1)
     await bound(allocation, 0x4000, peer)
@@ -290,7 +272,7 @@ async def test_bad_channel_data_is_dropped(harness: Harness, allocation: TurnCli
     got = await peer_receives(peer, data, SILENCE)
     if got is None and variant == "short":
         got = next((r for r in peer.history if r.data.startswith(data[:8])), None)
-    harness.findings.check(got is None, "TURN-CHAN-04", f"ChannelData {variant} reached the peer: {got!r}")
+    expect(got, what=f"ChannelData {variant}").silence("nothing at the peer")
     sanity = payload("sanity")
     allocation.channel_data(0x4000, sanity)
     harness.findings.info(
@@ -300,7 +282,9 @@ async def test_bad_channel_data_is_dropped(harness: Harness, allocation: TurnCli
 
 @pytest.mark.requirement("TURN-CHAN-05")
 @pytest.mark.selftest(fault="drop-empty-channeldata")
-async def test_empty_channel_data_becomes_an_empty_datagram(harness: Harness, allocation: TurnClient) -> None:
+async def test_empty_channel_data_becomes_an_empty_datagram(
+    harness: Harness, allocation: TurnClient, expect: Expect
+) -> None:
     """TURN-CHAN-05 (RFC 8656 §12.4, §12.6): ChannelData of length 0 gives a 0-byte UDP datagram from the relay."""
     (peer,) = await relay_peers(harness, 1)
     await bound(allocation, 0x4000, peer)
@@ -308,11 +292,7 @@ async def test_empty_channel_data_becomes_an_empty_datagram(harness: Harness, al
     got = next((r for r in peer.history if r.data == b""), None) or await peer.expect_silence(
         lambda r: r.data == b"", PROMPT
     )
-    harness.findings.check(
-        got is not None and got.src == allocation.relayed,
-        "TURN-CHAN-05",
-        f"no empty datagram from the relay {allocation.relayed}",
-    )
+    expect(got).that(got is not None and got.src == allocation.relayed, f"an empty datagram from {allocation.relayed}")
 
 
 # -- Send and Data (RFC 8656 §11) ----------------------------------------------------------------------------------
@@ -322,7 +302,9 @@ async def test_empty_channel_data_becomes_an_empty_datagram(harness: Harness, al
 @pytest.mark.parametrize("variant", ["no-data", "no-peer", "no-permission", "ipv6-peer"])
 @pytest.mark.selftest(fault="lenient-send-indications", params=["no-data", "no-peer", "ipv6-peer"])
 @pytest.mark.selftest(fault="relay-without-permission", params="no-permission")
-async def test_bad_send_indications_are_discarded(harness: Harness, allocation: TurnClient, variant: str) -> None:
+async def test_bad_send_indications_are_discarded(
+    harness: Harness, allocation: TurnClient, expect: Expect, variant: str
+) -> None:
     """TURN-DATA-01, TURN-ERR-01 (RFC 8656 §11.2): Send without DATA, peer or permission is discarded."""
     permitted_peer, stranger = await relay_peers(harness, 2)
     await permitted(allocation, permitted_peer)
@@ -339,35 +321,34 @@ async def test_bad_send_indications_are_discarded(harness: Harness, allocation: 
     else:
         allocation.send_indication(("::1", permitted_peer.address[1]), data)
         got = await peer_receives(permitted_peer, data, SILENCE)
-    harness.findings.check(got is None, "TURN-DATA-01", f"Send indication {variant} was relayed: {got!r}")
+    expect(got, what=f"Send indication {variant}").silence("nothing relayed")
 
 
 @pytest.mark.requirement("TURN-DATA-02", "TURN-DATA-03", "TURN-DATA-04")
 @pytest.mark.selftest(fault="data-indication-wrong-peer", requirement="TURN-DATA-03")
 @pytest.mark.selftest(fault="drop-send-indications", requirement="TURN-DATA-04")
-async def test_send_and_data_indications_relay_both_ways(harness: Harness, allocation: TurnClient) -> None:
+async def test_send_and_data_indications_relay_both_ways(
+    harness: Harness, allocation: TurnClient, expect: Expect
+) -> None:
     """TURN-DATA-02/03/04 (RFC 8656 §5, §11.2, §11.3): an unauthenticated Send is relayed; peer data comes back."""
     (peer,) = await relay_peers(harness, 1)
     await permitted(allocation, peer)
     data = payload("send")
     allocation.send_indication(peer.address, data)
     got = await peer_receives(peer, data, PROMPT)
-    harness.findings.check(got is not None, "TURN-DATA-04", "a Send indication (no MESSAGE-INTEGRITY) was not relayed")
+    expect(got, "TURN-DATA-04", what="a Send indication (no MESSAGE-INTEGRITY)").arrived("its data at the peer")
     assert got is not None
-    harness.findings.check(
-        got.src == allocation.relayed, "TURN-DATA-02", f"relayed from {got.src}, not the relay {allocation.relayed}"
-    )
+    expect(got, "TURN-DATA-02").that(got.src == allocation.relayed, f"the data from the relay {allocation.relayed}")
     back = payload("data")
     assert allocation.relayed is not None
     peer.send(back, allocation.relayed)
     rec = await allocation.relayed_within(back, PROMPT)
-    harness.findings.check(rec is not None, "TURN-DATA-03", "the peer's datagram did not reach the client")
+    expect(rec, "TURN-DATA-03", what="the peer's datagram").arrived("it at the client")
     assert rec is not None
     kind = relayed_payload(rec)
-    harness.findings.check(
+    expect(rec, "TURN-DATA-03").that(
         kind is not None and kind[0] == "data-indication" and kind[2] == peer.address,
-        "TURN-DATA-03",
-        f"expected a Data indication with XOR-PEER-ADDRESS {peer.address}, got {_d(rec)}",
+        f"a Data indication with XOR-PEER-ADDRESS {peer.address}",
     )
 
 
@@ -386,15 +367,14 @@ async def test_default_lifetime_is_600(harness: Harness, allocation: TurnClient)
 @pytest.mark.requirement("TURN-LIFE-02")
 @pytest.mark.selftest(fault="lifetime-missing-in-refresh")
 @pytest.mark.selftest(fault="short-lifetime-granted")
-async def test_lifetime_rule_and_maximum(harness: Harness, turn_server: TurnServerUnderTest) -> None:
+async def test_lifetime_rule_and_maximum(harness: Harness, turn_server: TurnServerUnderTest, expect: Expect) -> None:
     """TURN-LIFE-02 (RFC 8656 §7.2, §8.2): 30 gives the default 600; 1e6 gives at most 3600; Refresh has LIFETIME."""
     short = await allocated(harness, turn_server, lifetime=30, label="asks 30 s")
     harness.findings.check(
         short.lifetime == 600, "TURN-LIFE-02", f"asked 30 s, granted {short.lifetime} (expected 600)", "lifetime_rule"
     )
     rec = await short.refresh(30)
-    has = rec is not None and rec.index is not None and rec.has("LIFETIME")
-    harness.findings.check(has, "TURN-LIFE-02", f"Refresh success without LIFETIME: {_d(rec)}", "lifetime_rule")
+    expect(rec, clause="lifetime_rule", what="Refresh success").has("LIFETIME")
     long = await allocated(harness, turn_server, lifetime=1_000_000, label="asks 1e6 s")
     assert long.lifetime is not None
     harness.findings.check(
@@ -408,33 +388,23 @@ async def test_lifetime_rule_and_maximum(harness: Harness, turn_server: TurnServ
 @pytest.mark.requirement("TURN-LIFE-03")
 @pytest.mark.selftest(fault="ignore-lifetime-zero")
 @pytest.mark.selftest(fault="relay-after-delete")
-async def test_refresh_zero_deletes_the_allocation(harness: Harness, allocation: TurnClient) -> None:
+async def test_refresh_zero_deletes_the_allocation(harness: Harness, allocation: TurnClient, expect: Expect) -> None:
     """TURN-LIFE-03 (RFC 8656 §8.2): Refresh 0 succeeds; then Refresh gets 437 and peer data is not relayed."""
     assert allocation.relayed is not None
     (peer,) = await relay_peers(harness, 1)
     await permitted(allocation, peer)
     rec = await allocation.refresh(0)
-    harness.findings.check(
-        rec is not None and rec.is_type(REFRESH, SUCCESS), "TURN-LIFE-03", f"Refresh LIFETIME=0: {_d(rec)}"
-    )
+    expect(rec, what="Refresh LIFETIME=0").success(REFRESH)
     # RFC 8656 §8.2 deletes at once; a server that deletes on its next timer tick gets PROMPT s, so neither the relay
     # check nor the 437 races the deletion.
     await harness.observe(PROMPT, "a server that deletes on its next timer tick is given its tick")
     data = payload("after-delete")
     peer.send(data, allocation.relayed)
     got = await allocation.relayed_within(data, SILENCE)
-    harness.findings.check(
-        got is None,
-        "TURN-LIFE-03",
-        f"relayed {PROMPT:g} s after Refresh LIFETIME=0 deleted the allocation (RFC 8656 §8.2): {_d(got)}",
-    )
+    deleted = "after Refresh LIFETIME=0 deleted the allocation (RFC 8656 §8.2)"
+    expect(got, what=f"{PROMPT:g} s {deleted}").silence("nothing relayed")
     after = await allocation.refresh(600)
-    harness.findings.check(
-        after is not None and after.error_code == 437,
-        "TURN-LIFE-03",
-        f"Refresh {PROMPT + SILENCE:g} s after Refresh LIFETIME=0 deleted the allocation (RFC 8656 §8.2) did not "
-        f"get 437 (RFC 8656 §5): {_d(after)}",
-    )
+    expect(after, what=f"Refresh {PROMPT + SILENCE:g} s {deleted}, RFC 8656 §5").code(437)
 
 
 @pytest.mark.requirement("TURN-LIFE-04")
@@ -472,11 +442,7 @@ async def _allocation_expiry(h: Harness, options: dict[str, int] | None, limit: 
         c.channel_data(0x4000, payload("keep-sending"))
         t += step
     rec = await c.refresh(600)
-    h.findings.check(
-        rec is not None and rec.error_code == 437,
-        "TURN-LIFE-04",
-        f"{c.lifetime + margin:g} s after a {c.lifetime} s grant: {_d(rec)}",
-    )
+    h.expect(rec, what=f"Refresh {c.lifetime + margin:g} s after a {c.lifetime} s grant").code(437)
 
 
 # -- security (RFC 8656 §21) ---------------------------------------------------------------------------------------
@@ -485,7 +451,7 @@ async def _allocation_expiry(h: Harness, options: dict[str, int] | None, limit: 
 @pytest.mark.requirement("SEC-04", "TURN-ALLOC-14")
 @pytest.mark.selftest(fault="allocation-by-username", requirement="SEC-04")
 async def test_forged_refresh_cannot_delete_another_allocation(
-    harness: Harness, turn_server: TurnServerUnderTest
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
 ) -> None:
     """SEC-04 (RFC 8656 §21.1.3, §5): Refresh 0 as the same user from another 5-tuple gets 437; the victim relays."""
     victim = await allocated(harness, turn_server, label="victim")
@@ -494,26 +460,24 @@ async def test_forged_refresh_cannot_delete_another_allocation(
     await permitted(victim, peer)
     attacker = await TurnClient.open(harness, turn_server, label="attacker (same user)")
     rec = await attacker.refresh(0)
-    harness.findings.check(
-        rec is not None and rec.error_code == 437, "SEC-04", f"forged Refresh 0 from another 5-tuple got {_d(rec)}"
-    )
+    expect(rec, "SEC-04", what="forged Refresh 0 from another 5-tuple").code(437)
     perm = await attacker.create_permission(("127.0.0.5", 1))
     code = perm.error_code if perm is not None else None
-    harness.findings.check(
-        code is not None and code >= 400, "SEC-04", f"forged CreatePermission from another 5-tuple got {_d(perm)}"
+    expect(perm, "SEC-04", what="forged CreatePermission from another 5-tuple").that(
+        code is not None and code >= 400, "an error"
     )
-    harness.findings.check(code == 437, "TURN-ALLOC-14", f"CreatePermission without an allocation got {_d(perm)}")
+    expect(perm, "TURN-ALLOC-14", what="CreatePermission without an allocation").code(437)
 
     data = payload("victim-alive")
     peer.send(data, victim.relayed)
     got = await victim.relayed_within(data, PROMPT)
-    harness.findings.check(got is not None, "SEC-04", "the victim's allocation stopped relaying after the forgery")
+    expect(got, "SEC-04", what="after the forgery").arrived("the victim's allocation still relaying")
 
 
 @pytest.mark.requirement("SEC-04")
 @pytest.mark.selftest(fault="unauthenticated-refresh")
 async def test_unauthenticated_refresh_on_the_victims_5_tuple_is_refused(
-    harness: Harness, turn_server: TurnServerUnderTest
+    harness: Harness, turn_server: TurnServerUnderTest, expect: Expect
 ) -> None:
     """SEC-04 (RFC 8656 §21.1.3): Refresh 0 without MI on the victim's own 5-tuple gets 401; the allocation lives."""
     victim = await allocated(harness, turn_server, label="victim")
@@ -523,20 +487,18 @@ async def test_unauthenticated_refresh_on_the_victims_5_tuple_is_refused(
     from conformance.packets import attr
 
     rec = await victim.transact(victim.build(REFRESH, attributes=[attr.Lifetime(lifetime=0)], auth=False))
-    harness.findings.check(
-        rec is not None and rec.error_code == 401, "SEC-04", f"unauthenticated Refresh 0 got {_d(rec)}"
-    )
+    expect(rec, what="unauthenticated Refresh 0").code(401)
     data = payload("still-alive")
     peer.send(data, victim.relayed)
     got = await victim.relayed_within(data, PROMPT)
-    harness.findings.check(
-        got is not None, "SEC-04", "the allocation stopped relaying after an unauthenticated Refresh"
-    )
+    expect(got, what="after an unauthenticated Refresh").arrived("the allocation still relaying")
 
 
 @pytest.mark.requirement("SEC-05")
 @pytest.mark.selftest(fault="unauthenticated-permissions")
-async def test_only_authenticated_requests_create_permissions(harness: Harness, allocation: TurnClient) -> None:
+async def test_only_authenticated_requests_create_permissions(
+    harness: Harness, allocation: TurnClient, expect: Expect
+) -> None:
     """SEC-05 (RFC 8656 §21.2.1): CreatePermission without MI gets 401 and the peer stays blocked."""
     assert allocation.relayed is not None
     (peer,) = await relay_peers(harness, 1)
@@ -546,27 +508,23 @@ async def test_only_authenticated_requests_create_permissions(harness: Harness, 
         CREATE_PERMISSION, attributes=[attr.XorPeerAddress(family=1, address=peer.address[0], port=1)], auth=False
     )
     rec = await allocation.transact(msg)
-    harness.findings.check(
-        rec is not None and rec.error_code == 401, "SEC-05", f"unauthenticated CreatePermission got {_d(rec)}"
-    )
+    expect(rec, what="unauthenticated CreatePermission").code(401)
     data = payload("blocked")
     peer.send(data, allocation.relayed)
     got = await allocation.relayed_within(data, SILENCE)
-    harness.findings.check(got is None, "SEC-05", f"an unauthenticated CreatePermission opened the relay: {_d(got)}")
+    expect(got, what="after an unauthenticated CreatePermission").silence("nothing relayed")
 
 
 @pytest.mark.requirement("SEC-06")
 @pytest.mark.selftest(fault="quota-by-address", verdict="NON-STRICT")
-async def test_allocation_quota_is_per_username(harness: Harness) -> None:
+async def test_allocation_quota_is_per_username(harness: Harness, expect: Expect) -> None:
     """SEC-06 (RFC 8656 §7.2 step 10): with a quota of 2, the third Allocate of one username gets 486."""
     srv = await start_turn_server(harness, options={"user_quota": 2})
     for i in range(2):
         await allocated(harness, srv, label=f"alice {i + 1}")
     third = await TurnClient.open(harness, srv, label="alice 3")
     rec = await third.allocate()
-    harness.findings.check(
-        rec is not None and rec.error_code == 486, "SEC-06", f"third allocation of alice: {_d(rec)}", "by_username"
-    )
+    expect(rec, clause="by_username", what="third allocation of alice").code(486)
 
 
 @pytest.mark.requirement("SEC-07")
