@@ -59,6 +59,10 @@ class Verifier:
         """Any other property of the reply: ``ok`` must hold; ``expected`` says what it means."""
         return self._check(ok, expected)
 
+    def sound(self, problem: str | None, expected: str) -> Verifier:
+        """A check that names its problem or returns None (``check_integrity``, ``check_fingerprint``) found none."""
+        return self._check(problem is None, expected, f"{problem} in {self.got}")
+
     def arrived(self, expected: str = "a response") -> Verifier:
         """A reply arrived at all (``expected`` names it when it is not a response: ``"the peer's datagram"``)."""
         return self._check(self.reply is not None, expected)

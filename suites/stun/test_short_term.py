@@ -6,6 +6,7 @@ import pytest
 
 from conformance.packets import STUN, attr, check_fingerprint, check_header, check_integrity
 from conformance.tester.endpoint import Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, ERROR, REQUEST, SUCCESS
 from conformance.tester.ice_steps import run_exchange
@@ -19,7 +20,7 @@ def _stun_from_iut(h: Harness) -> list[Received]:
 
 @pytest.mark.requirement("STUN-MSG-01")
 @pytest.mark.selftest(fault="bad-header-length")
-async def test_every_message_has_a_sound_header(harness: Harness, role: str) -> None:
+async def test_every_message_has_a_sound_header(harness: Harness, expect: Expect, role: str) -> None:
     """STUN-MSG-01 (RFC 8489 §5): top bits 00, magic cookie, length a multiple of 4 equal to the datagram."""
     try:
         await run_exchange(harness, role)
@@ -31,27 +32,25 @@ async def test_every_message_has_a_sound_header(harness: Harness, role: str) -> 
         raise HarnessError("the IUT sent no STUN message to inspect")
     harness.findings.info(f"{len(received)} STUN messages from the IUT inspected")
     for rec in received:
-        reason = check_header(rec.data)
-        harness.findings.check(reason is None, "STUN-MSG-01", f"{reason}: {rec.data[:20].hex()}")
+        expect(rec, what=rec.data[:20].hex()).sound(check_header(rec.data), "a sound STUN header")
 
 
 @pytest.mark.requirement("STUN-FP-01")
 @pytest.mark.selftest(fault="bad-fingerprint")
 @pytest.mark.selftest(fault="no-fingerprint")
-async def test_checks_and_responses_carry_a_correct_fingerprint(harness: Harness, role: str) -> None:
+async def test_checks_and_responses_carry_a_correct_fingerprint(harness: Harness, expect: Expect, role: str) -> None:
     """STUN-FP-01 (RFC 8489 §14.7, RFC 8445 §7.2.4): every check and response carries FINGERPRINT, last and correct."""
     await run_exchange(harness, role)
     received = [r for r in _stun_from_iut(harness) if r.is_stun and r.index and r.index.method == BINDING]
     received = [r for r in received if r.index and r.index.msg_class in (REQUEST, SUCCESS, ERROR)]
     harness.findings.check(bool(received), "STUN-FP-01", "the IUT sent no Binding request or response")
     for rec in received:
-        reason = check_fingerprint(rec.data)
-        harness.findings.check(reason is None, "STUN-FP-01", f"{reason} in {rec.describe()}")
+        expect(rec).sound(check_fingerprint(rec.data), "a correct FINGERPRINT, last")
 
 
 @pytest.mark.requirement("STUN-MI-01")
 @pytest.mark.selftest(fault="wrong-integrity-key")
-async def test_message_integrity_is_correct(harness: Harness, role: str) -> None:
+async def test_message_integrity_is_correct(harness: Harness, expect: Expect, role: str) -> None:
     """STUN-MI-01 (RFC 8489 §14.5): MI is an HMAC-SHA1 over the message up to it."""
     x = await run_exchange(harness, role)
     peer = x.session.peer
@@ -65,25 +64,20 @@ async def test_message_integrity_is_correct(harness: Harness, role: str) -> None
     harness.findings.info(f"MESSAGE-INTEGRITY recomputed on {len(signed)} Binding messages from the IUT")
     for rec in signed:
         key = peer.local_key if rec.index and rec.index.msg_class == REQUEST else peer.remote_key
-        reason = check_integrity(rec.data, key)
-        harness.findings.check(reason is None, "STUN-MI-01", f"{reason} in {rec.describe()}")
+        expect(rec).sound(check_integrity(rec.data, key), "a correct MESSAGE-INTEGRITY")
 
 
 @pytest.mark.requirement("STUN-AUTH-01")
 @pytest.mark.selftest(fault="swapped-username")
-async def test_checks_use_the_peers_short_term_credentials(harness: Harness, role: str) -> None:
+async def test_checks_use_the_peers_short_term_credentials(harness: Harness, expect: Expect, role: str) -> None:
     """STUN-AUTH-01 (RFC 8445 §7.2.2): USERNAME '<harness ufrag>:<IUT ufrag>', MI keyed with our pwd."""
     x = await run_exchange(harness, role)
     peer = x.session.peer
     expected = f"{peer.ufrag}:{peer.remote_ufrag}".encode()
     harness.findings.check(bool(x.iut_checks), "STUN-AUTH-01", "the IUT sent no connectivity check")
     for rec in x.iut_checks:
-        username = rec.value("USERNAME")
-        harness.findings.check(
-            username == expected, "STUN-AUTH-01", f"USERNAME {username!r}, expected {expected!r} in {rec.describe()}"
-        )
-        reason = check_integrity(rec.data, peer.local_key, "sha1")
-        harness.findings.check(reason is None, "STUN-AUTH-01", f"{reason} (key: harness pwd) in {rec.describe()}")
+        check = expect(rec).that(rec.value("USERNAME") == expected, f"USERNAME {expected!r}")
+        check.sound(check_integrity(rec.data, peer.local_key, "sha1"), "MESSAGE-INTEGRITY keyed with the harness pwd")
 
 
 @pytest.mark.requirement("STUN-AUTH-02")
@@ -132,23 +126,21 @@ async def test_failed_short_term_authentication_gets_the_right_error(
 @pytest.mark.requirement("STUN-AUTH-03")
 @pytest.mark.selftest(fault="response-with-username")
 @pytest.mark.selftest(fault="response-wrong-key")
-async def test_response_is_keyed_with_the_iuts_password(harness: Harness, role: str) -> None:
+async def test_response_is_keyed_with_the_iuts_password(harness: Harness, expect: Expect, role: str) -> None:
     """STUN-AUTH-03 (RFC 8489 §9.1.3, RFC 8445 §7.3): response MI keyed with the IUT pwd; no USERNAME."""
     s = await harness.session(role)
     peer = s.peer
     reply = await peer.transact(peer.check(), s.iut_address, timeout=5)
-    if reply is None:
-        harness.findings.violation("STUN-AUTH-03", f"no response to a valid check sent to {s.iut_address}")
+    if not expect(reply, what=f"a valid check sent to {s.iut_address}").arrived().ok or reply is None:
         return
-    harness.findings.check(reply.is_type(BINDING, SUCCESS), "STUN-AUTH-03", f"expected success, got {reply.describe()}")
-    reason = check_integrity(reply.data, peer.remote_key)
-    harness.findings.check(reason is None, "STUN-AUTH-03", f"{reason} (key: IUT pwd) in {reply.describe()}")
-    harness.expect(reply, "STUN-AUTH-03").lacks("USERNAME")
+    response = expect(reply).success(BINDING)
+    response.sound(check_integrity(reply.data, peer.remote_key), "MESSAGE-INTEGRITY keyed with the IUT pwd")
+    response.lacks("USERNAME")
 
 
 @pytest.mark.requirement("STUN-MSG-08", "STUN-AUTH-03")
 @pytest.mark.selftest(fault="reject-space-padding", requirement="STUN-MSG-08")
-async def test_rfc5769_sample_request_is_answered(harness: Harness) -> None:
+async def test_rfc5769_sample_request_is_answered(harness: Harness, expect: Expect) -> None:
     """RFC 5769 §2.1 replayed with matching credentials: space padding ignored (RFC 8489 §14), a valid response."""
     vector = next(v for v in load_vectors() if v.name == "rfc5769-sample-request")
     iut_ufrag, harness_ufrag = "evtj", "h6vY"
@@ -167,11 +159,6 @@ async def test_rfc5769_sample_request_is_answered(harness: Harness) -> None:
         requirement="STUN-MSG-08",
         clause="aligned",
     )
-    harness.findings.check(
-        reply.is_type(BINDING, SUCCESS),
-        "STUN-MSG-08",
-        f"the space-padded request was refused: {reply.describe()}",
-        "aligned",
-    )
+    expect(reply, "STUN-MSG-08", "aligned", "the space-padded request").success(BINDING)
     reason = check_integrity(reply.data, vector.key())
-    harness.findings.check(reason is None, "STUN-AUTH-03", f"{reason} (key: RFC 5769 password) in {reply.describe()}")
+    expect(reply, "STUN-AUTH-03").sound(reason, "MESSAGE-INTEGRITY keyed with the RFC 5769 password")
