@@ -356,9 +356,9 @@ async def test_unanswered_check_retransmits_on_schedule_then_fails_the_pair(harn
         await harness.observe(2.0, "no further transmission of the failed check")
     sends = [r for r in ep.find(_is_request) if r.transaction_id == txid]
     everything = ep.find(_is_request)
-    offsets = [r.time - first.time for r in sends]
+    offsets = [r.arrived - first.arrived for r in sends]  # kernel arrivals: the IUT's schedule, not our reads
     f = harness.findings
-    failed_at = failed.time - first.time if failed is not None else None
+    failed_at = failed.time - first.arrived if failed is not None else None
     f.info(
         "sends at "
         + ", ".join(f"{o:.2f}" for o in offsets)

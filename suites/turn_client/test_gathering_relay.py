@@ -224,7 +224,8 @@ async def test_candidates_are_kept_alive_until_ice_completes(harness: Harness) -
     if refresh is None and ended:
         f.info(f"ICE processing ended ({ended[0].params.get('state')}) before the allocation was due: nothing owed")
         return
-    lead = SCALED_LIFETIME - (refresh.time - granted.time) if refresh is not None else None
+    # The Refresh's kernel arrival: a loaded harness reads it late, which is not the client's lateness.
+    lead = SCALED_LIFETIME - (refresh.arrived - granted.time) if refresh is not None else None
     f.check(
         lead is not None and lead >= 0.5,
         "ICE-GATH-12",
