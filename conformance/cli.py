@@ -142,6 +142,9 @@ def _pytest_argv(args: argparse.Namespace, iut_args: list[str], out: Path) -> li
         "-v" + "v" * args.verbose,
         "-o",
         f"cache_dir={cache}",
+        # Hypothesis's plugin (a dev dependency) costs each worker ~0.5 s of start-up and no case uses it.
+        "-p",
+        "no:hypothesispytest",
         "--conformance-out",
         str(out),
         "--junitxml",
