@@ -599,7 +599,7 @@ _ALL = [
 #: Every fault of the reference ICE peer, by name.
 FAULTS: dict[str, Fault] = {f.name: f for f in _ALL}
 
-#: The reference TURN server's faults (conformance/reference/turn.py), in the same shape as the ICE ones.
+#: The reference TURN server's faults (conformance/reference/turn_server_faults.py), in the same shape as the ICE ones.
 _TURN_SERVER = [
     Fault(
         "relay-without-permission", ("TURN-PERM-02", "TURN-DATA-01"), "relays peer data and Sends without a permission"

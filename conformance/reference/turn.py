@@ -1,11 +1,12 @@
 """The reference TURN IUT for self-tests: a correct TURN server and TURN client with switchable faults (RFC 8656).
 
-Theory of operation: the server side is the harness's own :class:`~conformance.tester.turn_server.TurnServer` on a
-private capture, started by ``start_server`` with the faults of the adapter (and of ``options["faults"]``). The client
-side is a small relay-only ICE agent (``create_agent`` with ``turn_servers``): ``gather`` allocates on the first TURN
-server and offers the relayed candidate; ``connect`` binds a channel (or creates a permission) towards each remote
-candidate and sends one nominating connectivity check through the relay (RFC 8445 §7.2.2); it refreshes the allocation
-before expiry (RFC 8656 §8) and deletes it on ``close``. Each fault breaks exactly one requirement, so a self-test can
+Theory of operation: the server side is the harness's own :class:`~conformance.tester.turn_server.TurnServer` as
+:class:`~conformance.reference.turn_server_faults.FaultyTurnServer` on a private capture, started by ``start_server``
+with the server faults of the adapter (and of ``options["faults"]``). The client side is a small relay-only ICE agent
+(``create_agent`` with ``turn_servers``): ``gather`` allocates on the first TURN server and offers the relayed
+candidate; ``connect`` binds a channel (or creates a permission) towards each remote candidate and sends one
+nominating connectivity check through the relay (RFC 8445 §7.2.2); it refreshes the allocation before expiry
+(RFC 8656 §8) and deletes it on ``close``. Each fault breaks exactly one requirement, so a self-test can
 show that the matching case fails. Never an IUT claim: it exists to test the harness.
 """
 
@@ -57,6 +58,7 @@ from conformance.protocol.keys import (
     userhash,
 )
 from conformance.reference.faults import TURN_CLIENT_FAULTS, TURN_SERVER_FAULTS
+from conformance.reference.turn_server_faults import FaultyTurnServer
 from conformance.tester.capture import Capture
 from conformance.tester.endpoint import Address, Endpoint, Received
 from conformance.tester.turn_client import split_address, xor_address
@@ -165,7 +167,7 @@ class ReferenceTurnAdapter:
         opts = dict(options or {})
         faults = self.faults | check_turn_faults(opts.pop("faults", []))
         host, port = split_address(listen if ":" in listen else f"{listen}:0")
-        server = await TurnServer.open(
+        server = await FaultyTurnServer.open(
             Capture(),
             host or "127.0.0.1",
             port,
@@ -182,8 +184,6 @@ class ReferenceTurnAdapter:
             server.default_lifetime = min(server.default_lifetime, server.max_lifetime)
         if "default_allocation_lifetime" in opts:
             server.default_lifetime = int(opts["default_allocation_lifetime"])
-        if "require-auth-for-binding" in faults:
-            server.script(lambda r: r.is_type(0x001, REQUEST), lambda r: server.challenge(r), times=None)
         address = f"{server.address[0]}:{server.address[1]}"
         self._servers[address] = server
         return address, address
