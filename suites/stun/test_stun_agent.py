@@ -16,8 +16,9 @@ from conformance.packets import STUN, attr, attribute_code
 from conformance.packets.fast import index
 from conformance.protocol.transactions import txid_randomness_problems
 from conformance.tester.endpoint import Address, Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
-from conformance.tester.ice import BINDING, ERROR, REQUEST, SUCCESS, IceSession
+from conformance.tester.ice import BINDING, REQUEST, SUCCESS, IceSession
 from conformance.tester.ice_steps import (
     check_iut_alive,
     first_since,
@@ -103,22 +104,15 @@ async def test_transaction_ids_are_fresh_random_and_kept_on_retransmission(harne
 
 @pytest.mark.requirement("STUN-MSG-03")
 @pytest.mark.selftest(fault="asymmetric-response")
-async def test_response_leaves_from_the_request_destination(harness: Harness) -> None:
+async def test_response_leaves_from_the_request_destination(harness: Harness, expect: Expect) -> None:
     """STUN-MSG-03 (RFC 8489 §6.3.1.2): the response goes from the request's destination to its source."""
     s = await harness.session("controlling")
     data = bytes(s.peer.check())
     reply = await _send_and_wait(harness, s, data, "valid check", "STUN-MSG-03")
-    harness.findings.check(
-        reply.src == s.iut_address,
-        "STUN-MSG-03",
-        f"the check went to {s.iut_address[0]}:{s.iut_address[1]} but its response came from "
-        f"{reply.src[0]}:{reply.src[1]}: {reply.describe()}",
+    response = expect(reply).that(
+        reply.src == s.iut_address, f"the response from {s.iut_address[0]}:{s.iut_address[1]}, where the check went"
     )
-    harness.findings.check(
-        reply.index is not None and reply.index.method == BINDING,
-        "STUN-MSG-03",
-        f"the response's method is not Binding: {reply.describe()}",
-    )
+    response.that(reply.index is not None and reply.index.method == BINDING, "a Binding response")
 
 
 def _malformed(s: IceSession, variant: str) -> bytes:
@@ -138,7 +132,9 @@ def _malformed(s: IceSession, variant: str) -> bytes:
 @pytest.mark.parametrize("variant", ["top-bits", "bad-cookie", "length-plus-4", "indication"])
 @pytest.mark.selftest(fault="lenient-header", params=["top-bits", "bad-cookie", "length-plus-4"])
 @pytest.mark.selftest(fault="answer-indication", params="indication")
-async def test_malformed_messages_and_indications_get_no_response(harness: Harness, variant: str) -> None:
+async def test_malformed_messages_and_indications_get_no_response(
+    harness: Harness, expect: Expect, variant: str
+) -> None:
     """STUN-MSG-04 (RFC 8489 §6.3, §6.3.2): silent discard of bad headers; no response to an indication."""
     s = await harness.session("controlling")
     await sanity_probe(harness, s, "before the hostile message")
@@ -146,11 +142,7 @@ async def test_malformed_messages_and_indications_get_no_response(harness: Harne
     data = _malformed(s, variant)
     hostile.send(data, s.iut_address, note=variant)
     answer = await hostile.expect_silence(lambda r: True, 3.0)
-    harness.findings.check(
-        answer is None,
-        "STUN-MSG-04",
-        f"a {variant} message ({data[:8].hex()}…) was answered: {answer.describe() if answer else ''}",
-    )
+    expect(answer, what=f"a {variant} message ({data[:8].hex()}…)").silence()
     await sanity_probe(harness, s, f"after the {variant} message", "STUN-MSG-04")
 
 
@@ -161,7 +153,7 @@ async def test_malformed_messages_and_indications_get_no_response(harness: Harne
 @pytest.mark.selftest(fault="strict-attributes", verdict="NON-STRICT", params="known-unexpected-unexpected_known")
 @pytest.mark.selftest(fault="strict-attributes", params="unknown-optional-unknown_optional")
 async def test_unknown_optional_and_unexpected_attributes_are_ignored(
-    harness: Harness, variant: str, clause: str
+    harness: Harness, expect: Expect, variant: str, clause: str
 ) -> None:
     """STUN-MSG-05 (RFC 8489 §6.3): an unknown comprehension-optional (or a known, unexpected) attribute is ignored."""
     s = await harness.session("controlling")
@@ -172,17 +164,12 @@ async def test_unknown_optional_and_unexpected_attributes_are_ignored(
     )
     data = bytes(s.peer.check(extra=extra))
     reply = await _send_and_wait(harness, s, data, f"check with an {variant} attribute", "STUN-MSG-05", clause)
-    harness.findings.check(
-        reply.is_type(BINDING, SUCCESS),
-        "STUN-MSG-05",
-        f"a valid check carrying {extra[0].attribute_name} was not answered with success: {reply.describe()}",
-        clause,
-    )
+    expect(reply, clause=clause, what=f"a valid check carrying {extra[0].attribute_name}").success(BINDING)
 
 
 @pytest.mark.requirement("STUN-MSG-06")
 @pytest.mark.selftest(fault="ignore-unknown-required")
-async def test_unknown_comprehension_required_attribute_gets_420(harness: Harness) -> None:
+async def test_unknown_comprehension_required_attribute_gets_420(harness: Harness, expect: Expect) -> None:
     """STUN-MSG-06 (RFC 8489 §6.3.1, §14.13): 420 with UNKNOWN-ATTRIBUTES listing the unknown type."""
     s = await harness.session("controlling")
     extra = [attr.StunAttribute(type=UNKNOWN_REQUIRED, value=b"\x00\x00\x00\x00")]
@@ -190,24 +177,18 @@ async def test_unknown_comprehension_required_attribute_gets_420(harness: Harnes
     reply = await _send_and_wait(
         harness, s, data, "check with an unknown comprehension-required attribute", "STUN-MSG-06"
     )
-    f = harness.findings
-    f.check(
-        reply.is_type(BINDING, ERROR) and reply.error_code == 420,
-        "STUN-MSG-06",
-        f"expected a 420 error for attribute 0x{UNKNOWN_REQUIRED:04x}, got {reply.describe()}",
-    )
+    error = expect(reply, what=f"attribute 0x{UNKNOWN_REQUIRED:04x}").error(BINDING, 420)
     raw = reply.value("UNKNOWN-ATTRIBUTES") if reply.index else None
     listed = [struct.unpack_from("!H", raw, i)[0] for i in range(0, len(raw) - 1, 2)] if raw else []
-    f.check(
+    error.that(
         UNKNOWN_REQUIRED in listed,
-        "STUN-MSG-06",
-        f"UNKNOWN-ATTRIBUTES {[hex(c) for c in listed]} does not list 0x{UNKNOWN_REQUIRED:04x}: {reply.describe()}",
+        f"UNKNOWN-ATTRIBUTES listing 0x{UNKNOWN_REQUIRED:04x}, not {[hex(c) for c in listed]}",
     )
 
 
 @pytest.mark.requirement("STUN-MSG-07")
 @pytest.mark.selftest(fault="check-after-integrity")
-async def test_attributes_after_message_integrity_are_ignored(harness: Harness) -> None:
+async def test_attributes_after_message_integrity_are_ignored(harness: Harness, expect: Expect) -> None:
     """STUN-MSG-07 (RFC 8489 §9, §14.5): an unknown attribute after MI (FINGERPRINT recomputed) changes nothing."""
     s = await harness.session("controlling")
     msg = STUN(bytes(s.peer.check(fingerprint=False)))
@@ -221,11 +202,7 @@ async def test_attributes_after_message_integrity_are_ignored(harness: Harness) 
     reply = await _send_and_wait(
         harness, s, data, "check with an unknown attribute after MESSAGE-INTEGRITY", "STUN-MSG-07"
     )
-    harness.findings.check(
-        reply.is_type(BINDING, SUCCESS),
-        "STUN-MSG-07",
-        f"attribute 0x{UNKNOWN_REQUIRED:04x} after MESSAGE-INTEGRITY was not ignored: {reply.describe()}",
-    )
+    expect(reply, what=f"attribute 0x{UNKNOWN_REQUIRED:04x} after MESSAGE-INTEGRITY").success(BINDING)
 
 
 @pytest.mark.requirement("STUN-MSG-08")
@@ -233,7 +210,7 @@ async def test_attributes_after_message_integrity_are_ignored(harness: Harness) 
 @pytest.mark.selftest(
     fault="nonzero-padding", requirement="STUN-MSG-08", message="RFC 8489 mechanism not implemented", revision_gap=True
 )
-async def test_attribute_padding_sent_by_the_iut_is_zero(harness: Harness, role: str) -> None:
+async def test_attribute_padding_sent_by_the_iut_is_zero(harness: Harness, expect: Expect, role: str) -> None:
     """STUN-MSG-08 (a) (RFC 8489 §14): padding bytes are zero in every message the IUT sends."""
     await run_exchange(harness, role)
     received = _stun_from_iut(harness)
@@ -245,12 +222,8 @@ async def test_attribute_padding_sent_by_the_iut_is_zero(harness: Harness, role:
             if not pad:
                 continue
             padded += 1
-            harness.findings.check(
-                not any(pad),
-                "STUN-MSG-08",
-                f"attribute 0x{code:04x} is padded with {pad.hex()} (RFC 8489 §14 requires zeros; RFC 5389 allowed "
-                f"any value): {rec.describe()}",
-                "zero_sent",
+            expect(rec, clause="zero_sent", what=f"attribute 0x{code:04x} padded with {pad.hex()}").that(
+                not any(pad), "zeros (RFC 8489 §14; RFC 5389 allowed any value)"
             )
     harness.findings.info(f"{padded} padded attributes in {len(received)} STUN messages from the IUT")
 
@@ -259,7 +232,7 @@ async def test_attribute_padding_sent_by_the_iut_is_zero(harness: Harness, role:
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
 @pytest.mark.selftest(fault="no-software", verdict="NON-STRICT", params="ipv4")
 @pytest.mark.selftest(fault="plain-mapped-address")
-async def test_success_carries_the_source_as_xor_mapped_address(harness: Harness, family: str) -> None:
+async def test_success_carries_the_source_as_xor_mapped_address(harness: Harness, expect: Expect, family: str) -> None:
     """STUN-MSG-09 (RFC 8489 §14.2, §6.3.1.1): XOR-MAPPED-ADDRESS = the request's source; SOFTWARE (SHOULD)."""
     if family == "ipv6":
         harness.require("ipv6")
@@ -285,29 +258,14 @@ async def test_success_carries_the_source_as_xor_mapped_address(harness: Harness
         requirement="STUN-MSG-09",
         clause="xor_mapped",
     )
-    f = harness.findings
-    f.check(reply.is_type(BINDING, SUCCESS), "STUN-MSG-09", f"expected success, got {reply.describe()}", "xor_mapped")
+    success = expect(reply, clause="xor_mapped").success(BINDING)
     mapped = _xor_mapped(reply)
     source = (str(ipaddress.ip_address(ep.address[0])), ep.address[1])
-    f.check(
-        mapped == source,
-        "STUN-MSG-09",
-        f"XOR-MAPPED-ADDRESS decodes to {mapped}, the request came from {source[0]}:{source[1]}: {reply.describe()}",
-        "xor_mapped",
-    )
+    success.that(mapped == source, f"XOR-MAPPED-ADDRESS {source[0]}:{source[1]} (the request's source), not {mapped}")
     value = reply.value("XOR-MAPPED-ADDRESS") if reply.index else None
-    f.check(
-        value is not None and value[0] == 0,
-        "STUN-MSG-09",
-        f"the first byte of XOR-MAPPED-ADDRESS is not zero: {value.hex() if value else None}",
-        "xor_mapped",
-    )
-    f.check(
-        reply.index is not None and reply.has("SOFTWARE"),
-        "STUN-MSG-09",
-        f"the success response carries no SOFTWARE: {reply.describe()}",
-        "software",
-    )
+    first = value.hex() if value else None
+    success.that(value is not None and value[0] == 0, f"XOR-MAPPED-ADDRESS starting with a zero byte, not {first}")
+    expect(reply, clause="software").has("SOFTWARE")
 
 
 _LIMITS = {
@@ -365,7 +323,9 @@ async def test_fields_sent_by_the_iut_respect_the_size_limits(harness: Harness, 
 @pytest.mark.requirement("STUN-FP-02")
 @pytest.mark.parametrize("variant", ["missing", "wrong"])
 @pytest.mark.selftest(fault="accept-bad-fingerprint")
-async def test_check_with_missing_or_wrong_fingerprint_is_discarded(harness: Harness, variant: str) -> None:
+async def test_check_with_missing_or_wrong_fingerprint_is_discarded(
+    harness: Harness, expect: Expect, variant: str
+) -> None:
     """STUN-FP-02 (RFC 8489 §6.3, §7): with FINGERPRINT in use, a check without it or with a bad CRC is dropped."""
     s = await harness.session("controlling")
     await sanity_probe(harness, s, "before the hostile check")
@@ -378,11 +338,8 @@ async def test_check_with_missing_or_wrong_fingerprint_is_discarded(harness: Har
     hostile = await harness.endpoint("hostile sender")
     hostile.send(data, s.iut_address, note=f"check with a {variant} FINGERPRINT")
     answer = await hostile.expect_silence(lambda r: True, 3.0)
-    harness.findings.check(
-        answer is None,
-        "STUN-FP-02",
-        f"a valid-MI check with a {variant} FINGERPRINT was not discarded: {answer.describe() if answer else ''}",
-    )
+    expect(answer, what=f"a valid-MI check with a {variant} FINGERPRINT").silence()
+
     await sanity_probe(harness, s, f"after the {variant}-FINGERPRINT check", "STUN-FP-02")
 
 
