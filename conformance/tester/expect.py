@@ -88,6 +88,10 @@ class Verifier:
         ok = self.reply is not None and self.reply.error_code in codes
         return self._check(ok, "ERROR-CODE " + " or ".join(str(c) for c in codes))
 
+    def role(self, role: str) -> Verifier:
+        """A check claiming the ICE role ``role`` (its ICE-CONTROLLING or ICE-CONTROLLED, RFC 8445 §7.1.3)."""
+        return self._check(self.reply is not None and self.reply.role == role, f"a check claiming {role}")
+
     def has(self, *attributes: str) -> Verifier:
         """Every named attribute is present (RFC names, e.g. ``"XOR-MAPPED-ADDRESS"``)."""
         missing = [a for a in attributes if self.reply is None or not self.reply.has(a)]

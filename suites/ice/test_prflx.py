@@ -6,8 +6,9 @@ import pytest
 
 from conformance.protocol.candidate import parse_candidate
 from conformance.tester.endpoint import Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
-from conformance.tester.ice import BINDING, REQUEST, SUCCESS
+from conformance.tester.ice import BINDING, REQUEST
 from conformance.tester.ice_steps import first_since, host_line, run_exchange
 
 
@@ -17,7 +18,7 @@ def _is_request(r: Received) -> bool:
 
 @pytest.mark.requirement("ICE-PRFLX-01")
 @pytest.mark.selftest(fault="no-triggered-check")
-async def test_check_from_an_unknown_source_makes_a_remote_prflx(harness: Harness, role: str) -> None:
+async def test_check_from_an_unknown_source_makes_a_remote_prflx(harness: Harness, expect: Expect, role: str) -> None:
     """ICE-PRFLX-01 (RFC 8445 §7.3.1.3-4): an unknown source becomes a prflx candidate, checked and usable."""
     peer = await harness.peer()
     signalled = await harness.endpoint("signalled remote (never answers)")
@@ -26,11 +27,7 @@ async def test_check_from_an_unknown_source_makes_a_remote_prflx(harness: Harnes
     x_peer_ep = peer.endpoint
     f = harness.findings
     reply = await peer.transact(peer.check(priority=priority), s.iut_address, timeout=3.0, note="check from S")
-    f.check(
-        reply is not None and reply.is_type(BINDING, SUCCESS),
-        "ICE-PRFLX-01",
-        f"the check from the unsignalled {x_peer_ep.address} got {reply.describe() if reply else 'no response'}",
-    )
+    expect(reply, what=f"the check from the unsignalled {x_peer_ep.address}").success(BINDING)
     await x_peer_ep.expect(
         lambda r: peer.is_valid_check(r),
         2.0,

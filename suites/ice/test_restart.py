@@ -10,6 +10,7 @@ from conformance.protocol.keys import short_term_key
 from conformance.protocol.priority import candidate_priority
 from conformance.protocol.roles import TIEBREAKER_MAX
 from conformance.tester.endpoint import Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, SUCCESS, IcePeer
 from conformance.tester.ice_steps import (
@@ -54,48 +55,36 @@ async def _restarted(h: Harness, role: str) -> tuple[IcePeer, str, str, Received
 
 @pytest.mark.requirement("ICE-RST-01")
 @pytest.mark.selftest(fault="restart-keeps-pwd")
-async def test_restart_changes_both_credentials(harness: Harness, role: str) -> None:
+async def test_restart_changes_both_credentials(harness: Harness, expect: Expect, role: str) -> None:
     """ICE-RST-01 (RFC 8445 §9, §7.2.2): a restart changes ufrag and pwd; later checks use the new ones."""
     f = harness.findings
     peer, old_ufrag, old_pwd, first = await _restarted(harness, role)
     f.check(peer.remote_ufrag != old_ufrag, "ICE-RST-01", f"the restart kept the ufrag {old_ufrag!r}")
     f.check(peer.remote_pwd != old_pwd, "ICE-RST-01", "the restart kept the pwd (only the ufrag changed)")
-    f.check(
-        check_integrity(first.data, peer.local_key) is None,
-        "ICE-RST-01",
-        f"the first check after the restart is not keyed with the harness's new pwd: {first.describe()}",
-    )
+    check = expect(first, what="the first check after the restart")
+    check.sound(check_integrity(first.data, peer.local_key), "MESSAGE-INTEGRITY keyed with the harness's new pwd")
     user = f"{peer.ufrag}:{peer.remote_ufrag}".encode()
-    f.check(
-        first.index is not None and first.value("USERNAME") == user,
-        "ICE-RST-01",
-        f"the first check after the restart does not carry USERNAME {user!r}: {first.describe()}",
-    )
+    check.that(first.index is not None and first.value("USERNAME") == user, f"USERNAME {user!r}")
     response = await peer.transact(peer.check(), first.src, timeout=5)
-    f.check(
+    expect(response, what="a check with the IUT's new credentials").that(
         response is not None
         and response.is_type(BINDING, SUCCESS)
         and check_integrity(response.data, short_term_key(peer.remote_pwd)) is None,
-        "ICE-RST-01",
-        f"a check with the IUT's new credentials got no success keyed with its new pwd: {response}",
+        "a Binding success response keyed with the IUT's new pwd",
     )
 
 
 @pytest.mark.requirement("ICE-RST-02")
 @pytest.mark.selftest(fault="restart-flips-role")
-async def test_restart_keeps_the_role(harness: Harness, role: str) -> None:
+async def test_restart_keeps_the_role(harness: Harness, expect: Expect, role: str) -> None:
     """ICE-RST-02 (RFC 8445 §9, §6.1.1): checks after a restart carry the pre-restart role attribute."""
     _, _, _, first = await _restarted(harness, role)
-    harness.findings.check(
-        first.role == role,
-        "ICE-RST-02",
-        f"the IUT was {role} before the restart, but its first check after it claims {first.role}: {first.describe()}",
-    )
+    expect(first, what=f"the IUT was {role} before the restart; its first check after it").role(role)
 
 
 @pytest.mark.requirement("ICE-RST-03")
 @pytest.mark.selftest(fault="no-role-switch")
-async def test_restart_accepts_a_role_redetermined_by_the_peer(harness: Harness, role: str) -> None:
+async def test_restart_accepts_a_role_redetermined_by_the_peer(harness: Harness, expect: Expect, role: str) -> None:
     """ICE-RST-03 (RFC 8445 §6.1.1): the harness restarts with the roles flipped (RFC 5245 peer); the IUT follows."""
     f = harness.findings
     harness.require("restart")
@@ -112,12 +101,8 @@ async def test_restart_accepts_a_role_redetermined_by_the_peer(harness: Harness,
     tiebreaker = TIEBREAKER_MAX if role == "controlling" else 0
     response = await peer.transact(peer.check(tiebreaker=tiebreaker), s.iut_address, timeout=5)
     peer.auto_respond = True
-    f.check(
-        response is not None and response.is_type(BINDING, SUCCESS),
-        "ICE-RST-03",
-        f"after a restart with roles flipped the IUT did not accept the harness's {ROLE_ATTRIBUTES[role]} check: "
-        f"{response.describe() if response else 'no answer'}",
-    )
+    flipped = f"after a restart with roles flipped, the harness's {ROLE_ATTRIBUTES[role]} check"
+    expect(response, what=flipped).success(BINDING)
     assert response is not None
     user = f"{peer.ufrag}:".encode()
     later = await ep.expect(
@@ -127,12 +112,7 @@ async def test_restart_accepts_a_role_redetermined_by_the_peer(harness: Harness,
         findings=f,
         requirement="ICE-RST-03",
     )
-    f.check(
-        later.role == OTHER[role],
-        "ICE-RST-03",
-        f"the harness took the {role} role in its restart; the IUT's next check claims {later.role}: "
-        f"{later.describe()}",
-    )
+    expect(later, what=f"the harness took the {role} role in its restart; the IUT's next check").role(OTHER[role])
 
 
 @pytest.mark.requirement("ICE-RST-04")

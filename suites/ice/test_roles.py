@@ -9,8 +9,9 @@ import pytest
 
 from conformance.protocol.roles import TIEBREAKER_MAX, Role, RoleAction, decide_role_conflict
 from conformance.tester.endpoint import Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
-from conformance.tester.ice import BINDING, ERROR, SUCCESS, IcePeer, IceSession
+from conformance.tester.ice import BINDING, IcePeer, IceSession
 from conformance.tester.ice_steps import is_check
 from conformance.verdict import HarnessError, UnsupportedFeature
 
@@ -19,7 +20,7 @@ OTHER = {"controlling": "controlled", "controlled": "controlling"}
 
 @pytest.mark.requirement("ICE-ROLE-01")
 @pytest.mark.selftest(fault="swapped-initial-role")
-async def test_checks_carry_the_role_the_iut_was_given(harness: Harness, role: str) -> None:
+async def test_checks_carry_the_role_the_iut_was_given(harness: Harness, expect: Expect, role: str) -> None:
     """ICE-ROLE-01 (RFC 8445 §6.1.1): the offerer's checks carry ICE-CONTROLLING, the answerer's ICE-CONTROLLED."""
     peer = await harness.peer()
     peer.auto_respond = False  # no conflict, no completion: only the IUT's own view of its role
@@ -29,18 +30,14 @@ async def test_checks_carry_the_role_the_iut_was_given(harness: Harness, role: s
         is_check, 10, what="connectivity check from the IUT", findings=harness.findings, requirement="ICE-ROLE-01"
     )
     await harness.observe(1.0, "further checks, each of which must carry the given role")
+    created = f"the IUT created {role} ({'offerer' if role == 'controlling' else 'answerer'}), with no role conflict"
     for rec in ep.find(is_check):
-        harness.findings.check(
-            rec.role == role,
-            "ICE-ROLE-01",
-            f"the IUT was created {role} ({'offerer' if role == 'controlling' else 'answerer'}), "
-            f"with no role conflict, but its check claims {rec.role}: {rec.describe()}",
-        )
+        expect(rec, what=created).role(role)
 
 
 @pytest.mark.requirement("ICE-ROLE-01")
 @pytest.mark.selftest(fault="ignore-lite-peer")
-async def test_full_agent_facing_a_lite_peer_is_controlling(harness: Harness) -> None:
+async def test_full_agent_facing_a_lite_peer_is_controlling(harness: Harness, expect: Expect) -> None:
     """ICE-ROLE-01 (RFC 8445 §6.1.1): a full agent answering an ICE-lite offer takes the controlling role."""
     peer = await harness.peer()
     session = await harness.session("controlled", peer=peer, lite=True)
@@ -51,12 +48,7 @@ async def test_full_agent_facing_a_lite_peer_is_controlling(harness: Harness) ->
     first = await peer.endpoint.expect(
         is_check, 10, what="connectivity check from the IUT", findings=harness.findings, requirement="ICE-ROLE-01"
     )
-    harness.findings.check(
-        first.role == "controlling",
-        "ICE-ROLE-01",
-        f"the harness's description says a=ice-lite, so the full IUT must be controlling, but its check claims "
-        f"{first.role}: {first.describe()}",
-    )
+    expect(first, what="the harness's description says a=ice-lite").role("controlling")
 
 
 def _tiebreaker(variant: str, own: int) -> int:
@@ -101,16 +93,11 @@ async def _conflict(h: Harness, role: str, variant: str, expected: RoleAction, r
     conflict = peer.check(role=role, tiebreaker=ours)
     response = await peer.transact(conflict, session.iut_address, timeout=5)
     what = f"{attribute}=0x{ours:016x} against the IUT's 0x{own:016x}"
-    if response is None:
-        f.violation(requirement, f"no response within 5 s to a check carrying {what}")
+    if not h.expect(response, requirement, what=f"a check carrying {what}").arrived().ok or response is None:
         return
     peer.auto_respond = True
     if expected is RoleAction.SEND_487:
-        f.check(
-            response.is_type(BINDING, ERROR) and response.error_code == 487,
-            requirement,
-            f"a check carrying {what} must get a 487 (Role Conflict) error, got {response.describe()}",
-        )
+        h.expect(response, requirement, what=f"a check carrying {what}").error(BINDING, 487)
         # The harness gives way (RFC 8445 §7.2.5.1) and checks again; the triggered check shows the IUT's role.
         peer.role = OTHER[role]
         await peer.transact(peer.check(use_candidate=peer.role == "controlling"), session.iut_address, timeout=5)
@@ -123,18 +110,9 @@ async def _conflict(h: Harness, role: str, variant: str, expected: RoleAction, r
         except HarnessError:
             f.info("the IUT started no new check within 12 s of the 487: the kept role is judged from the 487 alone")
             return
-        f.check(
-            later.role == role,
-            requirement,
-            f"after answering 487 the IUT must keep the {role} role, but its next check claims {later.role}: "
-            f"{later.describe()}",
-        )
+        h.expect(later, requirement, what="after answering 487, its next check").role(role)
         return
-    f.check(
-        response.is_type(BINDING, SUCCESS),
-        requirement,
-        f"a check carrying {what} must be answered with success (the IUT switches role), got {response.describe()}",
-    )
+    h.expect(response, requirement, what=f"a check carrying {what} (the IUT switches role)").success(BINDING)
     new_role = OTHER[role]
     peer.role = role  # the harness keeps the role it claimed
     later = await ep.expect(
@@ -144,20 +122,11 @@ async def _conflict(h: Harness, role: str, variant: str, expected: RoleAction, r
         findings=f,
         requirement=requirement,
     )
-    f.check(
-        later.role == new_role,
-        requirement,
-        f"after losing the conflict ({what}) the IUT must be {new_role}, but its next check claims {later.role}: "
-        f"{later.describe()}",
-    )
+    h.expect(later, requirement, what=f"after losing the conflict ({what}), its next check").role(new_role)
     if new_role == "controlled":
         await h.observe(2.0, "no nomination from the IUT now controlled")
         for rec in _new_checks(peer, known, response.time):
-            f.check(
-                not (rec.index and rec.has("USE-CANDIDATE")),
-                requirement,
-                f"the IUT switched to controlled but nominates: {rec.describe()}",
-            )
+            h.expect(rec, requirement, what="the IUT switched to controlled").lacks("USE-CANDIDATE")
     elif not ep.find(lambda r: is_check(r) and r.index is not None and r.has("USE-CANDIDATE"), response.time):
         await ep.expect(
             lambda r: is_check(r) and r.index is not None and r.has("USE-CANDIDATE"),
@@ -203,7 +172,7 @@ async def test_controlled_iut_with_the_smaller_tiebreaker_answers_487(harness: H
 @pytest.mark.requirement("ICE-ROLE-06")
 @pytest.mark.selftest(fault="ignore-487")
 @pytest.mark.selftest(fault="keep-tiebreaker")
-async def test_a_487_flips_the_role_and_changes_the_tiebreaker(harness: Harness, role: str) -> None:
+async def test_a_487_flips_the_role_and_changes_the_tiebreaker(harness: Harness, expect: Expect, role: str) -> None:
     """ICE-ROLE-06 (RFC 8445 §7.2.5.1, §16.1): after a 487 the pair is checked again, other role, new tiebreaker."""
     f = harness.findings
     peer = await harness.peer()
@@ -229,16 +198,5 @@ async def test_a_487_flips_the_role_and_changes_the_tiebreaker(harness: Harness,
         findings=f,
         requirement="ICE-ROLE-06",
     )
-    new_tiebreaker = again.tiebreaker
-    f.check(
-        again.role == OTHER[role],
-        "ICE-ROLE-06",
-        f"after a 487 to its {role} check the IUT must switch to {OTHER[role]}, but the repeated check claims "
-        f"{again.role}: {again.describe()}",
-    )
-    f.check(
-        new_tiebreaker != tiebreaker,
-        "ICE-ROLE-06",
-        f"after a 487 the IUT must change its tiebreaker (RFC 8445 §16.1), still 0x{tiebreaker or 0:016x}: "
-        f"{again.describe()}",
-    )
+    repeated = expect(again, what=f"after a 487 to its {role} check, the repeated check").role(OTHER[role])
+    repeated.that(again.tiebreaker != tiebreaker, f"a new tiebreaker (RFC 8445 §16.1), not 0x{tiebreaker or 0:016x}")

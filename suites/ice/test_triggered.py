@@ -8,8 +8,9 @@ import pytest
 
 from conformance.protocol.transactions import Request
 from conformance.tester.endpoint import Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
-from conformance.tester.ice import BINDING, REQUEST, SUCCESS
+from conformance.tester.ice import BINDING, REQUEST
 from conformance.tester.ice_steps import check_iut_alive, host_line, open_endpoints, run_exchange
 from conformance.tester.transactions import model_of
 
@@ -23,7 +24,9 @@ def _is_request(r: Received) -> bool:
 @pytest.mark.parametrize("state", ["waiting", "failed"])
 @pytest.mark.selftest(fault="no-triggered-check")
 @pytest.mark.selftest(variant="limiting")
-async def test_check_on_a_waiting_or_failed_pair_triggers_a_check(harness: Harness, role: str, state: str) -> None:
+async def test_check_on_a_waiting_or_failed_pair_triggers_a_check(
+    harness: Harness, expect: Expect, role: str, state: str
+) -> None:
     """ICE-TRIG-01 (RFC 8445 §7.3.1.4): a valid check on a Waiting or Failed pair enqueues a triggered check."""
     peer = await harness.peer()
     f = harness.findings
@@ -59,11 +62,7 @@ async def test_check_on_a_waiting_or_failed_pair_triggers_a_check(harness: Harne
     reply = await peer.transact(peer.check(), s.iut_address, timeout=2.0, note=f"check on the {state} pair")
     if reply is None:
         check_iut_alive(harness, f"no response to a valid check on the {state} pair")
-    f.check(
-        reply is not None and reply.is_type(BINDING, SUCCESS),
-        "ICE-TRIG-01",
-        f"the valid check on the {state} pair got {reply.describe() if reply else 'no response'}",
-    )
+    expect(reply, what=f"the valid check on the {state} pair").success(BINDING)
     # A triggered check goes ahead of the ordinary ones (RFC 8445 §6.1.4.2): within 0.5 s, before the Waiting
     # pair's ordinary turn (about 0.9 s in at Ta = 50 ms) could account for it.
     triggered = await ep.expect(
@@ -76,9 +75,8 @@ async def test_check_on_a_waiting_or_failed_pair_triggers_a_check(harness: Harne
     )
     username = triggered.value("USERNAME") if triggered.index else None
     expected = f"{peer.ufrag}:{peer.remote_ufrag}".encode()
-    f.check(
-        username == expected, "ICE-TRIG-01", f"USERNAME {username!r}, expected {expected!r}: {triggered.describe()}"
-    )
+    expect(triggered, what="the triggered check").that(username == expected, f"USERNAME {expected!r}")
+
     f.info(f"triggered check {(triggered.time - sent) * 1000:.0f} ms after the harness's check")
 
 
