@@ -17,6 +17,7 @@ from conformance.packets import attribute_code
 from conformance.protocol.candidate import parse_candidate
 from conformance.protocol.priority import pair_priority
 from conformance.tester.endpoint import Address, Endpoint, Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, REQUEST, SUCCESS
 from conformance.tester.ice_steps import host_line, open_endpoints, requests_from_iut, run_exchange, sanity_probe
@@ -222,7 +223,9 @@ async def test_new_checks_are_paced(harness: Harness, role: str) -> None:
 
 @pytest.mark.requirement("ICE-CHK-02")
 @pytest.mark.selftest(fault="tiebreaker-per-check")
-async def test_checks_carry_one_role_attribute_and_a_constant_tiebreaker(harness: Harness, role: str) -> None:
+async def test_checks_carry_one_role_attribute_and_a_constant_tiebreaker(
+    harness: Harness, expect: Expect, role: str
+) -> None:
     """ICE-CHK-02 (RFC 8445 §7.1.3, §16.1): exactly one role attribute, for the role; one tie-breaker per session."""
     eps = await open_endpoints(harness, 5, "silent remote")
     lines = [host_line(f"T{i}", 2130706431 - i * 256, ep.address) for i, ep in enumerate(eps)]
@@ -237,11 +240,8 @@ async def test_checks_carry_one_role_attribute_and_a_constant_tiebreaker(harness
     for rec in checks:
         assert rec.index is not None
         roles = [c for c, _, _ in rec.index.attributes if c in (ICE_CONTROLLED, ICE_CONTROLLING)]
-        f.check(
-            roles == [expected],
-            "ICE-CHK-02",
-            f"a check of the {role} IUT carries {[hex(c) for c in roles]} instead of exactly 0x{expected:04x}: "
-            f"{rec.describe()}",
+        expect(rec, what=f"a check of the {role} IUT").that(
+            roles == [expected], f"exactly one role attribute, 0x{expected:04x}, not {[hex(c) for c in roles]}"
         )
         value = rec.index.value(expected)
         if value is not None:
@@ -287,7 +287,7 @@ async def test_no_rfc3489_compatibility_and_no_alternate_server(harness: Harness
 @pytest.mark.parametrize("variant", ["other-port", "other-ip"])
 @pytest.mark.selftest(fault="accept-asymmetric")
 @pytest.mark.selftest(variant="pinging", verdict="INFO")
-async def test_response_from_a_wrong_address_fails_the_pair(harness: Harness, variant: str) -> None:
+async def test_response_from_a_wrong_address_fails_the_pair(harness: Harness, expect: Expect, variant: str) -> None:
     """ICE-CHK-04 (RFC 8445 §7.2.5.2.1): a response that does not mirror the request fails the pair."""
     peer = await harness.peer()
     peer.auto_respond = False
@@ -324,13 +324,11 @@ async def test_response_from_a_wrong_address_fails_the_pair(harness: Harness, va
                 "IUT selected no pair",
             )
         nomination = None
-    f.check(
-        nomination is None,
-        "ICE-CHK-04",
+    forged = (
         f"after its check {first.transaction_id.hex()} was answered from {forger.address[0]}:{forger.address[1]} "
-        f"instead of {ep.address[0]}:{ep.address[1]}, the IUT nominated the pair: "
-        + (nomination.describe() if nomination else ""),
+        f"instead of {ep.address[0]}:{ep.address[1]}"
     )
+    expect(nomination, what=forged).silence("no nomination of the pair")
     selected = harness.log.of("selected_pair")
     f.check(not selected, "ICE-CHK-04", f"the IUT selected a pair validated only by a forged response: {selected}")
     failed = await harness.log.wait("state", lambda n: n.params.get("state") == "failed", 0.5)
@@ -404,7 +402,7 @@ async def test_unanswered_check_retransmits_on_schedule_then_fails_the_pair(harn
 
 @pytest.mark.requirement("ICE-CHK-06")
 @pytest.mark.selftest(fault="answer-first-candidate-only")
-async def test_checks_are_answered_on_every_candidate(harness: Harness) -> None:
+async def test_checks_are_answered_on_every_candidate(harness: Harness, expect: Expect) -> None:
     """ICE-CHK-06 (RFC 8445 §7.3): a valid check to any candidate the IUT signalled gets a success from it."""
     ipv6 = "ipv6" in harness.info.capabilities
     components = 2 if "multi_component" in harness.info.capabilities else 1
@@ -435,17 +433,16 @@ async def test_checks_are_answered_on_every_candidate(harness: Harness) -> None:
             findings=f,
             requirement="ICE-CHK-06",
         )
-        f.check(
+        expect(reply, what=f"the check to {c.address}:{c.port}").that(
             reply.is_type(BINDING, SUCCESS) and _norm(reply.src) == _norm((c.address, c.port)),
-            "ICE-CHK-06",
-            f"the check to {c.address}:{c.port} got {reply.describe()}",
+            f"a Binding success response from {c.address}:{c.port}",
         )
 
 
 @pytest.mark.requirement("ICE-CHK-07")
 @pytest.mark.selftest(fault="drop-early-checks")
 @pytest.mark.selftest(fault="no-triggered-check")
-async def test_check_before_the_answer_is_answered_then_triggers_a_check(harness: Harness) -> None:
+async def test_check_before_the_answer_is_answered_then_triggers_a_check(harness: Harness, expect: Expect) -> None:
     """ICE-CHK-07 (RFC 8445 §7.3): a check before the answer gets a success; the triggered check follows the answer."""
     peer = await harness.peer()
     early = await harness.endpoint("early checker (not in the answer)")
@@ -461,11 +458,7 @@ async def test_check_before_the_answer_is_answered_then_triggers_a_check(harness
         findings=harness.findings,
         requirement="ICE-CHK-07",
     )
-    harness.findings.check(
-        reply.is_type(BINDING, SUCCESS),
-        "ICE-CHK-07",
-        f"a check sent before the answer got {reply.describe()}",
-    )
+    expect(reply, what="a check sent before the answer").success(BINDING)
 
     def answer_early(rec: Received) -> None:
         if peer.is_valid_check(rec):

@@ -9,6 +9,7 @@ import pytest
 from conformance.packets import ALLOCATE, REFRESH, REQUEST, attr
 from conformance.protocol.keys import long_term_key
 from conformance.tester.endpoint import Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
 from conformance.tester.relay_agent import RelayAgent, relay_session, start_relay_agent, wait_selected
 from conformance.tester.turn_client import CLIENT_REALM, USERS
@@ -63,7 +64,7 @@ async def _allocated(h: Harness, server: TurnServer) -> tuple[RelayAgent, Receiv
 @pytest.mark.requirement("TURN-ALLOC-08")
 @pytest.mark.needs("turn_client")
 @pytest.mark.selftest(fault="no-software", verdict="NON-STRICT")
-async def test_allocate_and_refresh_requests_carry_software(harness: Harness) -> None:
+async def test_allocate_and_refresh_requests_carry_software(harness: Harness, expect: Expect) -> None:
     """TURN-ALLOC-08 (RFC 8656 §5): the client's Allocate and Refresh requests should carry SOFTWARE."""
     server = await scripted_turn_server(harness)
     relay, _ = await _allocated(harness, server)
@@ -74,16 +75,14 @@ async def test_allocate_and_refresh_requests_carry_software(harness: Harness) ->
         harness.findings.info("no Refresh after close (see TURN-LIFE-06): only Allocate requests were checked")
     for r in [*server.requests_of(ALLOCATE), *refreshes]:
         assert r.index is not None
-        if not harness.findings.check(
-            r.has("SOFTWARE"), "TURN-ALLOC-08", f"no SOFTWARE in the client's request: {r.describe()}"
-        ):
+        if not expect(r, what="the client's request").has("SOFTWARE").ok:
             break
 
 
 @pytest.mark.requirement("TURN-ALLOC-09")
 @pytest.mark.needs("turn_client")
 @pytest.mark.selftest(fault="tcp-transport")
-async def test_allocate_requests_udp_with_zero_rffu(harness: Harness) -> None:
+async def test_allocate_requests_udp_with_zero_rffu(harness: Harness, expect: Expect) -> None:
     """TURN-ALLOC-09 (RFC 8656 §7.1, §18.8): every Allocate carries REQUESTED-TRANSPORT 17 (UDP), RFFU zero."""
     server = await scripted_turn_server(harness)
     await start_relay_agent(harness, server)
@@ -91,18 +90,16 @@ async def test_allocate_requests_udp_with_zero_rffu(harness: Harness) -> None:
     for r in server.requests_of(ALLOCATE):
         assert r.index is not None
         value = r.value("REQUESTED-TRANSPORT")
-        harness.findings.check(
+        expect(r).that(
             value == b"\x11\x00\x00\x00",
-            "TURN-ALLOC-09",
-            f"REQUESTED-TRANSPORT is {value.hex() if value is not None else 'absent'}, expected 11000000: "
-            f"{r.describe()}",
+            f"REQUESTED-TRANSPORT 11000000, not {value.hex() if value is not None else 'absent'}",
         )
 
 
 @pytest.mark.requirement("TURN-ALLOC-10")
 @pytest.mark.needs("turn_client")
 @pytest.mark.selftest(fault="keep-unusable-family")
-async def test_unusable_relayed_family_is_deleted_and_not_retried(harness: Harness) -> None:
+async def test_unusable_relayed_family_is_deleted_and_not_retried(harness: Harness, expect: Expect) -> None:
     """TURN-ALLOC-10 (RFC 8656 §7.3): an IPv4-only client given an IPv6 relayed address deletes the allocation and
     does not allocate on that server again."""
     if "ipv6" in harness.info.capabilities:
@@ -135,11 +132,7 @@ async def test_unusable_relayed_family_is_deleted_and_not_retried(harness: Harne
 
     await server.endpoint.expect_silence(another, SILENCE)
     again = next(iter(server.endpoint.find(another, answered.time)), None)
-    harness.findings.check(
-        again is None,
-        "TURN-ALLOC-10",
-        f"the client allocated again on the same server: {again.describe() if again else ''}",
-    )
+    expect(again, what="on the same server").silence("no new Allocate")
 
 
 @pytest.mark.requirement("TURN-ALLOC-11")
@@ -209,7 +202,7 @@ async def test_allocate_error_back_off(harness: Harness, code: int, window: floa
 @pytest.mark.selftest(fault="follow-unauthenticated-alternate", params="without-integrity")
 @pytest.mark.selftest(fault="rfc5389-client", params="without-integrity")
 @pytest.mark.selftest(fault="rfc5389-client", params="without-integrity", revision_gap=True)
-async def test_try_alternate_needs_integrity(harness: Harness, authenticated: bool) -> None:
+async def test_try_alternate_needs_integrity(harness: Harness, expect: Expect, authenticated: bool) -> None:
     """TURN-ALLOC-12 (RFC 8489 §14.15, §9.2.5, RFC 8656 §7.4): a 300 without integrity is ignored; with integrity
     the client should try the ALTERNATE-SERVER first."""
     server = await scripted_turn_server(harness)
@@ -226,11 +219,8 @@ async def test_try_alternate_needs_integrity(harness: Harness, authenticated: bo
     if not authenticated:
         await alternate.endpoint.expect_silence(lambda r: True, SILENCE)
         got = next(iter(alternate.endpoint.history), None)
-        harness.findings.check(
-            got is None,
-            "TURN-ALLOC-12",
-            f"the client followed a 300 without MESSAGE-INTEGRITY to {host}:{port}: {got.describe() if got else ''}",
-            "integrity_required",
+        expect(got, clause="integrity_required", what=f"a 300 without MESSAGE-INTEGRITY to {host}:{port}").silence(
+            "nothing sent there"
         )
         return
     await alternate.endpoint.expect(
@@ -361,7 +351,7 @@ async def test_allocation_is_refreshed_before_it_expires(harness: Harness, lifet
 @pytest.mark.requirement("TURN-LIFE-06")
 @pytest.mark.needs("turn_client")
 @pytest.mark.selftest(fault="no-delete", verdict="NON-STRICT")
-async def test_closing_deletes_the_allocation_and_437_ends_it(harness: Harness) -> None:
+async def test_closing_deletes_the_allocation_and_437_ends_it(harness: Harness, expect: Expect) -> None:
     """TURN-LIFE-06 (RFC 8656 §8, §8.3): a client done with its allocation deletes it (Refresh LIFETIME=0); a 437
     to that delete counts as success, with no retry."""
     server = await scripted_turn_server(harness)
@@ -384,6 +374,4 @@ async def test_closing_deletes_the_allocation_and_437_ends_it(harness: Harness) 
 
     await server.endpoint.expect_silence(retried, SILENCE - 1)
     again = next(iter(server.endpoint.find(retried, since)), None)
-    harness.findings.check(
-        again is None, "TURN-LIFE-06", f"the delete was retried after a 437: {again.describe() if again else ''}"
-    )
+    expect(again, what="the delete answered with 437").silence("no retry")

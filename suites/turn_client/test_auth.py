@@ -7,6 +7,7 @@ import pytest
 from conformance.packets import ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH, REQUEST, attr, check_integrity
 from conformance.protocol.keys import PasswordAlgorithm, SecurityFeature, long_term_key, userhash
 from conformance.tester.endpoint import Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
 from conformance.tester.relay_agent import relay_session, start_relay_agent
 from conformance.tester.turn_client import CLIENT_REALM, USERS
@@ -54,7 +55,7 @@ def _authenticated_allocates(server: TurnServer) -> list[Received]:
 @pytest.mark.needs("turn_client")
 @pytest.mark.selftest(fault="credentials-first")
 @pytest.mark.selftest(fault="reuse-txid-after-401", verdict="NON-STRICT")
-async def test_first_allocate_is_bare_then_retried_with_md5_credentials(harness: Harness) -> None:
+async def test_first_allocate_is_bare_then_retried_with_md5_credentials(harness: Harness, expect: Expect) -> None:
     """STUN-AUTH-05 (RFC 8489 §9.2.3.1, §9.2.5, §9.2.2): bare first Allocate; after the 401 a new txid, copied
     REALM and NONCE, and MESSAGE-INTEGRITY under MD5(username:realm:password)."""
     server = await scripted_turn_server(harness)
@@ -68,13 +69,7 @@ async def test_first_allocate_is_bare_then_retried_with_md5_credentials(harness:
     await start_relay_agent(harness, server)
     first = await server.expect_request(ALLOCATE, 10)
     assert first.index is not None
-    present = [name for name in AUTH_ATTRIBUTES if first.index.has(name)]
-    harness.findings.check(
-        not present,
-        "STUN-AUTH-05",
-        f"the first Allocate carries {', '.join(present)}: {first.describe()}",
-        "bare_first",
-    )
+    expect(first, clause="bare_first", what="the first Allocate").lacks(*AUTH_ATTRIBUTES)
     retry = await server.endpoint.expect(
         lambda r: _allocate(r) and _authenticated(r),
         PROMPT,
@@ -101,12 +96,8 @@ async def test_first_allocate_is_bare_then_retried_with_md5_credentials(harness:
         f"retry after the 401: {'; '.join(problems)}: {retry.describe()}",
         "retry_after_401",
     )
-    reason = check_integrity(retry.data, MD5_KEY, "sha1")
-    harness.findings.check(
-        reason is None,
-        "STUN-AUTH-05",
-        f"MESSAGE-INTEGRITY does not validate under MD5(alice:{CLIENT_REALM}:password): {reason}",
-        "md5_key",
+    expect(retry, clause="md5_key").sound(
+        check_integrity(retry.data, MD5_KEY, "sha1"), f"MESSAGE-INTEGRITY under MD5(alice:{CLIENT_REALM}:password)"
     )
 
 
@@ -161,7 +152,7 @@ async def test_password_algorithms_are_echoed_and_sha256_is_used(harness: Harnes
 @pytest.mark.selftest(fault="rfc5389-client", params=["bit-without-list", "no-supported-algorithm"])
 @pytest.mark.selftest(fault="rfc5389-client", params=["bit-without-list", "no-supported-algorithm"], revision_gap=True)
 @pytest.mark.selftest(fault="retry-401-forever", params="fresh-nonce-every-401")
-async def test_no_authenticated_retry_when_forbidden(harness: Harness, variant: str) -> None:
+async def test_no_authenticated_retry_when_forbidden(harness: Harness, expect: Expect, variant: str) -> None:
     """STUN-AUTH-07 (RFC 8489 §9.2.5): no retry after a 401 whose algorithms bit lacks PASSWORD-ALGORITHMS or
     lists nothing supported; at most one authenticated retry when every attempt gets a 401."""
     features = SecurityFeature.NONE if variant == "fresh-nonce-every-401" else SecurityFeature.PASSWORD_ALGORITHMS
@@ -190,13 +181,8 @@ async def test_no_authenticated_retry_when_forbidden(harness: Harness, variant: 
         return
     await server.endpoint.expect_silence(lambda r: _allocate(r) and _authenticated(r), SILENCE)
     got = next(iter(server.endpoint.find(lambda r: _allocate(r) and _authenticated(r), first.time)), None)
-    harness.findings.check(
-        got is None,
-        "STUN-AUTH-07",
-        f"after a 401 ({variant}, first Allocate {first.transaction_id.hex()}) the client retried anyway: "
-        f"{got.describe() if got else ''}",
-        "algorithms",
-    )
+    after = f"after a 401 ({variant}, first Allocate {first.transaction_id.hex()})"
+    expect(got, clause="algorithms", what=after).silence("no authenticated retry")
 
 
 @pytest.mark.requirement("STUN-AUTH-08")
