@@ -132,12 +132,18 @@ async def test_a_failed_nomination_fails_the_pair(harness: Harness) -> None:
     await peer.transact(peer.check(), first.src, timeout=5)
     nomination = await ep.expect(_nominating, 10, what="nominating check from the IUT (graded by ICE-NOM-02)")
     failed = await harness.log.wait("state", lambda n: n.params.get("state") == "failed", 10)
+    # The first request's round trip is a fence on the notification channel: a report read after its answer was
+    # sent after the IUT had long had the 400. One read before may have left before the 400 reached the IUT (a
+    # shim that reports the pair when it first succeeds), since a pipe and a socket are not ordered.
+    fence: float | None = None
     for _ in range(3):
         try:
             await send_data(harness, s.agent, b"\x80after-failed-nomination")
         except Unsupported:
             f.info("the IUT cannot be asked to send data; judged from its notifications only")
             break
+        finally:
+            fence = ep.now() if fence is None else fence
     await harness.observe(1.0, "no data may go on the pair whose nomination failed")
     data = ep.find(is_data, nomination.time)
     f.check(
@@ -147,11 +153,19 @@ async def test_a_failed_nomination_fails_the_pair(harness: Harness) -> None:
         f"{data[0].describe() if data else ''}",
     )
     selected = [n for n in harness.log.of("selected_pair") if n.time >= nomination.time]
+    proven = [n for n in selected if fence is not None and n.time > fence]
     f.check(
-        not selected,
+        not proven,
         "ICE-NOM-04",
-        f"the nominating check got a 400, yet the IUT reported: {selected[0].params if selected else None}",
+        f"the nominating check got a 400, and well after it the IUT reported: {proven[0].params if proven else None}",
     )
+    if selected and not proven and not data:
+        f.inconclusive(
+            "ICE-NOM-04",
+            f"the IUT reported the selected pair {selected[0].params} "
+            f"{(selected[0].time - nomination.time) * 1000:.0f} ms after its nominating check got a 400, but before "
+            "a request sent later was answered: the report may have left before the 400 reached it",
+        )
     if failed is None and not data and not selected:
         # The pair was not used, which is what the MUST governs; when the agent reports the failed checklist
         # through its API is not on the wire, and RFC 8445 sets no deadline for it.

@@ -85,6 +85,8 @@ function getAgent(params) {
   return a;
 }
 
+const PAIR_WATCH_MS = 20; // how often a connected agent's selected pair is read for changes
+
 function emitState(a, state) {
   if (a.lastState === state) return;
   a.lastState = state;
@@ -177,7 +179,13 @@ function createAgent(p) {
   pc.onIceStateChange((s) => {
     if (!agents.has(id)) return;
     if (s === "new") return;
-    if (s === "connected" || s === "completed") emitSelectedPair(a);
+    if (s === "connected" || s === "completed") {
+      emitSelectedPair(a);
+      // libdatachannel has no event for a change of the selected pair (a controlled agent moving to a
+      // higher-priority nomination keeps its state): watch the pair while connected, as the contract asks a
+      // selected_pair for every change (docs/adapter-contract.md, notifications).
+      if (!a.watch) a.watch = setInterval(() => emitSelectedPair(a), PAIR_WATCH_MS);
+    }
     emitState(a, s);
   });
   // The one data channel only makes libdatachannel put an m=application section in the SDP.
@@ -315,6 +323,7 @@ async function connect(p) {
 }
 
 function closeOne(a) {
+  clearInterval(a.watch);
   try {
     if (a.dc) a.dc.close();
     a.pc.close();
