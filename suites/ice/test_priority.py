@@ -8,6 +8,7 @@ import pytest
 
 from conformance.protocol.candidate import Candidate
 from conformance.protocol.priority import TYPE_PREFERENCE, decompose_priority
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
 from conformance.tester.ice_steps import run_exchange
 
@@ -126,7 +127,7 @@ async def test_local_preference_and_component_ids(harness: Harness) -> None:
 @pytest.mark.requirement("ICE-PRIO-04")
 @pytest.mark.parametrize("role", ["controlling", "controlled"])
 @pytest.mark.selftest(fault="priority-attr-host-pref")
-async def test_priority_attribute_uses_the_prflx_type_preference(harness: Harness, role: str) -> None:
+async def test_priority_attribute_uses_the_prflx_type_preference(harness: Harness, expect: Expect, role: str) -> None:
     """ICE-PRIO-04 (RFC 8445 §7.1.1): PRIORITY = the base's priority with the prflx preference."""
     x = await run_exchange(harness, role)
     host = {(c.address, c.port): c for c in x.session.candidates if c.kind == "host"}
@@ -134,9 +135,9 @@ async def test_priority_attribute_uses_the_prflx_type_preference(harness: Harnes
     harness.findings.check(bool(x.iut_checks), "ICE-PRIO-04", "the IUT sent no connectivity check")
     for rec in x.iut_checks:
         raw = rec.value("PRIORITY") if rec.index else None
-        if raw is None or len(raw) != 4:
-            harness.findings.violation("ICE-PRIO-04", f"no PRIORITY attribute in {rec.describe()}")
+        if not expect(rec).that(raw is not None and len(raw) == 4, "a 4-byte PRIORITY").ok or raw is None:
             continue
+
         prio = int.from_bytes(raw, "big")
         base = host.get(rec.src)
         if base is None:

@@ -8,6 +8,7 @@ import pytest
 from conformance.adapters.base import AgentConfig
 from conformance.protocol.candidate import parse_candidate
 from conformance.protocol.priority import candidate_priority
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
 from conformance.tester.ice_steps import host_line, is_check, run_exchange
 from conformance.tester.options import case_options
@@ -60,9 +61,8 @@ async def test_checks_wait_for_trickled_candidates(harness: Harness) -> None:
 @pytest.mark.requirement("TRK-03")
 @pytest.mark.needs("trickle")
 @pytest.mark.selftest(fault="check-before-trickle")
-async def test_no_check_from_a_candidate_not_yet_trickled(harness: Harness) -> None:
+async def test_no_check_from_a_candidate_not_yet_trickled(harness: Harness, expect: Expect) -> None:
     """TRK-03 (RFC 8838 §10): every check leaves from a candidate the IUT has already announced."""
-    f = harness.findings
     peer = await harness.peer()
     peer.role = "controlling"
     config = AgentConfig(role="controlled", trickle=True, options=case_options())
@@ -85,13 +85,8 @@ async def test_no_check_from_a_candidate_not_yet_trickled(harness: Harness) -> N
                 announced.setdefault((c.related_address, c.related_port), n.time)
     for rec in peer.endpoint.find(is_check):
         when = announced.get(rec.src)
-        f.check(
-            when is not None and when <= rec.time + 0.5,
-            "TRK-03",
-            f"a check from {rec.src[0]}:{rec.src[1]} "
-            + ("before that candidate was trickled" if when is not None else "a candidate never trickled")
-            + f": {rec.describe()}",
-        )
+        source = f"a check from {rec.src[0]}:{rec.src[1]}" + (" (never trickled)" if when is None else "")
+        expect(rec, what=source).that(when is not None and when <= rec.time + 0.5, "its candidate trickled first")
 
 
 @pytest.mark.requirement("TRK-04")
@@ -125,7 +120,7 @@ async def test_nothing_trickles_after_end_of_candidates(harness: Harness) -> Non
 @pytest.mark.requirement("TRK-05")
 @pytest.mark.needs("trickle")
 @pytest.mark.selftest(fault="accept-after-eoc")
-async def test_candidates_after_end_of_candidates_are_ignored(harness: Harness) -> None:
+async def test_candidates_after_end_of_candidates_are_ignored(harness: Harness, expect: Expect) -> None:
     """TRK-05 (RFC 8838 §14): a candidate trickled after end-of-candidates is never checked."""
     peer = await harness.peer()
     peer.auto_respond = False  # keep the IUT checking, so a late candidate would be paired
@@ -137,11 +132,7 @@ async def test_candidates_after_end_of_candidates_are_ignored(harness: Harness) 
     except Exception as exc:  # -32000 after end-of-candidates is the contract's way to refuse it
         harness.findings.info(f"the late candidate was refused: {exc}")
     hit = await late.expect_silence(is_check, 5.0)
-    harness.findings.check(
-        hit is None,
-        "TRK-05",
-        f"the IUT checked a candidate trickled after end-of-candidates: {hit.describe() if hit else ''}",
-    )
+    expect(hit, what="a candidate trickled after end-of-candidates").silence("no check of it")
 
 
 @pytest.mark.requirement("TRK-06")
