@@ -14,6 +14,7 @@ import pytest
 from conformance.robustness.inputs import ICE_FAMILIES, RESPONSE_VARIANTS, family_inputs
 from conformance.robustness.probe import check_survived, run_family
 from conformance.tester.endpoint import Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
 from conformance.tester.ice_steps import sanity_probe
 
@@ -88,7 +89,7 @@ async def test_agent_survives_hostile_datagrams(harness: Harness, family: str) -
     requirement="ROB-CRASH-01",
     message="after its check was answered with: authenticated 403 error",
 )
-async def test_agent_survives_hostile_answers_to_its_checks(harness: Harness) -> None:
+async def test_agent_survives_hostile_answers_to_its_checks(harness: Harness, expect: Expect) -> None:
     """Every check of the IUT is answered with the next hostile response (errors, malformed successes), never a
     success, so its pair fails and the peer's next check triggers a new one (RFC 8445 §7.3.1.4); that check of the
     peer is the probe, and it must be answered."""
@@ -115,10 +116,8 @@ async def test_agent_survives_hostile_answers_to_its_checks(harness: Harness) ->
         reply = await peer.transact(peer.check(), target, timeout=PROBE_TIMEOUT, note=f"probe before '{label}'")
         previous = RESPONSE_VARIANTS[sent[-1]][0] if sent else "none yet"
         check_survived(harness, f"its check was answered with: {previous}")
-        if reply is None:
-            harness.findings.violation(
-                "ROB-LIVE-01", f"a valid check went unanswered after the IUT's check was answered with: {previous}"
-            )
+        answered = f"a valid check after the IUT's check was answered with: {previous}"
+        expect(reply, "ROB-LIVE-01", what=answered).arrived()
         try:
             await asyncio.wait_for(delivered.wait(), TRIGGERED_WAIT)
         except TimeoutError:
@@ -126,8 +125,8 @@ async def test_agent_survives_hostile_answers_to_its_checks(harness: Harness) ->
     reply = await peer.transact(peer.check(), target, timeout=PROBE_TIMEOUT, note="final probe")
     last = RESPONSE_VARIANTS[sent[-1]][0] if sent else "none"
     check_survived(harness, f"its check was answered with: {last}")
-    if reply is None:
-        harness.findings.violation("ROB-LIVE-01", f"a valid check went unanswered after the answer: {last}")
+    expect(reply, "ROB-LIVE-01", what=f"a valid check after the answer: {last}").arrived()
+
     harness.findings.info(
         f"{len(sent)} of {len(RESPONSE_VARIANTS)} hostile answers delivered"
         + (f"; no check of the IUT came to answer with: {', '.join(skipped)}" if skipped else "")
