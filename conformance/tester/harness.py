@@ -109,7 +109,7 @@ class Harness:
         in arrival order."""
         eps = self.endpoints if endpoints is None else endpoints
         recs = [r for ep in eps for r in ep.find(predicate or (lambda r: True), since)]
-        return sorted(recs, key=lambda r: r.time)
+        return sorted(recs, key=lambda r: r.arrived)
 
     async def wait(
         self,

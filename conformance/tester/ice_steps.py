@@ -90,9 +90,10 @@ async def open_endpoints(h: Harness, count: int, label: str, hosts: list[str] | 
 
 
 def requests_from_iut(endpoints: list[Endpoint], since: float = 0.0) -> list[Received]:
-    """Every Binding request the IUT sent to these endpoints since ``since``, in arrival order."""
+    """Every Binding request the IUT sent to these endpoints since ``since``, in kernel arrival order (a loaded
+    harness reads several sockets in the order the selector reports them, not in the order datagrams came)."""
     recs = [r for ep in endpoints for r in ep.find(lambda r: r.is_type(BINDING, REQUEST), since)]
-    return sorted(recs, key=lambda r: r.time)
+    return sorted(recs, key=lambda r: r.arrived)
 
 
 async def requests_until_quiet(endpoints: list[Endpoint], quiet: float, timeout: float) -> list[Received]:

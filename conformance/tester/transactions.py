@@ -48,4 +48,4 @@ def model_of(
             msg_type = int.from_bytes(d.data[:2], "big")
             if msg_type & 0x0110 in _RESPONSE_CLASSES and d.data[8:20] in txids:
                 answers.append((d.data[8:20], d.time + offset))
-    return TransactionModel.of((request_of(r) for r in sorted(recs, key=lambda r: r.time)), answers)
+    return TransactionModel.of((request_of(r) for r in sorted(recs, key=lambda r: r.arrived)), answers)

@@ -47,7 +47,7 @@ async def _expect_any(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        hits = sorted((r for ep in endpoints for r in ep.find(predicate, since)), key=lambda r: r.time)
+        hits = sorted((r for ep in endpoints for r in ep.find(predicate, since)), key=lambda r: r.arrived)
         remaining = deadline - loop.time()
         if hits or remaining <= 0:
             return hits[0] if hits else None
