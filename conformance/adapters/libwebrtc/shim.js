@@ -13,7 +13,9 @@
 //   * controlled = the answerer: `set_remote` must come BEFORE `gather` (the answer needs the offer);
 //     `gather` applies the remote OFFER and sets the (munged) local answer; checks start at once.
 // States come from oniceconnectionstatechange; the selected pair from getStats() (transport
-// selectedCandidatePairId), polled at a bounded interval only while connecting.
+// selectedCandidatePairId): polled until first known (bounded), then watched while the agent is
+// connected, as wrtc has no selectedcandidatepairchange event (a controlled libwebrtc moves to a
+// nominated pair with no state change) and the contract asks a selected_pair for every change.
 // Refused (-32601): `send` (libwebrtc exposes no ICE-level datagrams; a data channel needs DTLS+SCTP,
 // which the harness peer does not speak), `restart` (not wired yet), more than one component.
 // Loopback only: only loopback candidates of the requested `interfaces` are reported; server
@@ -77,6 +79,8 @@ const MID = "0";
 const DUMMY_FINGERPRINT = Array(32).fill("AB").join(":");
 const POLL_MS = 50; // getStats() cadence while connecting
 const POLL_LIMIT = 200; // at most 10 s of polling per state change
+const PAIR_WATCH_MS = 100; // getStats() cadence, once the pair is known, for a change of the selected pair
+const WATCH_STATES = new Set(["connected", "completed", "disconnected"]); // the pair can still change
 
 function getAgent(params) {
   const a = agents.get(params && params.agent);
@@ -118,7 +122,9 @@ async function selectedPair(a) {
   for (const s of byId.values()) {
     if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
   }
-  if (!pairId) {
+  // Without the transport's id, a nominated Succeeded pair stands for it, for the first report only: a later
+  // one must be the pair libwebrtc selected, not merely another nominated pair.
+  if (!pairId && a.lastPair === null) {
     for (const s of byId.values()) {
       if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pairId = s.id;
     }
@@ -134,7 +140,8 @@ async function selectedPair(a) {
   };
 }
 
-// Poll getStats() until the selected pair is known (bounded), then report it once.
+// Poll getStats() until the selected pair is known (bounded), report it, then keep reading it every
+// PAIR_WATCH_MS while the agent may still move to another pair (stops on failed/closed), reporting each change.
 function pollSelectedPair(a) {
   const run = ++a.pollRun;
   let n = 0;
@@ -146,14 +153,17 @@ function pollSelectedPair(a) {
     } catch (e) {
       log("getStats failed", e);
     }
+    if (run !== a.pollRun || !agents.has(a.id) || a.closed) return;
+    const s = a.pc.iceConnectionState;
     if (pair) {
       const key = pair.local + "|" + pair.remote;
       if (a.lastPair !== key) {
+        if (a.lastPair !== null) log(`${a.id}: selected pair changed from ${a.lastPair} to ${key}`);
         a.lastPair = key;
         notify("selected_pair", { agent: a.id, component: 1, local: pair.local, remote: pair.remote });
       }
-      const s = a.pc.iceConnectionState;
       if (s === "connected" || s === "completed") emitState(a, s);
+      if (WATCH_STATES.has(s)) a.pollTimer = setTimeout(tick, PAIR_WATCH_MS);
       return;
     }
     if (++n < POLL_LIMIT) a.pollTimer = setTimeout(tick, POLL_MS);
