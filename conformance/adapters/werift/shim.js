@@ -76,8 +76,26 @@ function emitSelectedPair(a) {
   const remote = candidateString(pair.remoteCandidate);
   const key = local + "|" + remote;
   if (a.lastPair === key) return;
+  if (a.lastPair !== null) log(`${a.id}: selected pair changed from ${a.lastPair} to ${key}`);
   a.lastPair = key;
   notify("selected_pair", { agent: a.id, component: 1, local, remote });
+}
+
+// werift-ice has no event for its selected pair: `Connection.nominated` is a plain property, set in checkComplete
+// when a nominated pair succeeds (once per ICE generation; restart clears it). Turning it into an accessor on this
+// instance reports the pair the moment werift selects it, whatever its state does (the contract asks a
+// selected_pair each time the pair is set or changes); the 'connected' paths below stay as a second look.
+function watchNominated(a) {
+  let value = a.conn.nominated;
+  Object.defineProperty(a.conn, "nominated", {
+    configurable: true,
+    enumerable: true,
+    get: () => value,
+    set: (pair) => {
+      value = pair;
+      if (pair && agents.has(a.id)) emitSelectedPair(a);
+    },
+  });
 }
 
 function createAgent(p) {
@@ -146,6 +164,7 @@ function createAgent(p) {
     connectRun: 0,
   };
   agents.set(id, a);
+  watchNominated(a);
 
   conn.onIceCandidate.subscribe((c) => {
     if (a.trickle && agents.has(id)) notify("candidate", { agent: id, candidate: candidateString(c) });
