@@ -11,6 +11,7 @@ import pytest
 from conformance.adapters.base import Notification, Unsupported
 from conformance.protocol.priority import candidate_priority
 from conformance.tester.endpoint import Endpoint, Received
+from conformance.tester.expect import Expect
 from conformance.tester.harness import Harness
 from conformance.tester.ice import BINDING, SUCCESS, IcePeer, IceSession
 from conformance.tester.ice_steps import host_line, is_check, is_data, send_data
@@ -180,7 +181,9 @@ async def test_a_failed_nomination_fails_the_pair(harness: Harness) -> None:
 @pytest.mark.parametrize("variant", ["succeeded", "not-yet-checked"])
 @pytest.mark.selftest(fault="ignore-early-use-candidate", params="not-yet-checked")
 @pytest.mark.selftest(fault="select-best-valid-pair", params="succeeded")
-async def test_controlled_iut_uses_the_pair_the_harness_nominates(harness: Harness, variant: str) -> None:
+async def test_controlled_iut_uses_the_pair_the_harness_nominates(
+    harness: Harness, expect: Expect, variant: str
+) -> None:
     """ICE-NOM-05 (RFC 8445 §7.3.1.5): USE-CANDIDATE on a lower-priority pair B (Succeeded or not yet checked)."""
     f = harness.findings
     peer, b, lines = await _two_candidates(harness)
@@ -198,11 +201,7 @@ async def test_controlled_iut_uses_the_pair_the_harness_nominates(harness: Harne
         await b.expect(is_check, 10, what="the IUT's (unanswered) check to B")
     response = await _check_from(peer, b, target, use_candidate=True)
     peer.auto_respond = True
-    f.check(
-        response is not None and response.is_type(BINDING, SUCCESS),
-        "ICE-NOM-05",
-        f"the nominating check from B was not answered with success: {response.describe() if response else None}",
-    )
+    expect(response, what="the nominating check from B").success(BINDING)
     selected = await harness.log.wait("selected_pair", timeout=10)
     port = _remote_port(selected)
     f.check(
@@ -303,7 +302,7 @@ async def test_controlled_iut_uses_the_highest_priority_nominated_pair(harness: 
 @pytest.mark.requirement("ICE-NOM-07")
 @pytest.mark.selftest(fault="check-after-nomination")
 @pytest.mark.selftest(fault="ignore-checks-after-selection", verdict="NON-STRICT")
-async def test_after_nomination_other_pairs_stop_and_checks_are_answered(harness: Harness) -> None:
+async def test_after_nomination_other_pairs_stop_and_checks_are_answered(harness: Harness, expect: Expect) -> None:
     """ICE-NOM-07 (RFC 8445 §8.1.2, §8.3.1): no new checks on other pairs; checks still answered for 3 s."""
     f = harness.findings
     peer, b, lines = await _two_candidates(harness)
@@ -322,12 +321,7 @@ async def test_after_nomination_other_pairs_stop_and_checks_are_answered(harness
     t_nom = nominated.time if nominated is not None else t_sel
     known = {r.transaction_id for r in b.find(is_check) if r.time <= t_nom + 0.3}
     response = await _check_from(peer, a, target, use_candidate=False)
-    f.check(
-        response is not None and response.is_type(BINDING, SUCCESS),
-        "ICE-NOM-07",
-        f"a check on the selected pair after nomination was not answered with success: {response}",
-        "prune",
-    )
+    expect(response, clause="prune", what="a check on the selected pair after nomination").success(BINDING)
     await harness.observe(t_sel + 1.8 - b.now(), "no new check on the other pair after the selection")
     late = [r for r in b.find(is_check, t_nom + 0.3) if r.transaction_id not in known]
     f.check(
@@ -343,10 +337,7 @@ async def test_after_nomination_other_pairs_stop_and_checks_are_answered(harness
             "cease for lower-priority pairs; not graded, the catalog has no clause for it)"
         )
     grace = await _check_from(peer, b, target, use_candidate=False)
-    f.check(
+    expect(grace, clause="grace_3s", what="a check from the non-selected candidate B").that(
         grace is not None and grace.is_type(BINDING, SUCCESS) and grace.time - t_sel <= 3.5,
-        "ICE-NOM-07",
-        f"a check from the non-selected candidate B within 3 s of completion was not answered: "
-        f"{grace.describe() if grace else 'no answer'}",
-        "grace_3s",
+        "a Binding success response within 3 s of completion",
     )
