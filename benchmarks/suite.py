@@ -1,16 +1,17 @@
 """Wall time of the default tier against an IUT, serially and at the default worker setting, in one run.
 
-Run: ``python benchmarks/suite.py [--iut aioice] [--sweep 2,4,8,12] [--json FILE] [CASES ...]``. Prints the serial
-wall (``-n 0``), the default-setting wall (``-n auto``, conformance/schedule.py), their ratio, the longest single
-case and the default wall over it, each case's overhead beyond its deliberate waits (its duration minus ``waited``
-in summary.json: the harness's own cost plus the IUT's response time; median and p90), and whether the verdicts
-are identical case for case. ``--sweep`` adds one run per worker count (to pick the default from a measurement).
-The machine's load average is printed beside the figures: on a shared machine they move with it.
+Run: ``python benchmarks/suite.py [--iut aioice] [--sweep 2,4,8,12] [--json FILE] [--keep DIR] [CASES ...]``.
+Prints the serial wall (``-n 0``), the default-setting wall (``-n auto``, conformance/schedule.py), their ratio, the
+longest single case and the default wall over it, each case's overhead beyond its deliberate waits (its duration
+minus ``waited`` in summary.json: the harness's own cost plus the IUT's response time; median and p90), and whether
+the verdicts are identical case for case. ``--sweep`` adds one run per worker count (to pick the default from a
+measurement). The machine's load average is printed beside the figures: on a shared machine they move with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -49,10 +50,11 @@ def main() -> None:
     parser.add_argument("--iut", default="aioice")
     parser.add_argument("--sweep", default="", help="comma-separated worker counts to time besides the default")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--keep", help="keep the runs' folders (summary.json, report) in this folder")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs; {load()} at the start", flush=True)
     walls: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() if args.keep is None else contextlib.nullcontext(args.keep) as tmp:
         serial_wall, serial = run(args.iut, Path(tmp) / "serial", "0", args.cases)
         print(f"serial wall        {serial_wall:7.1f} s  ({load()})", flush=True)
         default_wall, default = run(args.iut, Path(tmp) / "default", "auto", args.cases)
