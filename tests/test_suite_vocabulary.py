@@ -73,6 +73,38 @@ def test_expect_needs_the_requirement_when_the_case_names_several() -> None:
         Expect(findings)(None, "STUN-AUTH-03").arrived()
 
 
+def test_expect_silence_holds_on_nothing_and_quotes_what_came() -> None:
+    findings = Findings(requirements=("STUN-AUTH-02",))
+    assert Expect(findings)(None).silence().ok and not findings.items
+    with pytest.raises(Violation, match=r"expected nothing relayed, got Binding error"):
+        Expect(findings)(_received(attr.ErrorCode(400))).silence("nothing relayed")
+
+
+def test_expect_code_judges_the_error_code_only() -> None:
+    findings = Findings(requirements=("TURN-ALLOC-02",))
+    assert Expect(findings)(_received(attr.ErrorCode(437), method=ALLOCATE)).code(437, 486).ok
+    with pytest.raises(Violation, match=r"expected ERROR-CODE 437, got Allocate error .*ERROR-CODE=400"):
+        Expect(findings)(_received(attr.ErrorCode(400), method=ALLOCATE)).code(437)
+    with pytest.raises(Violation, match="expected ERROR-CODE 437, got no response"):
+        Expect(findings)(None).code(437)
+
+
+def test_expect_sound_passes_on_no_problem_and_names_the_problem() -> None:
+    findings = Findings(requirements=("STUN-AUTH-02",))
+    reply = _received(attr.ErrorCode(401))
+    assert Expect(findings)(reply).sound(None, "a valid FINGERPRINT").ok
+    with pytest.raises(Violation, match=r"expected a valid FINGERPRINT, got CRC mismatch in Binding error"):
+        Expect(findings)(reply).sound("CRC mismatch", "a valid FINGERPRINT")
+
+
+def test_expect_role_reads_the_role_attribute() -> None:
+    findings = Findings(requirements=("ICE-ROLE-02",))
+    check = _received(attr.IceControlling(tiebreaker=7), method=BINDING, cls=0)
+    assert Expect(findings)(check).role("controlling").ok
+    with pytest.raises(Violation, match="expected a check claiming controlled, got Binding request"):
+        Expect(findings)(check).role("controlled")
+
+
 def test_harness_wait_ends_on_the_event_and_observe_holds_its_window() -> None:
     async def scenario() -> tuple[float, float, Received | None, Received | None, list[Received]]:
         h = _harness()
