@@ -1,20 +1,21 @@
 """A small but real full ICE agent on UDP host candidates, with switchable faults (RFC 8445, RFC 8489, RFC 7675).
 
-Theory of operation: :class:`IceAgent` owns one UDP socket per component per interface (its host candidates) and
-one checklist of :class:`CandidatePair` objects. A pacer task starts one check every Ta (triggered checks first,
-then the highest-priority Waiting pair, RFC 8445 §6.1.4.2); each check is a STUN transaction retransmitted on the
-RFC 8489 §6.2.1 schedule. Every datagram goes through :meth:`IceAgent._on_datagram`: STUN requests are
-authenticated and answered (RFC 8489 §9.1.3, RFC 8445 §7.3), responses complete their transaction
-(RFC 8445 §7.2.5), anything else is application data. The controlling side nominates by regular nomination
-(§8.1.1); the controlled side selects on USE-CANDIDATE (§7.3.1.5). Once a component has a selected pair, consent
-freshness runs on it (RFC 7675). Remote candidates may trickle in; the checklist fails only when a component's
-pairs have all failed and end-of-candidates was received (RFC 8838 §8). Pairs carry the credentials of their
-ICE generation, so after a restart (RFC 8445 §9) the old selected pair keeps carrying data and consent checks
-until a new pair is selected.
+Theory of operation: :class:`IceAgent` owns one UDP socket per component per interface (its host candidates) and one
+:class:`CheckList` of candidate pairs. A pacer task starts one check every Ta, the one the checklist chooses
+(triggered checks first, then the highest-priority Waiting pair, RFC 8445 §6.1.4.2); each check is a STUN
+transaction retransmitted on the RFC 8489 §6.2.1 schedule. Every datagram goes through
+:meth:`IceAgent._on_datagram`: STUN requests are authenticated and answered (RFC 8489 §9.1.3, RFC 8445 §7.3),
+responses complete their transaction (RFC 8445 §7.2.5), anything else is application data. The controlling side
+nominates by regular nomination (§8.1.1); the controlled side selects on USE-CANDIDATE (§7.3.1.5). Once a component
+has a selected pair, consent freshness runs on it (RFC 7675). Remote candidates may trickle in; the checklist fails
+only when a component's pairs have all failed and end-of-candidates was received (RFC 8838 §8). Pairs carry the
+credentials of their ICE generation, so after a restart (RFC 8445 §9) the old selected pair keeps carrying data and
+consent checks until a new pair is selected.
 
 The STUN codec (conformance/reference/codec.py) is deliberately independent of :mod:`conformance.packets`: the reference
-peer is an oracle for the harness's own codec. The checklist's types are in conformance/reference/checklist.py. Every
-fault (:mod:`conformance.reference.faults`) is one ``if`` at the place it changes.
+peer is an oracle for the harness's own codec. The checklist (its types, and its logic without I/O) is in
+conformance/reference/checklist.py. Every fault (:mod:`conformance.reference.faults`) is one ``if`` at the place it
+changes, or one flag of the checklist.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any, Literal
 
 from conformance import __version__
 from conformance.protocol.candidate import Candidate, CandidateError, format_candidate, is_ip_address, parse_candidate
-from conformance.protocol.priority import PRIORITY_MAX, candidate_priority, pair_priority
+from conformance.protocol.priority import candidate_priority
 from conformance.protocol.roles import ICE_CONTROLLED, ICE_CONTROLLING, Role, RoleAction, decide_role_conflict
 from conformance.protocol.transactions import (
     RC_DEFAULT,
@@ -47,6 +48,7 @@ from conformance.protocol.transactions import (
 
 from .checklist import (
     CandidatePair,
+    CheckList,
     Credentials,
     LocalCandidate,
     NoPairError,
@@ -171,9 +173,22 @@ class IceAgent:
         self.name = name
         self._on_event = on_event
         self.journal: collections.deque[str] = collections.deque(maxlen=1000)
-        self.role = Role.CONTROLLING if settings.controlling else Role.CONTROLLED
+        role = Role.CONTROLLING if settings.controlling else Role.CONTROLLED
         if "swapped-initial-role" in self.faults:
-            self.role = Role.CONTROLLED if settings.controlling else Role.CONTROLLING
+            role = Role.CONTROLLED if settings.controlling else Role.CONTROLLING
+        self.checklist = CheckList(
+            settings.components,
+            role,
+            settings.max_pairs,
+            self._log,
+            pair_limit="no-pair-limit" not in self.faults,
+            ordered="unordered-checks" not in self.faults,
+            cross_component="cross-component-pairs" in self.faults,
+            nominations=2 if "nominate-twice" in self.faults else 1,
+            keep_first="keep-first-nomination" in self.faults,
+            select_latest="select-latest-nomination" in self.faults,
+            select_best_valid="select-best-valid-pair" in self.faults,
+        )
         self.tiebreaker = settings.tiebreaker if settings.tiebreaker is not None else secrets.randbits(64)
         short = "short-credentials" in self.faults
         self.ufrag = settings.ufrag or random_text(3 if short else 8)
@@ -186,28 +201,34 @@ class IceAgent:
         self.remote_ufrag: str | None = None
         self.remote_pwd: str | None = None
         self.local_candidates: list[LocalCandidate] = []
-        self.remote_candidates: list[RemoteCandidate] = []
-        self.pairs: list[CandidatePair] = []
-        self.selected: dict[int, CandidatePair] = {}
         self.state = "new"
-        self.generation = 0
-        self._end_of_candidates = False
         self._started = False
         self._closed = False
-        self._triggered: collections.deque[tuple[CandidatePair, bool]] = collections.deque()
         self._transactions: dict[bytes, Transaction] = {}
         self._rechecks: dict[int, int] = {}  # fault recheck-not-retransmit: new checks per pair
-        self._nominating: dict[int, list[CandidatePair]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._consent_tasks: dict[int, asyncio.Task[None]] = {}
         self._fixed_txid = os.urandom(12)
-        self._prflx_count = 0
         self._rto = 0.1 if "fast-retransmit" in self.faults else settings.rto
         self._gathering: dict[bytes, asyncio.Future[tuple[StunMessage, Address]]] = {}
         #: Server-reflexive candidates learnt while gathering: (base, mapped address, priority, server).
         self.srflx: list[tuple[LocalCandidate, Address, int, Address]] = []
         self._side_sockets: list[asyncio.DatagramTransport] = []
+
+    @property
+    def role(self) -> Role:
+        """The agent's role, which orders its checklist (RFC 8445 §6.1.1, §6.1.2.3)."""
+        return self.checklist.role
+
+    @role.setter
+    def role(self, role: Role) -> None:
+        self.checklist.role = role
+
+    @property
+    def selected(self) -> dict[int, CandidatePair]:
+        """The selected pair of each component (RFC 8445 §8.1.1)."""
+        return self.checklist.selected
 
     # -- small helpers ---------------------------------------------------------------------------------------
 
@@ -258,14 +279,6 @@ class IceAgent:
         type_pref = 125 if "type-pref-mismatch" in self.faults and component >= 2 else 126
         return local_pref, candidate_priority(type_pref, local_pref, component)
 
-    def pair_priority(self, pair: CandidatePair) -> int:
-        """Pair priority with G the controlling side's candidate (RFC 8445 §6.1.2.3)."""
-        local = min(max(pair.local.priority, 1), PRIORITY_MAX)
-        remote = min(max(pair.remote.priority, 1), PRIORITY_MAX)
-        if self.role is Role.CONTROLLING:
-            return pair_priority(local, remote)
-        return pair_priority(remote, local)
-
     def _credentials(self) -> Credentials | None:
         if self.remote_ufrag is None or self.remote_pwd is None:
             return None
@@ -296,12 +309,7 @@ class IceAgent:
                 self.local_candidates.append(cand)
                 self._log(logging.INFO, "gathered %s", cand.sdp())
         # Remote candidates signalled before gathering (the answerer's order) are paired now (RFC 8445 §6.1.2.2).
-        cross = "cross-component-pairs" in self.faults
-        for remote in list(self.remote_candidates):
-            for local in self.local_candidates:
-                same = (local.component == remote.component or cross) and local.version == remote.version
-                if same and self._find_pair(local, remote.address) is None:
-                    self._add_pair(local, remote)
+        self.checklist.pair_remotes(self.local_candidates)
         if self.settings.stun_servers:
             # One transaction per (host candidate, server) pairing, a new one every Ta (RFC 8445 §5.1.1.2, §14).
             pairings = [
@@ -410,21 +418,21 @@ class IceAgent:
             self.add_remote_candidate(value)
         if end_of_candidates:
             self.add_remote_candidate(None)
-        if self._started and not self._all_selected():
+        if self._started and not self.checklist.all_selected():
             self._set_state("checking")
         self._wake.set()
 
     def add_remote_candidate(self, value: str | None) -> None:
         """A trickled remote candidate, or None for end-of-candidates (RFC 8838 §11, §13)."""
         if value is None:
-            self._end_of_candidates = True
+            self.checklist.end_of_candidates = True
             self._log(logging.INFO, "end of remote candidates")
             self._check_failed()
             return
         if self._gave_up or self.ice_mismatch:
             self._log(logging.INFO, "ignoring candidate %s: ICE is over for this stream", value)
             return
-        if self._end_of_candidates and "accept-after-eoc" not in self.faults:
+        if self.checklist.end_of_candidates and "accept-after-eoc" not in self.faults:
             self._log(logging.INFO, "ignoring candidate after end-of-candidates: %s", value)  # RFC 8838 §13
             return
         try:
@@ -439,15 +447,11 @@ class IceAgent:
             self._log(logging.INFO, "ignoring candidate %r with extensions", value)
             return
         host = str(ipaddress.ip_address(cand.address))
-        known = self._find_remote(cand.component, (host, cand.port))
+        known = self.checklist.find_remote(cand.component, (host, cand.port))
         if known is not None and not (known.type == "prflx" and "duplicate-prflx-pair" in self.faults):
             return  # a duplicate of a known (e.g. peer-reflexive) candidate adds no pair (RFC 8838 §11)
         remote = RemoteCandidate(cand.component, host, cand.port, cand.priority, cand.kind, cand.foundation)
-        self.remote_candidates.append(remote)
-        cross = "cross-component-pairs" in self.faults
-        for local in self.local_candidates:
-            if (local.component == remote.component or cross) and local.version == remote.version:
-                self._add_pair(local, remote)
+        self.checklist.add_remote(remote, self.local_candidates)
         self._wake.set()
 
     def connect(self) -> None:
@@ -456,7 +460,7 @@ class IceAgent:
             return
         self._started = True
         self._set_state("checking")
-        if "fail-without-candidates" in self.faults and not self.remote_candidates:
+        if "fail-without-candidates" in self.faults and not self.checklist.remote_candidates:
             self._log(logging.INFO, "no remote candidate yet: giving up")
             self._gave_up = True
             self._set_state("failed")
@@ -465,16 +469,17 @@ class IceAgent:
 
     def send(self, component: int, data: bytes) -> None:
         """Send on the selected pair, else on the best valid pair (RFC 8445 §12.1); NoPairError without one."""
-        pair = self.selected.get(component)
+        checklist = self.checklist
+        pair = checklist.selected.get(component)
         if "data-on-highest-pair" in self.faults:
-            mine = [p for p in self.pairs if p.component == component]
-            pair = max(mine, key=self.pair_priority) if mine else pair
+            mine = [p for p in checklist.pairs if p.component == component]
+            pair = checklist.best(mine) if mine else pair
         if pair is None:
-            valid = [p for p in self.pairs if p.component == component and p.state is PairState.SUCCEEDED]
-            pair = max(valid, key=self.pair_priority) if valid else None
+            valid = checklist.valid(component)
+            pair = checklist.best(valid) if valid else None
         if pair is None:
             if "data-before-consent" in self.faults:
-                target = next((p for p in self.pairs if p.component == component), None)
+                target = next((p for p in checklist.pairs if p.component == component), None)
                 if target is not None and target.local.transport is not None:
                     target.local.transport.sendto(data, target.remote.address)
                     return
@@ -493,15 +498,10 @@ class IceAgent:
         if "restart-flips-role" in self.faults:
             self.role = Role.CONTROLLED if self.role is Role.CONTROLLING else Role.CONTROLLING
         if "drop-pair-on-restart" in self.faults:
-            self.selected.clear()
+            self.checklist.selected.clear()
         self._consent_paused = "no-consent-during-restart" in self.faults
-        self.generation += 1
+        self.checklist.restart()
         self.remote_ufrag = self.remote_pwd = None
-        self.remote_candidates = []
-        self.pairs = []
-        self._triggered.clear()
-        self._nominating.clear()
-        self._end_of_candidates = False
         for tx in list(self._transactions.values()):
             if tx.kind == "check":
                 self._finish(tx)
@@ -530,65 +530,11 @@ class IceAgent:
 
     # -- pairs and checks ------------------------------------------------------------------------------------
 
-    def _find_remote(self, component: int, address: Address) -> RemoteCandidate | None:
-        for remote in self.remote_candidates:
-            if remote.component == component and remote.address == address:
-                return remote
-        return None
-
-    def _find_pair(self, local: LocalCandidate, address: Address) -> CandidatePair | None:
-        for pair in self.pairs:
-            if pair.local is local and pair.remote.address == address:
-                return pair
-        return None
-
-    def _add_pair(self, local: LocalCandidate, remote: RemoteCandidate, protect: bool = False) -> CandidatePair:
-        pair = CandidatePair(local, remote, self.generation)
-        self.pairs.append(pair)
-        self._log(logging.DEBUG, "new pair %s", pair.describe())
-        self._limit_pairs(keep=pair if protect else None)
-        return pair
-
-    def _limit_pairs(self, keep: CandidatePair | None) -> None:
-        """Discard the lowest-priority pairs beyond the limit, 100 by default (RFC 8445 §6.1.2.5)."""
-        if "no-pair-limit" in self.faults:
-            return
-        current = [p for p in self.pairs if p.generation == self.generation]
-        while len(current) > self.settings.max_pairs:
-            idle = [p for p in current if p is not keep and p.state in (PairState.WAITING, PairState.FROZEN)]
-            if not idle:
-                return
-            victim = min(idle, key=self.pair_priority)
-            self.pairs.remove(victim)
-            current.remove(victim)
-            self._log(logging.DEBUG, "pair limit %d: discarded %s", self.settings.max_pairs, victim.describe())
-
-    def _all_selected(self) -> bool:
-        return all(
-            c in self.selected and self.selected[c].generation == self.generation
-            for c in range(1, self.settings.components + 1)
-        )
-
-    def _component_done(self, component: int) -> bool:
-        pair = self.selected.get(component)
-        if pair is None or pair.generation != self.generation:
-            return False
-        return not ("nominate-twice" in self.faults and len(self._nominating.get(component, [])) < 2)
-
     def _next_check(self) -> tuple[CandidatePair, bool] | None:
-        """Triggered checks first, then the highest-priority Waiting pair (RFC 8445 §6.1.4.2)."""
+        """The checklist's next check, once checks may start (RFC 8445 §6.1.4.2)."""
         if not self._started or self._credentials() is None or self._gave_up or self.ice_mismatch:
             return None
-        while self._triggered:
-            pair, nominate = self._triggered.popleft()
-            if pair.generation == self.generation and (nominate or pair.state is PairState.WAITING):
-                return pair, nominate
-        waiting = [p for p in self.pairs if p.state is PairState.WAITING and not self._component_done(p.component)]
-        if not waiting:
-            return None
-        if "unordered-checks" in self.faults:
-            return min(waiting, key=self.pair_priority), False
-        return max(waiting, key=self.pair_priority), False
+        return self.checklist.next_check()
 
     async def _pacer(self) -> None:
         """One new check every Ta (RFC 8445 §14.2)."""
@@ -645,9 +591,7 @@ class IceAgent:
         txid, data, key = self._request(pair, creds, use_candidate)
         tx = Transaction(txid, pair, data, "check", use_candidate, key, self.role)
         pair.credentials = creds
-        if pair.state is not PairState.SUCCEEDED:
-            pair.state = PairState.IN_PROGRESS
-        pair.transaction = tx
+        self.checklist.checking(pair, tx)
         self._transactions[txid] = tx
         self._log(logging.DEBUG, "check %s%s", pair.describe(), " USE-CANDIDATE" if use_candidate else "")
         self._transmit(tx)
@@ -696,9 +640,10 @@ class IceAgent:
         """The pinging variant: the pair is checked again as a new transaction instead of a retransmission."""
         self._finish(tx)
         pair = tx.pair
-        if self._closed or pair.transaction is not tx or pair not in self.pairs or pair.state is PairState.FAILED:
+        checklist = self.checklist
+        if self._closed or pair.transaction is not tx or pair not in checklist.pairs or pair.state is PairState.FAILED:
             return
-        if pair.generation != self.generation or self.settings.ping_interval is None:
+        if pair.generation != checklist.generation or self.settings.ping_interval is None:
             return
         unanswered = self._rechecks.get(id(pair), 0) + 1
         self._rechecks[id(pair)] = unanswered
@@ -746,30 +691,32 @@ class IceAgent:
             self._log(logging.INFO, "nomination of %s failed: selected anyway", pair.describe())
             self._select(pair)
             return
-        pair.state = PairState.FAILED
+        self.checklist.failed(pair)
         if nomination and self.role is Role.CONTROLLING:
             # The nominating check failed: the pair leaves the valid list and the checklist fails (§8.1.1).
             self._log(logging.INFO, "nomination of %s failed", pair.describe())
-            if pair.generation == self.generation and not self._component_done(pair.component):
+            if pair.generation == self.checklist.generation and not self.checklist.component_done(pair.component):
                 self._set_state("failed")
             return
         self._check_failed()
 
     def _check_failed(self) -> None:
         """The checklist fails when a component's pairs all failed and the peer ended its candidates (RFC 8838 §8)."""
-        if not self._started or not self._end_of_candidates or self.state == "failed":
+        if not self._started or self.state == "failed":
             return
-        for component in range(1, self.settings.components + 1):
-            if self._component_done(component):
-                continue
-            mine = [p for p in self.pairs if p.component == component]
-            if mine and all(p.state is PairState.FAILED for p in mine):
-                self._log(logging.INFO, "component %d: every pair failed", component)
-                self._set_state("failed")
-                return
+        component = self.checklist.failed_component()
+        if component is not None:
+            self._log(logging.INFO, "component %d: every pair failed", component)
+            self._set_state("failed")
 
     def _enqueue(self, pair: CandidatePair, nominate: bool = False) -> None:
-        self._triggered.append((pair, nominate))
+        """Queue a check and wake the pacer (RFC 8445 §7.3.1.4)."""
+        self.checklist.enqueue(pair, nominate)
+        self._wake.set()
+
+    def _trigger(self, pair: CandidatePair) -> None:
+        """A triggered check on ``pair``; wake the pacer (RFC 8445 §7.3.1.4)."""
+        self.checklist.trigger(pair)
         self._wake.set()
 
     def _set_role(self, role: Role, reason: str) -> None:
@@ -777,7 +724,7 @@ class IceAgent:
             return
         self._log(logging.INFO, "role %s -> %s (%s)", self.role.value, role.value, reason)
         self.role = role
-        self._nominating.clear()
+        self.checklist.nominating.clear()
         if role is Role.CONTROLLING:
             for component in range(1, self.settings.components + 1):
                 self._maybe_nominate(component)
@@ -791,51 +738,25 @@ class IceAgent:
         """Regular nomination: once a pair succeeded, nominate the best valid pair (RFC 8445 §8.1.1)."""
         if self.role is not Role.CONTROLLING or "no-nomination" in self.faults or self._aggressive():
             return
-        done = self._nominating.setdefault(component, [])
-        limit = 2 if "nominate-twice" in self.faults else 1
-        if len(done) >= limit:
+        checklist = self.checklist
+        done = checklist.nominating.setdefault(component, [])
+        if len(done) >= checklist.nominations:
             return
         if done and not any(p.nominated for p in done):
             return  # the first nomination is still running
-        valid = [
-            p
-            for p in self.pairs
-            if p.component == component
-            and p.state is PairState.SUCCEEDED
-            and p.generation == self.generation
-            and p not in done
-        ]
+        valid = [p for p in checklist.valid(component, checklist.generation) if p not in done]
         if not valid:
             return
-        best = max(valid, key=self.pair_priority)
+        best = checklist.best(valid)
         done.append(best)
         self._log(logging.INFO, "nominating %s", best.describe())
         self._enqueue(best, nominate=True)
 
     def _select(self, pair: CandidatePair) -> None:
         """A nominated pair: select the highest-priority nominated pair of its component (RFC 8445 §8.1.1)."""
-        if "select-best-valid-pair" in self.faults and self.role is Role.CONTROLLED:
-            valid = [
-                p
-                for p in self.pairs
-                if p.component == pair.component and p.state is PairState.SUCCEEDED and p.generation == pair.generation
-            ]
-            pair = max(valid, key=self.pair_priority) if valid else pair
-        previous = self.selected.get(pair.component)
-        if "keep-first-nomination" in self.faults and previous is not None and previous.generation == pair.generation:
-            pair.nominated = True
+        best = self.checklist.nominated(pair)
+        if best is None:
             return
-        pair.nominated = True
-        nominated = [
-            p for p in self.pairs if p.component == pair.component and p.nominated and p.generation == pair.generation
-        ]
-        best = max(nominated, key=self.pair_priority)
-        if "select-latest-nomination" in self.faults:
-            best = pair
-        current = self.selected.get(pair.component)
-        if current is best:
-            return
-        self.selected[pair.component] = best
         self._consent_paused = False
         self._log(logging.INFO, "component %d selected %s", pair.component, best.describe())
         if "check-after-nomination" in self.faults:
@@ -854,7 +775,7 @@ class IceAgent:
             self._consent_tasks[pair.component] = asyncio.create_task(
                 self._consent_loop(pair.component), name=f"{self.name}-consent-{pair.component}"
             )
-        if self._all_selected():
+        if self.checklist.all_selected():
             self._set_state("connected")
 
     async def _keepalive_loop(self) -> None:
@@ -872,7 +793,7 @@ class IceAgent:
 
     def _recheck_others(self, best: CandidatePair) -> None:
         """The check-after-nomination fault: the other pairs of the component are checked again."""
-        for other in self.pairs:
+        for other in self.checklist.pairs:
             if other.component == best.component and other is not best and other.generation == best.generation:
                 other.state = PairState.WAITING
                 self._enqueue(other)
@@ -894,8 +815,7 @@ class IceAgent:
                 return
             self._log(logging.INFO, "the peer answered a=ice-mismatch: no ICE for this stream (RFC 8839 §4.2.5)")
             self.ice_mismatch = True
-            self.remote_candidates = []
-            self.pairs = []
+            self.checklist.forget()
             return
         if port == "9" and host in ("0.0.0.0", "::") and "null-default-destination-fails" in self.faults:
             self._log(logging.INFO, "default destination %s: giving up", default)
@@ -960,7 +880,7 @@ class IceAgent:
         if len(data) >= 20 and "lenient-header" in self.faults:
             data = repair_header(data)
         if not data or data[0] > 3:  # not STUN (RFC 7983 §7)
-            if any(r.component == local.component and r.address == addr for r in self.remote_candidates) or any(
+            if self.checklist.find_remote(local.component, addr) is not None or any(
                 p.local is local and p.remote.address == addr for p in self.selected.values()
             ):
                 self._emit("data", {"component": local.component, "data": bytes(data)})
@@ -996,7 +916,7 @@ class IceAgent:
         """The robustness faults (crash, deafness, hang on hostile input); True when the datagram is swallowed."""
         if self._deaf:
             return True
-        stranger = not any(r.address == addr for r in self.remote_candidates)
+        stranger = not any(r.address == addr for r in self.checklist.remote_candidates)
         if "deaf-after-non-stun" in self.faults and (not data or data[0] > 3) and stranger:
             self._deaf = True
             return True
@@ -1119,18 +1039,16 @@ class IceAgent:
 
     def _after_request(self, local: LocalCandidate, addr: Address, priority: int, use_candidate: bool) -> None:
         """Peer-reflexive candidates, triggered checks and nomination (RFC 8445 §7.3.1.3-§7.3.1.5)."""
-        remote = self._find_remote(local.component, addr)
+        checklist = self.checklist
+        remote = checklist.find_remote(local.component, addr)
         if remote is None:
-            self._prflx_count += 1
-            remote = RemoteCandidate(local.component, addr[0], addr[1], priority, "prflx", f"p{self._prflx_count}")
-            self.remote_candidates.append(remote)
-            self._log(logging.INFO, "peer-reflexive remote candidate %s", remote.sdp())
-        pair = self._find_pair(local, addr)
+            remote = checklist.add_prflx(local.component, addr, priority)
+        pair = checklist.find_pair(local, addr)
         new = pair is None
         if pair is None:
             # A pair learnt from a check is being checked, unless the strict-limit variant discards it at once.
-            pair = self._add_pair(local, remote, protect=not self.settings.strict_pair_limit)
-            if pair not in self.pairs:
+            pair = checklist.add_pair(local, remote, protect=not self.settings.strict_pair_limit)
+            if pair not in checklist.pairs:
                 return
         if "no-triggered-check" in self.faults:
             if new:
@@ -1139,8 +1057,7 @@ class IceAgent:
             in_progress = pair.state is PairState.IN_PROGRESS and pair.transaction is not None
             if in_progress and pair.transaction is not None and "no-cancel-in-progress" not in self.faults:
                 self._cancel(pair.transaction)
-            pair.state = PairState.WAITING
-            self._enqueue(pair)
+            self._trigger(pair)
         elif "recheck-succeeded" in self.faults:
             asyncio.get_running_loop().call_soon(self._start_check, pair, False)
         if use_candidate and self.role is Role.CONTROLLED:
@@ -1192,9 +1109,7 @@ class IceAgent:
                     if "keep-tiebreaker" not in self.faults:
                         self.tiebreaker = secrets.randbits(64)
                     self._set_role(other, "487 response")
-                if pair.state is not PairState.SUCCEEDED:
-                    pair.state = PairState.WAITING
-                self._enqueue(pair)
+                self._trigger(pair)
                 return
             if "retry-errors" in self.faults:
                 self._log(logging.INFO, "error %s on %s: checking again", code, pair.describe())
@@ -1217,12 +1132,9 @@ class IceAgent:
                 self._log(logging.INFO, "unknown mapped address %s on %s: pair failed", mapped, pair.describe())
                 self._pair_failed(pair, nomination=tx.use_candidate)
                 return
-        if pair.state is not PairState.SUCCEEDED:
-            pair.state = PairState.SUCCEEDED
-            pair.consent_at = self._now()
+        pair.consent_at = self._now()
+        if self.checklist.succeeded(pair):
             self._log(logging.INFO, "pair succeeded %s", pair.describe())
-        else:
-            pair.consent_at = self._now()
         if self.settings.ping_interval is not None and pair.transaction is tx:
             self._rechecks[id(pair)] = 0  # the pinging variant goes on pinging a succeeded pair
             tx.timer = asyncio.get_running_loop().call_later(self.settings.ping_interval, self._ping_again, tx)
