@@ -8,6 +8,7 @@
   const FP = Array(32).fill("AB").join(":");
   const POLL_MS = 50;
   const POLL_LIMIT = 200;
+  const PAIR_WATCH_MS = 100; // getStats() cadence for a change of the selected pair where no event tells it
   let stream = null; // the granted fake getUserMedia stream: without it no loopback candidate is gathered
   let a = null;
 
@@ -71,7 +72,9 @@
     if (!pairId) {
       for (const s of byId.values()) if (s.type === "candidate-pair" && s.selected) pairId = s.id;
     }
-    if (!pairId) {
+    // A nominated Succeeded pair stands for the selected one for the first report only: a later report must be
+    // the pair the browser selected, not merely another nominated pair.
+    if (!pairId && a.lastPair === null) {
       for (const s of byId.values()) {
         if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pairId = s.id;
       }
@@ -103,25 +106,73 @@
     }
   }
 
+  function reportPair(pair) {
+    const key = pair.local + "|" + pair.remote;
+    if (a.lastPair === key) return;
+    if (a.lastPair !== null) log(`selected pair changed from ${a.lastPair} to ${key}`);
+    a.lastPair = key;
+    notify("selected_pair", { agent: a.id, component: 1, local: pair.local, remote: pair.remote });
+  }
+
+  // One read of the selected pair. Reads may overlap: `newest` says no later read began meanwhile, so only the
+  // newest answer is reported.
+  async function readPair() {
+    const seq = ++a.readSeq;
+    let pair = null;
+    try {
+      pair = await selectedPair();
+    } catch (e) {
+      log("getStats failed", e);
+    }
+    return { pair, newest: seq === a.readSeq };
+  }
+
+  // Read the selected pair again, for a change.
+  async function rereadPair() {
+    const { pair, newest } = await readPair();
+    if (!a.closed && newest && pair) reportPair(pair);
+  }
+
+  // After the first report the pair may still change with no ICE state change (a controlled agent moving to a
+  // higher-priority nomination), and the contract asks a selected_pair for every change: read getStats every
+  // PAIR_WATCH_MS until the agent fails or closes. Chromium's RTCIceTransport also fires selectedcandidatepairchange;
+  // it only brings the next read forward, as Chromium serves getStats from a cache (50 ms) that can still hold the
+  // old pair: the interval, longer than the cache, is what makes the last report the pair in use.
+  function watchPair() {
+    if (a.watching) return;
+    a.watching = true;
+    const t = a.pc.sctp && a.pc.sctp.transport && a.pc.sctp.transport.iceTransport;
+    const event = Boolean(t && "onselectedcandidatepairchange" in t);
+    if (event) {
+      t.addEventListener("selectedcandidatepairchange", () => {
+        if (!a.closed) rereadPair();
+      });
+    }
+    log(`watching the selected pair: getStats every ${PAIR_WATCH_MS} ms${event ? " and on selectedcandidatepairchange" : ""}`);
+    a.watchTimer = setInterval(() => {
+      const s = a.pc.iceConnectionState;
+      if (a.closed || s === "failed" || s === "closed") {
+        clearInterval(a.watchTimer);
+        return;
+      }
+      rereadPair();
+    }, PAIR_WATCH_MS);
+  }
+
   function pollSelectedPair() {
     const run = ++a.pollRun;
     let n = 0;
     const tick = async () => {
       if (run !== a.pollRun || a.closed) return;
-      let pair = null;
-      try {
-        pair = await selectedPair();
-      } catch (e) {
-        log("getStats failed", e);
-      }
+      const { pair, newest } = await readPair();
+      if (run !== a.pollRun || a.closed) return;
       if (pair) {
-        const key = pair.local + "|" + pair.remote;
-        if (a.lastPair !== key) {
-          a.lastPair = key;
-          notify("selected_pair", { agent: a.id, component: 1, local: pair.local, remote: pair.remote });
-        }
+        if (newest) reportPair(pair);
         const s = a.pc.iceConnectionState;
-        if (s === "connected" || s === "completed") emitState(s);
+        if (s === "connected" || s === "completed") {
+          emitState(s);
+          watchPair();
+        }
         return;
       }
       if (++n < POLL_LIMIT) a.pollTimer = setTimeout(tick, POLL_MS);
@@ -159,6 +210,9 @@
       lastPair: null,
       pollRun: 0,
       pollTimer: null,
+      readSeq: 0,
+      watching: false,
+      watchTimer: null,
       closed: false,
       mid: "0",
       gatherStarted: false,
@@ -295,6 +349,7 @@
     a.closed = true;
     a.pollRun++;
     clearTimeout(a.pollTimer);
+    clearInterval(a.watchTimer);
     try {
       if (a.dc) a.dc.close();
       a.pc.close();
