@@ -17,6 +17,16 @@ from conformance.tester.ice import BINDING, SUCCESS, IcePeer, IceSession
 from conformance.tester.ice_steps import host_line, is_check, is_data, send_data
 from conformance.verdict import HarnessError, UnsupportedFeature
 
+#: Seconds the cases judging a controlled IUT's selection wait after its report for a later one to overturn it.
+SETTLE = 1.5
+
+
+async def _settled_report(h: Harness) -> Notification | None:
+    """The IUT's last selected_pair report once no later one came for :data:`SETTLE` seconds of the window."""
+    await h.observe(SETTLE, "a later selected_pair report would overturn the one seen")
+    reports = h.log.of("selected_pair")
+    return reports[-1] if reports else None
+
 
 def _nominating(rec: Received) -> bool:
     return is_check(rec) and rec.index is not None and rec.has("USE-CANDIDATE")
@@ -206,9 +216,8 @@ async def test_controlled_iut_uses_the_pair_the_harness_nominates(
     # A report from before the nomination (the best pair the IUT could use until then) is not its answer to it:
     # judge the last report once one has come after the nomination was sent, as ICE-NOM-06 does.
     await harness.log.wait("selected_pair", lambda n: n.time >= nominated, timeout=10)
-    await harness.observe(1.5, "a later selected_pair report would overturn the one seen")
+    selected = await _settled_report(harness)
     reports = harness.log.of("selected_pair")
-    selected = reports[-1] if reports else None
     if len(reports) > 1:
         f.info("selected_pair reports: " + ", ".join(str(n.params.get("remote")) for n in reports))
     port = _remote_port(selected)
@@ -216,8 +225,8 @@ async def test_controlled_iut_uses_the_pair_the_harness_nominates(
         port == b.address[1],
         "ICE-NOM-05",
         f"the harness nominated B ({b.address[0]}:{b.address[1]}); the IUT selected "
-        f"{selected.params.get('remote') if selected else 'nothing'} (its last report, 1.5 s after one that came "
-        "after the nomination, or 10 s after the nomination)",
+        f"{selected.params.get('remote') if selected else 'nothing'} (its last report, {SETTLE:g} s after one "
+        "that came after the nomination, or 10 s after the nomination)",
     )
     try:
         landed = await _data_lands_on(harness, s, [peer.endpoint, b], b"nom05")
@@ -286,9 +295,7 @@ async def test_controlled_iut_uses_the_highest_priority_nominated_pair(harness: 
             "the IUT did not accept several nominations (RFC 8445 §8.1.1 binds only an agent that does): "
             + "; ".join(refused)
         )
-    await harness.observe(1.5, "a later selected_pair report would overturn the one seen")
-    reports = harness.log.of("selected_pair")
-    last = reports[-1] if reports else None
+    last = await _settled_report(harness)
     f.check(
         _remote_port(last) == a.address[1],
         "ICE-NOM-06",
