@@ -1,14 +1,16 @@
-"""What a conformance case leaves behind: its capture (pcap), ladder diagram and IUT log on disk, and its allure
-labels, parameters and attachments."""
+"""What a conformance case leaves behind: its capture (pcap), ladder diagram, decoded messages and IUT log on disk,
+and its allure labels, parameters and attachments."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from conformance.catalog import SEVERITY
 from conformance.ids import slug
+from conformance.report.messages import message_rows
 from conformance.tester.capture import write_pcap
 from conformance.tester.harness import Harness
 from conformance.tester.ladder import render_ladder
@@ -69,8 +71,12 @@ def archive(nodeid: str, out: str | None, h: Harness, mark: Any) -> dict[str, st
         if len(h.capture):
             write_pcap(h.capture, base / "capture.pcapng")
             (base / "ladder.svg").write_text(svg)
+            # Decoded here, while the case's process has the capture, not by the report after the run.
+            rows, hidden = message_rows(h.capture.datagrams, dict(h.capture.labels))
+            (base / "messages.json").write_text(json.dumps({"rows": rows, "hidden": hidden}))
             files["pcap"] = str((base / "capture.pcapng").relative_to(root))
             files["ladder"] = str((base / "ladder.svg").relative_to(root))
+            files["messages"] = str((base / "messages.json").relative_to(root))
         (base / "iut.log").write_text(diagnostics)
         files["stderr"] = str((base / "iut.log").relative_to(root))
     try:

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
@@ -288,6 +289,8 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     iut_args = ["--iut-cmd", args.iut_cmd] if args.iut_cmd else ["--iut", args.iut or DEFAULT_IUT]
     new = _fresh_out(out)
+    # Which baseline entries name existing cases: a collection, done meanwhile at low priority (the run mostly waits).
+    known = _in_background(known_case_ids, {c for _, c in baseline.entries}) if baseline is not None else None
     try:
         argv = _netns(args, _pytest_argv(args, iut_args, new))
         proc = subprocess.run(argv, env=dict(os.environ), check=False)
@@ -321,7 +324,8 @@ def _run(args: argparse.Namespace) -> int:
         from conformance.baseline import unknown_entries
 
         iut = records[0]["iut"]
-        for e in unknown_entries(baseline, known_case_ids({c for _, c in baseline.entries})):
+        assert known is not None
+        for e in unknown_entries(baseline, known()):
             if e.iut == iut:
                 _err(f"warning: baseline {args.baseline} names a case that does not exist: {e.iut} {e.case}")
     _out(f"report: {report}")
@@ -374,6 +378,29 @@ def _collect_cases(files: list[str] | None = None) -> list[tuple[str, list[str]]
         if targets:
             pytest.main([*targets, "--collect-only", "-q", "-p", "no:cacheprovider", "--slow"], plugins=[lister])
     return lister.rows
+
+
+def _in_background(work: Callable[[set[str]], set[str]], arg: set[str]) -> Callable[[], set[str]]:
+    """Start ``work(arg)`` in a forked process at the lowest priority; the returned call waits for its result (or
+    does the work here if the process could not do it)."""
+    import concurrent.futures
+    import multiprocessing
+
+    try:
+        pool = concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("fork"), os.nice, (19,))
+        future = pool.submit(work, arg)
+    except OSError:
+        return lambda: work(arg)
+
+    def result() -> set[str]:
+        try:
+            return future.result()
+        except Exception:
+            return work(arg)
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    return result
 
 
 def known_case_ids(case_ids: set[str]) -> set[str]:

@@ -91,6 +91,8 @@ def _copy_artifacts(case: CaseEntry, out: Path) -> dict[str, str]:
     folder = out / "cases" / slug(case.iut) / case.slug
     rel: dict[str, str] = {}
     for kind, src in sorted(case.artifacts.items()):
+        if kind == "messages":
+            continue  # rendered into the page, not linked
         dest = folder / src.name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
@@ -111,7 +113,11 @@ def _case_context(case: CaseEntry, files: dict[str, str], model: ReportModel) ->
     pcap = case.artifacts.get("pcap")
     if pcap is not None:
         try:
-            messages, hidden = decode_capture(pcap, ladder_text or None)
+            if "messages" in case.artifacts:  # decoded by the case (conformance/artifacts.py)
+                decoded = json.loads(case.artifacts["messages"].read_text(encoding="utf-8"))
+                messages, hidden = list(decoded["rows"]), int(decoded["hidden"])
+            else:
+                messages, hidden = decode_capture(pcap, ladder_text or None)
             if ladder is None:
                 ladder = sanitize_svg(ladder_from_pcap(pcap, case.record["nodeid"]))
         except Exception as exc:  # a damaged capture must not stop the report

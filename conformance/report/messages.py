@@ -21,7 +21,16 @@ from typing import Literal
 from conformance.tester.capture import Address, Capture, Datagram, format_address
 from conformance.tester.ladder import MessageRow, render_ladder, render_messages
 
-__all__ = ["LadderInfo", "decode_capture", "ladder_from_pcap", "load_datagrams", "parse_ladder", "sanitize_svg"]
+__all__ = [
+    "MESSAGE_LIMIT",
+    "LadderInfo",
+    "decode_capture",
+    "ladder_from_pcap",
+    "load_datagrams",
+    "message_rows",
+    "parse_ladder",
+    "sanitize_svg",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -171,15 +180,24 @@ def load_datagrams(pcap: Path, ladder_svg: str | None = None) -> tuple[list[Data
     return datagrams, labels
 
 
-def decode_capture(pcap: Path, ladder_svg: str | None = None, *, limit: int = 400) -> tuple[list[MessageRow], int]:
-    """Decoded rows of at most ``limit`` datagrams (see ``render_messages``), and how many were left out."""
-    datagrams, labels = load_datagrams(pcap, ladder_svg)
+#: Datagrams decoded for a case's page; the rest are left to the pcap.
+MESSAGE_LIMIT = 400
+
+
+def message_rows(datagrams: list[Datagram], labels: dict[Address, str]) -> tuple[list[MessageRow], int]:
+    """Decoded rows of at most :data:`MESSAGE_LIMIT` datagrams (see ``render_messages``), and how many were left
+    out."""
     capture = Capture()
     for addr, name in labels.items():
         capture.label(addr, name)
-    for d in datagrams[:limit]:
+    for d in datagrams[:MESSAGE_LIMIT]:
         capture.add(d)
-    return render_messages(capture), max(0, len(datagrams) - limit)
+    return render_messages(capture), max(0, len(datagrams) - MESSAGE_LIMIT)
+
+
+def decode_capture(pcap: Path, ladder_svg: str | None = None) -> tuple[list[MessageRow], int]:
+    """The rows of ``message_rows`` from a pcap (for runs without the ``messages.json`` the plugin now writes)."""
+    return message_rows(*load_datagrams(pcap, ladder_svg))
 
 
 def ladder_from_pcap(pcap: Path, title: str) -> str:

@@ -50,6 +50,7 @@ ARTIFACT_FILES: dict[str, tuple[str, ...]] = {
     "pcap": ("capture.pcapng", "capture.pcap"),
     "ladder": ("ladder.svg",),
     "stderr": ("iut.log",),
+    "messages": ("messages.json",),
 }
 
 

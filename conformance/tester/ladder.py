@@ -9,6 +9,7 @@ Scapy summary. All text is escaped; the result parses as XML and renders inline 
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import re
@@ -81,7 +82,9 @@ def _labels(source: Capture | Iterable[Datagram]) -> dict[Address, str]:
     return dict(source.labels) if isinstance(source, Capture) else {}
 
 
+@functools.lru_cache(maxsize=1024)
 def _dissect(data: bytes) -> Packet:
+    """One dissection per datagram for both the ladder and the message rows (the packet is only read)."""
     return dissect(data)
 
 
