@@ -57,7 +57,16 @@ from conformance.verdict import (
     verdict_for_level,
 )
 
-__all__ = ["ARTIFACTS", "CONTRACT_MARK", "FINDINGS", "HARNESS", "IUT_INFO", "MONITOR_MERGED", "STDERR_MARK"]
+__all__ = [
+    "ARTIFACTS",
+    "CONTRACT_MARK",
+    "FINDINGS",
+    "HARNESS",
+    "IUT_INFO",
+    "MONITOR_MERGED",
+    "STDERR_MARK",
+    "annotate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +81,11 @@ ARTIFACTS = pytest.StashKey[dict[str, str]]()
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    from conformance import schedule
+    from conformance import schedule, slots
 
     add_options(parser)
     pluginmanager.register(schedule, "ice-conformance-schedule")  # -n auto's worker count, longest cases first
+    pluginmanager.register(slots, "ice-conformance-slots")  # several cases at once per worker, each in a child
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -374,7 +384,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         shim = getattr(h.iut, "name", "the shim") if h is not None else "the shim"
         verdict, message = Verdict.ERROR, f"{shim}: adapter contract violation: " + "; ".join(broken)
         own = verdict
-    _annotate(item, report, verdict, message, own)
+    annotate(item, report, verdict, message, own)
     if verdict is Verdict.PASS:
         report.outcome = "passed"
         report.longrepr = None
@@ -386,7 +396,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = (str(item.path), item.location[1] or 0, f"{verdict.value}: {message}")
 
 
-def _annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, message: str, own: Verdict) -> None:
+def annotate(item: pytest.Item, report: pytest.TestReport, verdict: Verdict, message: str, own: Verdict) -> None:
+    """Put the verdict and the case's record (what summary.json, JUnit and the reports read) on ``report``."""
     marker = item.get_closest_marker("requirement")
     ids = list(marker.args) if marker else []
     catalog = load_catalog()

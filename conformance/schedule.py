@@ -27,6 +27,7 @@ from typing import Any, Final
 import pytest
 
 from conformance.options import iut_label, value
+from conformance.slots import slots_for
 
 __all__ = ["FALLBACK_WORKERS", "default_workers", "durations_file"]
 
@@ -134,7 +135,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # xdist's load scheduler (with --maxschedchunk 1, set below) starts each worker on two consecutive cases, then
     # hands one case to whichever worker finishes one: pair the 2N longest so each worker starts with one long and
     # one shorter case (greedy longest-processing-time scheduling).
-    pairs = min(int(config.workerinput.get("workercount", 1)), len(items) // 2)  # type: ignore[attr-defined]
+    # With slots (conformance/slots.py) a worker starts each case as it arrives: plain longest first is greedy.
+    workers = int(config.workerinput.get("workercount", 1))  # type: ignore[attr-defined]
+    pairs = 0 if slots_for(config) > 1 else min(workers, len(items) // 2)
     head = items[: 2 * pairs]
     items[: 2 * pairs] = [case for k in range(pairs) for case in (head[k], head[2 * pairs - 1 - k])]
 

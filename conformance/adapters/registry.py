@@ -122,6 +122,8 @@ class IutSpec:
     gathers_on_interfaces: bool = False
     #: xdist workers for a run with ``-n auto`` when not the general default (conformance/schedule.py).
     workers: int | None = None
+    #: Cases in flight per xdist worker, each in a forked child (conformance/slots.py); None: one at a time.
+    slots: int | None = None
     #: The version the capabilities were verified against.
     pinned_version: str | None = None
     #: The installed IUT's version, read from the software itself (``ice-conformance list``); None if unknown.
@@ -143,6 +145,12 @@ class IutSpec:
         unknown = (self.capabilities or frozenset()) - CAPABILITIES
         if unknown:
             raise ValueError(f"IUT {self.name!r}: unknown capabilities {sorted(unknown)}")
+
+    def preload(self) -> None:
+        """Import an in-process adapter's module now (conformance/slots.py: the forked children then share it)."""
+        ref = str(getattr(self.factory, "__name__", ""))
+        if self.launcher == "inprocess" and ":" in ref:
+            importlib.import_module(ref.partition(":")[0])
 
     def make(self, **stdio_options: Any) -> Adapter:
         """A new, not yet initialized adapter for this IUT (the other kind's operations answer Unsupported)."""
@@ -288,6 +296,7 @@ def load_iut_file(path: Path) -> IutSpec:
             netns=bool(data.get("netns", False)),
             gathers_on_interfaces=bool(data.get("gathers_on_interfaces", False)),
             workers=_workers(data.get("workers")),
+            slots=_workers(data.get("slots"), "slots"),
             pinned_version=None if pinned is None else str(pinned),
             version=None if probe is None else _resolve(str(probe), path),
             folder=folder,
@@ -296,11 +305,11 @@ def load_iut_file(path: Path) -> IutSpec:
         raise IutFileError(f"{path}: {exc}") from exc
 
 
-def _workers(raw: Any) -> int | None:
+def _workers(raw: Any, key: str = "workers") -> int | None:
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-        raise ValueError(f"workers must be a whole number >= 1, not {raw!r}")
+        raise ValueError(f"{key} must be a whole number >= 1, not {raw!r}")
     return raw
 
 

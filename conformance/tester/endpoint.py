@@ -29,7 +29,7 @@ from conformance.packets.fast import StunIndex, index
 from conformance.tester.capture import Capture
 from conformance.verdict import CaseEnded, Findings, HarnessError
 
-__all__ = ["Address", "Endpoint", "Predicate", "Received"]
+__all__ = ["Address", "Endpoint", "Predicate", "Received", "hold_kernel_stamps"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ _STAMP_MAX_LAG = 5.0  # seconds; a kernel stamp further back (or in the future) 
 _STAMP_HOLDER: list[socket.socket] = []  #: one socket per process that keeps the kernel's receive stamping on
 
 
-def _hold_kernel_stamps(deadline: float = 2.0) -> None:
+def hold_kernel_stamps(deadline: float = 2.0) -> None:
     """Switch the kernel's receive stamping on for this process and wait until it is on (socket(7) SO_TIMESTAMPNS).
 
     Linux stamps arrivals only while some socket asks for stamps, and a kernel worker turns the switch on a little
@@ -212,7 +212,7 @@ class Endpoint:
     @classmethod
     async def open(cls, capture: Capture, host: str = "127.0.0.1", port: int = 0, label: str = "harness") -> Endpoint:
         """Bind a UDP socket on a loopback address."""
-        _hold_kernel_stamps()
+        hold_kernel_stamps()
         ep = cls(capture, label)
         transport, _ = await ep._loop.create_datagram_endpoint(lambda: _Protocol(ep), local_addr=(host, port))
         ep._transport = transport
