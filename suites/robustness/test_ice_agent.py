@@ -142,6 +142,6 @@ async def test_agent_survives_hostile_answers_to_its_checks(harness: Harness, ex
     expect(reply, "ROB-LIVE-01", what=f"a valid check after the answer: {last}").arrived()
 
     harness.findings.info(
-        f"{len(sent)} of {len(RESPONSE_VARIANTS)} hostile answers delivered over {sessions} sessions"
+        f"{len(sent)} of {len(RESPONSE_VARIANTS)} hostile answers delivered over {sessions} session(s)"
         + (f"; no check of the IUT came to answer with: {', '.join(skipped)}" if skipped else "")
     )
