@@ -40,6 +40,15 @@ def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10)[-1] if len(values) > 1 else (values[0] if values else 0.0)
 
 
+def setting(iut: str) -> str:
+    """The IUT's default workers and slots, as its ``iut.toml`` declares them (conformance/schedule.py, slots.py)."""
+    from conformance.adapters.registry import get_iut
+    from conformance.schedule import FALLBACK_WORKERS
+
+    spec = get_iut(iut)
+    return f"{spec.workers or FALLBACK_WORKERS} workers x {spec.slots or 1} case(s) in flight each"
+
+
 def load() -> str:
     return "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
@@ -74,6 +83,7 @@ def main() -> None:
         if verdicts(default).get(c) != v
     }
     print(f"IUT {args.iut}: {len(serial['records'])} cases ({len(records)} run, UNSUPPORTED left out)")
+    print(f"default setting        -n auto: {setting(args.iut)}")
     print(f"serial wall            {serial_wall:7.1f} s")
     print(f"default wall           {default_wall:7.1f} s")
     print(f"default / serial       {default_wall / serial_wall:7.2f}  (target <= 0.2)")
