@@ -13,11 +13,15 @@ from conformance.adapters.registry import DEFAULT_IUT
 from conformance.options import iut_label, started, value
 from conformance.verdict import HarnessError
 
-__all__ = ["INIT_TIMEOUT", "IutHandle"]
+__all__ = ["INIT_TIMEOUT", "SPENT_BEFORE", "IutHandle"]
 
 logger = logging.getLogger(__name__)
 
 INIT_TIMEOUT = 15.0
+
+#: Case time this worker spent on the IUT before this process's first case: set by a worker with slots before it
+#: forks a child (conformance/slots.py), so ``--ice-iut-budget`` counts every case of the worker.
+SPENT_BEFORE = pytest.StashKey[float]()
 
 
 class IutHandle:
@@ -30,7 +34,7 @@ class IutHandle:
         self.info: IutInfo | None = None
         self.failure: str | None = None
         #: Seconds of case time spent on this IUT by this worker (for --ice-iut-budget).
-        self.spent = 0.0
+        self.spent = config.stash.get(SPENT_BEFORE, 0.0)
 
     def _make(self) -> Adapter:
         from conformance.adapters.registry import make_adapter

@@ -41,6 +41,7 @@ from typing import Any, Final
 
 import pytest
 
+from conformance.iut_handle import SPENT_BEFORE
 from conformance.options import value
 
 __all__ = ["CHILD_MARGIN", "slots_for"]
@@ -137,6 +138,7 @@ class _Slots:
         self.interactor = interactor
         self.slots = slots
         self.running: dict[int, _Child] = {}  # by the read end of the child's pipe
+        self.spent = 0.0  # seconds of case calls the worker's children spent on the IUT
         from conformance.tester.endpoint import hold_kernel_stamps
 
         hold_kernel_stamps()  # once for all children: they inherit the socket that keeps stamping on
@@ -158,6 +160,7 @@ class _Slots:
         interactor.nextitem_index = interactor.torun.get()
 
     def start(self, item: pytest.Item, index: int) -> None:
+        self.config.stash[SPENT_BEFORE] = self.spent  # the child's --ice-iut-budget counts the worker's cases
         marker = item.get_closest_marker("budget")
         budget = float(marker.args[0] if marker else value(self.config, "case_budget"))
         read, write = os.pipe()
@@ -206,6 +209,9 @@ class _Slots:
                 events = pickle.loads(bytes(child.data))
         for name, kwargs in events:
             self.interactor.sendevent(name, **kwargs)
+            data = kwargs.get("data")
+            if name == "testreport" and isinstance(data, dict) and data.get("when") == "call":
+                self.spent += float(data.get("duration") or 0.0)
         if any(name == "logfinish" for name, _ in events):
             return
         why = killed or _ended(status)

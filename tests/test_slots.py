@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -118,3 +119,17 @@ def test_slots_come_from_the_option_the_ini_setting_or_the_iut(monkeypatch: pyte
     for bad in (_Config(ice_slots=0), _Config(ini="many")):
         with pytest.raises(pytest.UsageError, match="whole number"):
             slots.slots_for(bad)  # type: ignore[arg-type]
+
+
+def test_the_iut_budget_counts_the_cases_of_every_child(tmp_path: Path) -> None:
+    """--ice-iut-budget is per worker: each child starts from what the worker's earlier children spent."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "conformance.cli", "run", "ice/test_roles.py", "-n", "1", "--out", str(out),
+         "--", "--ice-slots", "2", "--ice-iut-budget", "0.5"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300, check=False,
+    )  # fmt: skip
+    records = json.loads((out / "summary.json").read_text())["records"]
+    spent = [r for r in records if "IUT budget" in r["message"]]
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert 0 < len(spent) <= len(records) - 2, [r["message"] for r in records]  # the first two ran side by side
