@@ -34,7 +34,7 @@ def auto(config: _Config) -> int | None:
 
 def test_auto_gives_the_measured_default_per_iut(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
-    assert auto(_Config(iut="libnice")) == schedule.FALLBACK_WORKERS > 2
+    assert auto(_Config(iut="werift")) == schedule.FALLBACK_WORKERS > 2
     assert auto(_Config(iut="chromium")) == 2  # its iut.toml sets workers = 2
     assert auto(_Config()) == 2  # aioice: 2 workers of 20 slots each (conformance/slots.py)
     assert auto(_Config(iut=None, iut_cmd="node shim.js")) == schedule.FALLBACK_WORKERS
@@ -51,9 +51,9 @@ def test_the_ini_setting_and_xdist_variable_override_the_default(monkeypatch: py
 
 def test_no_more_workers_than_selected_cases_and_one_case_runs_serially(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
-    assert auto(_Config(iut="libnice", workers_cap=3)) == 3
+    assert auto(_Config(iut="werift", workers_cap=3)) == 3
     assert auto(_Config(workers_cap=1)) == 0
-    assert auto(_Config(iut="libnice", workers_cap=100)) == schedule.FALLBACK_WORKERS
+    assert auto(_Config(iut="werift", workers_cap=100)) == schedule.FALLBACK_WORKERS
 
 
 def test_a_run_not_against_an_iut_keeps_xdists_auto() -> None:
@@ -62,7 +62,7 @@ def test_a_run_not_against_an_iut_keeps_xdists_auto() -> None:
 
 def test_workers_hand_out_the_longest_cases_first_and_unknown_ones_before_them() -> None:
     figures = {"a": 1.0, "b": 9.0, "c": 1.0, "d": 4.0}
-    config = _Config(iut="libnice", workerinput={"conformance_durations": figures})
+    config = _Config(iut="werift", workerinput={"conformance_durations": figures})
     schedule.pytest_configure(config)  # type: ignore[arg-type]
     items = [SimpleNamespace(nodeid=n) for n in ["a", "b", "c", "new", "d"]]
     schedule.pytest_collection_modifyitems(config, items)  # type: ignore[arg-type]
