@@ -254,6 +254,12 @@ def test_report_decoded_messages_have_directions_and_names(runs: dict[str, Path]
     assert [r["direction"] for r in rows] == ["in" if f == 1 else "out" for f in flags]
     assert rows[0]["label"].startswith("Binding request") and "USE-CANDIDATE" in rows[0]["label"]
     assert any(r["src_label"] == "harness peer" for r in rows)
+    # The rows the case decoded while it had the capture (what the page shows) match the pcap's.
+    written = json.loads((folder / "messages.json").read_text())
+    assert written["hidden"] == hidden
+    keys = ("index", "direction", "endpoint", "src", "dst", "src_label", "dst_label", "kind", "length", "note", "label")
+    keys += ("summary", "show", "hex")
+    assert [{k: r[k] for k in keys} for r in written["rows"]] == [{k: r[k] for k in keys} for r in rows]
 
 
 # -- JUnit ------------------------------------------------------------------------------------------------------------
