@@ -43,10 +43,9 @@ def p90(values: list[float]) -> float:
 def setting(iut: str) -> str:
     """The IUT's default workers and slots, as its ``iut.toml`` declares them (conformance/schedule.py, slots.py)."""
     from conformance.adapters.registry import get_iut
-    from conformance.schedule import FALLBACK_WORKERS
+    from conformance.schedule import default_workers
 
-    spec = get_iut(iut)
-    return f"{spec.workers or FALLBACK_WORKERS} workers x {spec.slots or 1} case(s) in flight each"
+    return f"{default_workers(iut)} workers x {get_iut(iut).slots or 1} case(s) in flight each"
 
 
 def load() -> str:

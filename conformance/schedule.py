@@ -22,20 +22,23 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
 from conformance.options import iut_label, value
-from conformance.slots import slots_for
 
-__all__ = ["FALLBACK_WORKERS", "default_workers", "durations_file"]
+if TYPE_CHECKING:
+    from conformance.adapters.registry import IutSpec
+
+__all__ = ["FALLBACK_WORKERS", "default_workers", "durations_file", "run_iut", "slots_for"]
 
 #: Workers with ``-n auto`` for an IUT whose ``iut.toml`` sets no ``workers`` (measured on a 2-core machine:
 #: benchmarks/suite.py, docs/reports.md).
 FALLBACK_WORKERS: Final = 8
 
 _INI = "ice_workers"
+_SLOTS_INI = "ice_slots"
 _WORKERINPUT_KEY = "conformance_durations"
 _HINTS = Path(__file__).resolve().parent / "durations.json"
 
@@ -78,6 +81,41 @@ def _against_iut(config: pytest.Config) -> bool:
     return bool(value(config, "iut") or value(config, "iut_cmd") or value(config, "conformance_out"))
 
 
+def run_iut(config: pytest.Config) -> IutSpec | None:
+    """The registered IUT a run against an IUT drives (``--iut``, else the default); None for a shim command, an
+    unknown name, or a run not against an IUT."""
+    from conformance.adapters.registry import DEFAULT_IUT, UnknownIut, get_iut
+
+    if not _against_iut(config) or value(config, "iut_cmd"):
+        return None
+    try:
+        return get_iut(str(value(config, "iut") or DEFAULT_IUT))
+    except UnknownIut:
+        return None
+
+
+def _whole(config: pytest.Config, ini: str, what: str) -> int | None:
+    """The ini setting ``ini`` as a whole number of ``what`` (1 or more), None when unset."""
+    text = str(config.getini(ini) or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise pytest.UsageError(f"ini setting {ini} must be a whole number of {what} (1 or more), not {text!r}")
+    return int(text)
+
+
+def slots_for(config: pytest.Config) -> int:
+    """Cases in flight per xdist worker (conformance/slots.py): ``--ice-slots``, else the ``ice_slots`` ini setting,
+    else the run's IUT's ``slots``, else 1."""
+    given = config.getoption("ice_slots")
+    if given is not None:
+        if given < 1:
+            raise pytest.UsageError(f"--ice-slots must be a whole number of cases (1 or more), not {given}")
+        return int(given)
+    spec = run_iut(config)
+    return _whole(config, _SLOTS_INI, "cases") or (spec.slots if spec is not None and spec.slots else 1)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.getgroup("ice-conformance").addoption(
         "--ice-workers-cap",
@@ -89,6 +127,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "1 runs serially)",
     )
     parser.addini(_INI, "xdist workers of `-n auto` in a run against an IUT (default: the IUT's measured default)")
+    parser.getgroup("ice-conformance").addoption(
+        "--ice-slots",
+        "--slots",
+        dest="ice_slots",
+        type=int,
+        default=None,
+        help="cases in flight per xdist worker, each in a forked child (default: the ice_slots ini setting, else the "
+        "IUT's measured default; 1 runs one case at a time)",
+    )
+    parser.addini(_SLOTS_INI, "cases in flight per xdist worker (default: the IUT's measured default, else 1)")
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
@@ -96,11 +144,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto`` in a run against an IUT: the ini setting, else the IUT's measured default."""
     if not _against_iut(config) or os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # not a conformance run, or xdist's own variable decides
-    text = str(config.getini(_INI) or "").strip()
-    if text and (not text.isdigit() or int(text) < 1):
-        raise pytest.UsageError(f"ini setting {_INI} must be a whole number of workers (1 or more), not {text!r}")
-    iut = value(config, "iut") or (None if value(config, "iut_cmd") else "aioice")
-    workers = int(text) if text else default_workers(iut)
+    spec = run_iut(config)
+    workers = _whole(config, _INI, "workers") or default_workers(spec.name if spec is not None else None)
     cap = config.getoption("workers_cap")
     if cap is not None:
         workers = min(workers, max(cap, 1))
@@ -116,6 +161,8 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         figures = {}
     config._conformance_durations = figures  # type: ignore[attr-defined]
+    if workerinput is None:
+        slots_for(config)  # a bad --ice-slots or ice_slots is a usage error here, not in every worker
     if workerinput is None and _against_iut(config) and getattr(config.option, "maxschedchunk", 0) is None:
         config.option.maxschedchunk = 1  # one case at a time per worker, after the first two (see below)
 
@@ -153,7 +200,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not records:
         return
     path = durations_file(iut_label(config))
-    merged = {**_read(path), **{str(r["nodeid"]): float(r["duration"]) for r in records}}
+    # An ERROR case did not run its course (a spent budget, a hung IUT): its duration says nothing of the next run's.
+    ran = {str(r["nodeid"]): float(r["duration"]) for r in records if r.get("verdict") != "ERROR"}
+    merged = {**_read(path), **ran}
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")

@@ -13,8 +13,8 @@ forked child and takes the next case while up to K earlier ones still run:
 - a child that ends without handing anything back (killed by a signal, or past its deadline) gives an ERROR report
   naming why: the harness lost the case, the IUT is not judged.
 
-In a run against an IUT, K comes from ``--ice-slots``, else the ``ice_slots`` ini setting, else the IUT's ``slots``
-in its ``iut.toml`` (``docs/adapter-contract.md`` §12), else 1; elsewhere from the option or the ini setting only.
+K comes from ``conformance.schedule.slots_for``: ``--ice-slots``, else the ``ice_slots`` ini setting, else, in a run
+against an IUT, its ``slots`` in its ``iut.toml`` (``docs/adapter-contract.md`` §12), else 1.
 Only IUTs whose adapter is cheap to start per case should declare slots: a shim process per case costs its
 start-up, and each child starts its own. Serially (``-n 0``) there are no slots: the serial run is the reference
 the parallel settings are compared with.
@@ -43,51 +43,14 @@ import pytest
 
 from conformance.iut_handle import SPENT_BEFORE
 from conformance.options import value
+from conformance.schedule import run_iut, slots_for
 
-__all__ = ["CHILD_MARGIN", "slots_for"]
+__all__ = ["CHILD_MARGIN"]
 
 logger = logging.getLogger(__name__)
 
-_INI: Final = "ice_slots"
-
 #: Seconds a child may run beyond its case's budget (setup, clean-up and artifacts) before the worker kills it.
 CHILD_MARGIN: Final = 60.0
-
-
-def slots_for(config: pytest.Config) -> int:
-    """Cases in flight per worker: the option, else the ini setting, else the IUT's ``slots``, else 1."""
-    given = config.getoption("ice_slots")
-    if given is not None:
-        if given < 1:
-            raise pytest.UsageError(f"--ice-slots must be a whole number of cases (1 or more), not {given}")
-        return int(given)
-    text = str(config.getini(_INI) or "").strip()
-    if text:
-        if not text.isdigit() or int(text) < 1:
-            raise pytest.UsageError(f"ini setting {_INI} must be a whole number of cases (1 or more), not {text!r}")
-        return int(text)
-    if value(config, "iut_cmd") or not (value(config, "iut") or value(config, "conformance_out")):
-        return 1  # a shim command, or not a run against an IUT (`pytest -n 2` over tests/, say)
-    from conformance.adapters.registry import DEFAULT_IUT, UnknownIut, get_iut
-
-    try:
-        spec = get_iut(str(value(config, "iut") or DEFAULT_IUT))
-    except UnknownIut:
-        return 1
-    return spec.slots or 1
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("ice-conformance").addoption(
-        "--ice-slots",
-        "--slots",
-        dest="ice_slots",
-        type=int,
-        default=None,
-        help="cases in flight per xdist worker, each in a forked child (default: the ice_slots ini setting, else the "
-        "IUT's measured default; 1 runs one case at a time)",
-    )
-    parser.addini(_INI, "cases in flight per xdist worker (default: the IUT's measured default, else 1)")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -244,14 +207,13 @@ class _Slots:
 def _preload(config: pytest.Config) -> None:
     """Load, once in the worker, what every child would otherwise load for itself: the requirement catalog and the
     IUT's adapter module."""
-    from conformance.adapters.registry import DEFAULT_IUT, UnknownIut, get_iut
     from conformance.catalog import load_catalog
 
     load_catalog()
-    if value(config, "iut_cmd"):
-        return
-    with contextlib.suppress(UnknownIut, ImportError):
-        get_iut(str(value(config, "iut") or DEFAULT_IUT)).preload()
+    spec = run_iut(config)
+    if spec is not None:
+        with contextlib.suppress(ImportError):
+            spec.preload()
 
 
 def _ended(status: int) -> str:

@@ -89,7 +89,12 @@ def test_the_controller_keeps_the_runs_durations_for_the_next_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    collector = SimpleNamespace(records=[{"nodeid": "suites/x.py::t", "duration": 2.5}])
+    collector = SimpleNamespace(
+        records=[
+            {"nodeid": "suites/x.py::t", "duration": 2.5, "verdict": "PASS"},
+            {"nodeid": "suites/x.py::lost", "duration": 0.0, "verdict": "ERROR"},  # did not run its course
+        ]
+    )
     config = _Config()
     config.pluginmanager = SimpleNamespace(get_plugin=lambda name: collector)
     schedule.pytest_sessionfinish(SimpleNamespace(config=config))  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conformance import slots
+from conformance import schedule
 
 # Each case announces itself, then waits (bounded) until all four are in flight: it passes only side by side.
 _CASES = textwrap.dedent(
@@ -109,16 +109,16 @@ class _Config:
 def test_slots_come_from_the_option_the_ini_setting_or_the_iut(monkeypatch: pytest.MonkeyPatch) -> None:
     from conformance.adapters import registry
 
-    assert slots.slots_for(_Config(ice_slots=3)) == 3  # type: ignore[arg-type]
-    assert slots.slots_for(_Config(ini="2")) == 2  # type: ignore[arg-type]
-    assert slots.slots_for(_Config(iut="chromium")) == 1  # type: ignore[arg-type]
-    assert slots.slots_for(_Config(iut=None, iut_cmd="node shim.js")) == 1  # type: ignore[arg-type]
-    assert slots.slots_for(_Config(iut=None)) == 1  # type: ignore[arg-type]  # not a run against an IUT
+    assert schedule.slots_for(_Config(ice_slots=3)) == 3  # type: ignore[arg-type]
+    assert schedule.slots_for(_Config(ini="2")) == 2  # type: ignore[arg-type]
+    assert schedule.slots_for(_Config(iut="chromium")) == 1  # type: ignore[arg-type]
+    assert schedule.slots_for(_Config(iut=None, iut_cmd="node shim.js")) == 1  # type: ignore[arg-type]
+    assert schedule.slots_for(_Config(iut=None)) == 1  # type: ignore[arg-type]  # not a run against an IUT
     monkeypatch.setattr(registry, "get_iut", lambda name: SimpleNamespace(slots=7))
-    assert slots.slots_for(_Config()) == 7  # type: ignore[arg-type]
+    assert schedule.slots_for(_Config()) == 7  # type: ignore[arg-type]
     for bad in (_Config(ice_slots=0), _Config(ini="many")):
         with pytest.raises(pytest.UsageError, match="whole number"):
-            slots.slots_for(bad)  # type: ignore[arg-type]
+            schedule.slots_for(bad)  # type: ignore[arg-type]
 
 
 def test_the_iut_budget_counts_the_cases_of_every_child(tmp_path: Path) -> None:
@@ -128,6 +128,7 @@ def test_the_iut_budget_counts_the_cases_of_every_child(tmp_path: Path) -> None:
         [sys.executable, "-m", "conformance.cli", "run", "ice/test_roles.py", "-n", "1", "--out", str(out),
          "--", "--ice-slots", "2", "--ice-iut-budget", "0.5"],
         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300, check=False,
+        env={**_env(), "XDG_CACHE_HOME": str(tmp_path / "cache")},  # its ERROR durations stay out of the user's cache
     )  # fmt: skip
     records = json.loads((out / "summary.json").read_text())["records"]
     spent = [r for r in records if "IUT budget" in r["message"]]
